@@ -35,7 +35,8 @@ const (
 	PermanentError Event = "permanent_error"
 	// AccountError: an account code; the breaker opens.
 	AccountError Event = "account_error"
-	// BreakerOpen: the task was about to submit while the breaker was open.
+	// BreakerOpen: the task was about to submit (or waiting to) while the
+	// breaker was open; it is parked without sending.
 	BreakerOpen Event = "breaker_open"
 	// NotReady: res.php answered CAPCHA_NOT_READY.
 	NotReady Event = "not_ready"
@@ -84,6 +85,7 @@ var table = []Edge{
 	{states.Submitting, Cancelled, states.Failed, "cancelled by the caller"},
 
 	{states.Backoff, BackoffElapsed, states.Submitting, "the backoff's next-action time has come"},
+	{states.Backoff, BreakerOpen, states.NeedsAccountFix, "the breaker opened while the task waited to submit again; parked without sending"},
 	{states.Backoff, Cancelled, states.Failed, "cancelled by the caller"},
 
 	{states.Polling, NotReady, states.Polling, "CAPCHA_NOT_READY; poll again after poll_interval"},
@@ -99,6 +101,7 @@ var table = []Edge{
 	{states.Polling, Cancelled, states.Failed, "cancelled by the caller"},
 
 	{states.Resubmitting, ResubmitStarted, states.Submitting, "a new task with the same parameters is submitted"},
+	{states.Resubmitting, BreakerOpen, states.NeedsAccountFix, "the breaker opened before the new task was sent; parked without sending"},
 	{states.Resubmitting, Cancelled, states.Failed, "cancelled by the caller"},
 
 	{states.NeedsAccountFix, AccountFixed, states.Submitting, "a person ran account-fixed; the task is submitted again"},
