@@ -1,0 +1,194 @@
+package provider
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/captchafsm/captchafsm/transitions"
+)
+
+// answer is one parsed API answer.
+type answer struct {
+	status  int
+	request string
+	// price is the JSON answer's "price" field (get2), "" if absent.
+	price string
+}
+
+// ParseAnswer reads an answer of in.php or res.php in either format:
+//
+//   - JSON: {"status":1,"request":"..."}; a request that is a JSON object
+//     (geetest's answer) is returned as its compact JSON text;
+//   - plain text: "OK|<request>" (status 1), "OK_REPORT_RECORDED" and other
+//     "OK_" words (status 1, the word as request), a code such as
+//     "ERROR_ZERO_BALANCE", "CAPCHA_NOT_READY" or "ERROR: 1001" (status 0,
+//     the code as request), a '|'-separated batch answer or a bare number
+//     (getbalance) (status 1, the text as request).
+//
+// Status 0 always comes with a non-empty request: the code. Anything else —
+// an empty body, an HTML page, text that is none of the above, invalid or
+// truncated JSON, a status other than 0 or 1 — is an error wrapping
+// ErrMalformed.
+func ParseAnswer(body []byte) (status int, request string, err error) {
+	a, err := parseAnswer(body)
+	return a.status, a.request, err
+}
+
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
+}
+
+func parseAnswer(body []byte) (answer, error) {
+	b := bytes.TrimSpace(body)
+	b = bytes.TrimPrefix(b, []byte("\xEF\xBB\xBF")) // a BOM some PHP setups emit
+	switch {
+	case len(b) == 0:
+		return answer{}, malformed("empty body")
+	case b[0] == '<':
+		return answer{}, malformed("an HTML page, not an API answer")
+	case b[0] == '{':
+		return parseJSON(b)
+	}
+	return parsePlain(string(b))
+}
+
+func parseJSON(b []byte) (answer, error) {
+	var v struct {
+		Status  json.RawMessage `json:"status"`
+		Request json.RawMessage `json:"request"`
+		Price   json.RawMessage `json:"price"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return answer{}, malformed("invalid JSON")
+	}
+	var a answer
+	switch s := strings.Trim(string(v.Status), `"`); s {
+	case "0":
+		a.status = 0
+	case "1":
+		a.status = 1
+	case "":
+		return answer{}, malformed("JSON answer without status")
+	default:
+		return answer{}, malformed("JSON status is neither 0 nor 1")
+	}
+	req, err := jsonText(v.Request)
+	if err != nil {
+		return answer{}, malformed("JSON request: %v", err)
+	}
+	a.request = req
+	if a.status == 0 {
+		a.request = strings.TrimSpace(a.request)
+		if a.request == "" || v.Request[0] != '"' {
+			return answer{}, malformed("JSON status 0 without a code")
+		}
+	}
+	if len(v.Price) > 0 {
+		if a.price, err = jsonText(v.Price); err != nil {
+			return answer{}, malformed("JSON price: %v", err)
+		}
+	}
+	return a, nil
+}
+
+// jsonText returns a JSON string's value, or the compact text of any other
+// JSON value (an object, a number).
+func jsonText(raw json.RawMessage) (string, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", fmt.Errorf("missing")
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", err
+		}
+		return s, nil
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		return "", err
+	}
+	return buf.String(), nil
+}
+
+func parsePlain(s string) (answer, error) {
+	if !utf8.ValidString(s) {
+		return answer{}, malformed("plain answer is not UTF-8")
+	}
+	if i := strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
+		return answer{}, malformed("plain answer has control characters")
+	}
+	switch {
+	case s == "OK":
+		return answer{status: 1}, nil
+	case strings.HasPrefix(s, "OK|"):
+		return answer{status: 1, request: s[3:]}, nil
+	case strings.HasPrefix(s, "OK_"):
+		return answer{status: 1, request: s}, nil
+	case strings.Contains(s, "|"):
+		return answer{status: 1, request: s}, nil
+	case isCodeText(s):
+		return answer{status: 0, request: s}, nil
+	}
+	if _, err := strconv.ParseFloat(s, 64); err == nil {
+		return answer{status: 1, request: s}, nil
+	}
+	return answer{}, malformed("plain answer is neither OK|..., a code nor a number")
+}
+
+// isCodeText reports whether s is a provider code: one the catalogue calls
+// a code (ERROR_..., CAPCHA_..., "ERROR: 1001"), or an upper-case word with
+// an underscore such as a code it does not know yet (NEW_LIMIT). An
+// upper-case word without one ("W68HP") is an image's answer, not a code.
+func isCodeText(s string) bool {
+	if transitions.IsCode(s) {
+		return true
+	}
+	if len(s) < 3 || s[0] < 'A' || s[0] > 'Z' || !strings.Contains(s, "_") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseBatch splits the request of a batch poll (action=get&ids=a,b,c) into
+// n answers, in the order of the ids. Each part is either a code
+// (CAPCHA_NOT_READY, ERROR_CAPTCHA_UNSOLVABLE, ... with its class; unknown
+// codes keep their text with transitions.ClassUnknown) or a token. A count
+// other than n, or an empty part, is an error wrapping ErrMalformed.
+func ParseBatch(request string, n int) ([]Answer, error) {
+	if n < 1 {
+		return nil, malformed("batch of %d answers", n)
+	}
+	if got := strings.Count(request, "|") + 1; got != n {
+		return nil, malformed("batch has %d answers, want %d", got, n)
+	}
+	parts := strings.Split(request, "|")
+	out := make([]Answer, n)
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			return nil, malformed("batch answer %d is empty", i+1)
+		}
+		out[i] = answerOf(p)
+	}
+	return out, nil
+}
+
+// answerOf turns one answer text into a token or a classified code.
+func answerOf(s string) Answer {
+	if isCodeText(s) {
+		return Answer{Code: s, Class: transitions.Classify(s)}
+	}
+	return Answer{Token: s}
+}
