@@ -460,12 +460,49 @@ func (c *Client) apiError(endpoint, code string) error {
 	return &APIError{Endpoint: endpoint, Code: c.scrub(code), Class: transitions.Classify(code)}
 }
 
-// scrub hides the key in text the server sent back.
+// scrub hides the key, in any letter case, in text that may quote it.
 func (c *Client) scrub(s string) string {
-	if c.key == "" || !strings.Contains(s, c.key) {
+	n := len(c.key)
+	if n == 0 || len(s) < n {
 		return s
 	}
-	return strings.ReplaceAll(s, c.key, "***")
+	var b strings.Builder
+	found := false
+	i := 0
+	for i <= len(s)-n {
+		if equalFoldASCII(s[i:i+n], c.key) {
+			if !found {
+				b.Grow(len(s))
+				found = true
+			}
+			b.WriteString("***")
+			i += n
+			continue
+		}
+		b.WriteByte(s[i])
+		i++
+	}
+	if !found {
+		return s
+	}
+	b.WriteString(s[i:])
+	return b.String()
+}
+
+func equalFoldASCII(a, b string) bool {
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // roundTrip sends one request under the per-request timeout and reads and
@@ -521,8 +558,8 @@ func (c *Client) transport(ctx context.Context, endpoint string, status int, cha
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("timeout after %s: %w", c.timeout, err)
 		}
-		if msg := err.Error(); strings.Contains(msg, c.key) {
-			err = &redactedError{msg: strings.ReplaceAll(msg, c.key, "***"), err: err}
+		if msg := err.Error(); c.scrub(msg) != msg {
+			err = &redactedError{msg: c.scrub(msg), err: err}
 		}
 	}
 	return &TransportError{Endpoint: endpoint, Status: status, PossiblyCharged: charged, Err: err}
