@@ -1,0 +1,83 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/captchafsm/captchafsm/fsm"
+	"github.com/captchafsm/captchafsm/states"
+	"github.com/captchafsm/captchafsm/transitions"
+)
+
+// RenderStates returns docs/states.md: the machine's Mermaid diagram, the
+// seven states, the transition table and the events, all from
+// transitions.Table, states.All and fsm.Mermaid.
+func RenderStates() ([]byte, error) {
+	table := transitions.Table()
+	for _, e := range table {
+		if !e.From.Valid() || !e.To.Valid() {
+			return nil, fmt.Errorf("docgen: states.md: edge %s --%s--> %s names an unknown state", e.From, e.Event, e.To)
+		}
+	}
+
+	p := newPage("States and transitions")
+	p.para("Every solve is a task that moves through seven states. Each move is an edge of the transition table " +
+		"(`transitions.Table`); the engine commits it to the store before it acts on it, and `captchafsm replay` " +
+		"re-derives every task's state from its history through the same table. This page is generated from that table.")
+
+	p.heading(2, "Diagram")
+	p.fence("mermaid", fsm.Mermaid())
+
+	p.heading(2, "States")
+	var terminal []string
+	rows := make([][]string, 0, len(states.All()))
+	for _, s := range states.All() {
+		term, leaves := "no", strings.Join(eventsFrom(table, s), ", ")
+		if s.Terminal() {
+			term = "**yes**"
+			terminal = append(terminal, code(s.String()))
+		}
+		if leaves == "" {
+			leaves = "—"
+		}
+		rows = append(rows, []string{code(s.String()), term, leaves})
+	}
+	p.para("Every task starts in %s (event %s, the first record of its history). Terminal states: %s; no edge leaves them.",
+		code(transitions.Initial.String()), code(string(transitions.Created)), strings.Join(terminal, ", "))
+	p.table([]string{"State", "Terminal", "Events"}, rows)
+
+	p.heading(2, "Transitions")
+	p.para("One row per edge, in the table's order. An event not listed for a state is refused by the machine.")
+	rows = rows[:0]
+	for _, e := range table {
+		rows = append(rows, []string{code(e.From.String()), code(string(e.Event)), code(e.To.String()), e.Why})
+	}
+	p.table([]string{"From", "Event", "To", "Why"}, rows)
+
+	p.heading(2, "Events")
+	p.para("Events are stored in every history record. %s has no source state: it opens each history.", code(string(transitions.Created)))
+	rows = [][]string{{code(string(transitions.Created)), "[*] → " + code(transitions.Initial.String())}}
+	for _, ev := range transitions.Events() {
+		var edges []string
+		for _, e := range table {
+			if e.Event == ev {
+				edges = append(edges, code(e.From.String())+" → "+code(e.To.String()))
+			}
+		}
+		rows = append(rows, []string{code(string(ev)), strings.Join(edges, ", ")})
+	}
+	p.table([]string{"Event", "Edges"}, rows)
+
+	return p.Bytes(), nil
+}
+
+// eventsFrom lists, as inline code, the events that leave s, in table order.
+func eventsFrom(table []transitions.Edge, s states.State) []string {
+	var out []string
+	for _, e := range table {
+		if e.From == s {
+			out = append(out, code(string(e.Event)))
+		}
+	}
+	return out
+}
