@@ -25,20 +25,20 @@ var classDocs = []classDoc{
 		"Wait (the code's own delay, else exponential backoff with jitter between `backoff_base` and `backoff_max`), " +
 			"then submit again; give up after `max_retries`. On res.php the task is paid: poll again later, never resend. " +
 			"A code with a ban makes every submit of the engine wait the ban out, and no retry is counted.",
-		[]transitions.Event{transitions.TransientError, transitions.RateLimited, transitions.RetriesExhausted}},
+		[]transitions.Event{transitions.TransientError, transitions.RateLimited, transitions.BackoffElapsed, transitions.RetriesExhausted}},
 	{transitions.ClassPermanent, "in.php or res.php",
 		"Stop; never send this task again.",
 		[]transitions.Event{transitions.PermanentError}},
 	{transitions.ClassAccount, "in.php or res.php",
 		"Stop this task **and pause all submits of the engine** (the circuit breaker): an empty balance must not keep " +
 			"burning requests. Tasks about to submit are parked too. `captchafsm account-fixed` moves them back.",
-		[]transitions.Event{transitions.AccountError, transitions.BreakerOpen}},
+		[]transitions.Event{transitions.AccountError, transitions.BreakerOpen, transitions.AccountFixed}},
 	{transitions.ClassNotReady, "res.php",
 		"Poll again after `poll_interval`; past `poll_timeout` the task fails with code `POLL_TIMEOUT`.",
 		[]transitions.Event{transitions.NotReady, transitions.PollTimeout}},
 	{transitions.ClassResubmit, "res.php",
 		"Send a new task with the same parameters; give up after `max_resubmits`.",
-		[]transitions.Event{transitions.ResubmitNeeded, transitions.ResubmitsExhausted}},
+		[]transitions.Event{transitions.ResubmitNeeded, transitions.ResubmitStarted, transitions.ResubmitsExhausted}},
 	{transitions.ClassUnknown, "either",
 		"A code the catalogue does not hold: stop, keep the raw code in the task's history.",
 		[]transitions.Event{transitions.UnknownError}},

@@ -197,7 +197,10 @@ func TestErrorsLegend(t *testing.T) {
 		move  string
 	}{
 		{transitions.ClassTransient, "`Submitting` → `Backoff` (`transient_error`)"},
+		{transitions.ClassTransient, "`Backoff` → `Submitting` (`backoff_elapsed`)"},
 		{transitions.ClassTransient, "`Submitting` → `Failed` (`retries_exhausted`)"},
+		{transitions.ClassAccount, "`NeedsAccountFix` → `Submitting` (`account_fixed`)"},
+		{transitions.ClassResubmit, "`Resubmitting` → `Submitting` (`resubmit_started`)"},
 		{transitions.ClassPermanent, "`Polling` → `Failed` (`permanent_error`)"},
 		{transitions.ClassAccount, "`Submitting` → `NeedsAccountFix` (`account_error`)"},
 		{transitions.ClassNotReady, "`Polling` → `Failed` (`poll_timeout`)"},
