@@ -31,8 +31,8 @@ type answer struct {
 //
 // Status 0 always comes with a non-empty request: the code. Anything else —
 // an empty body, an HTML page, text that is none of the above, invalid or
-// truncated JSON, a status other than 0 or 1 — is an error wrapping
-// ErrMalformed.
+// truncated JSON, a status other than 0 or 1, invalid UTF-8, control
+// characters in the request — is an error wrapping ErrMalformed.
 func ParseAnswer(body []byte) (status int, request string, err error) {
 	a, err := parseAnswer(body)
 	return a.status, a.request, err
@@ -50,10 +50,28 @@ func parseAnswer(body []byte) (answer, error) {
 		return answer{}, malformed("empty body")
 	case b[0] == '<':
 		return answer{}, malformed("an HTML page, not an API answer")
-	case b[0] == '{':
-		return parseJSON(b)
+	case !utf8.Valid(b):
+		return answer{}, malformed("not UTF-8")
 	}
-	return parsePlain(string(b))
+	var a answer
+	var err error
+	if b[0] == '{' {
+		a, err = parseJSON(b)
+	} else {
+		a, err = parsePlain(string(b))
+	}
+	if err != nil {
+		return answer{}, err
+	}
+	// Tokens and codes end up in history, terminals and JSON lines.
+	if hasControl(a.request) || hasControl(a.price) {
+		return answer{}, malformed("answer has control characters")
+	}
+	return a, nil
+}
+
+func hasControl(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0
 }
 
 func parseJSON(b []byte) (answer, error) {
@@ -117,10 +135,7 @@ func jsonText(raw json.RawMessage) (string, error) {
 }
 
 func parsePlain(s string) (answer, error) {
-	if !utf8.ValidString(s) {
-		return answer{}, malformed("plain answer is not UTF-8")
-	}
-	if i := strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
+	if hasControl(s) {
 		return answer{}, malformed("plain answer has control characters")
 	}
 	switch {
@@ -164,8 +179,9 @@ func isCodeText(s string) bool {
 // ParseBatch splits the request of a batch poll (action=get&ids=a,b,c) into
 // n answers, in the order of the ids. Each part is either a code
 // (CAPCHA_NOT_READY, ERROR_CAPTCHA_UNSOLVABLE, ... with its class; unknown
-// codes keep their text with transitions.ClassUnknown) or a token. A count
-// other than n, or an empty part, is an error wrapping ErrMalformed.
+// codes keep their text with transitions.ClassUnknown) or a token; spaces
+// around a part are dropped. A count other than n, an empty part or one
+// with control characters is an error wrapping ErrMalformed.
 func ParseBatch(request string, n int) ([]Answer, error) {
 	if n < 1 {
 		return nil, malformed("batch of %d answers", n)
@@ -179,6 +195,9 @@ func ParseBatch(request string, n int) ([]Answer, error) {
 		p = strings.TrimSpace(p)
 		if p == "" {
 			return nil, malformed("batch answer %d is empty", i+1)
+		}
+		if hasControl(p) {
+			return nil, malformed("batch answer %d has control characters", i+1)
 		}
 		out[i] = answerOf(p)
 	}
