@@ -70,3 +70,36 @@ func (b *pollBudget) allow(now time.Time) bool {
 func (b *pollBudget) nextMinute(now time.Time) time.Time {
 	return now.Truncate(time.Minute).Add(time.Minute)
 }
+
+// submitWindow keeps in.php requests under the provider's rule of at most
+// 60 in any 3 seconds (MAX_USER_TURN beyond), with a margin. The token
+// bucket alone allows 3·rate + burst in 3 s, one too many at 20/s.
+type submitWindow struct {
+	mu   sync.Mutex
+	ring [submitWindowMax]time.Time // reserved send times, oldest at next
+	next int
+	full bool
+}
+
+const (
+	submitWindowMax = 57
+	submitWindowLen = 3 * time.Second
+)
+
+// reserve books a send slot and returns how long to wait for it.
+func (w *submitWindow) reserve(now time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	at := now
+	if w.full {
+		if earliest := w.ring[w.next].Add(submitWindowLen); earliest.After(at) {
+			at = earliest
+		}
+	}
+	w.ring[w.next] = at
+	w.next = (w.next + 1) % submitWindowMax
+	if w.next == 0 {
+		w.full = true
+	}
+	return at.Sub(now)
+}

@@ -160,6 +160,7 @@ type Engine struct {
 	wg     sync.WaitGroup
 
 	limiter *rate.Limiter
+	window3 submitWindow
 
 	mu          sync.Mutex
 	tasks       map[string]*task
@@ -236,7 +237,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		jobs:    make(chan job),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
-		limiter: rate.NewLimiter(rate.Limit(pol.SubmitRate), max(1, int(pol.SubmitRate))),
+		limiter: rate.NewLimiter(rate.Limit(pol.SubmitRate), 1),
 		tasks:   map[string]*task{},
 		waiters: map[string][]chan struct{}{},
 		subs:    map[int]chan Transition{},

@@ -335,6 +335,13 @@ func (e *Engine) runSubmit(tk *task) {
 	if err := e.limiter.Wait(ctx); err != nil {
 		return // shutting down
 	}
+	if d := e.window3.reserve(time.Now()); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return
+		}
+	}
 	e.mu.Lock()
 	paused, breaker := e.pauseSubmit, e.breaker
 	e.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -189,6 +190,8 @@ func TestKeyNeverLeaks(t *testing.T) {
 	var te *provider.TransportError
 	require.ErrorAs(t, errs[0], &te)
 	assert.Contains(t, errs[0].Error(), "***", "the quoted key is replaced")
+	var ue *url.Error
+	assert.ErrorAs(t, errs[0], &ue, "the redacted error keeps its chain")
 
 	// A server whose codes quote the key.
 	_, c = newFake(t, echoKey)

@@ -18,7 +18,7 @@ const (
 // MaxBatch is the largest number of ids Poll sends in one request.
 const MaxBatch = 100
 
-// ProxyTypes are the accepted values of the proxytype parameter.
+// proxyTypes are the accepted values of the proxytype parameter.
 var proxyTypes = map[string]bool{"HTTP": true, "HTTPS": true, "SOCKS4": true, "SOCKS5": true}
 
 // tokenMethods are the methods whose answer is a token a worker obtains by

@@ -67,7 +67,10 @@ func TestNew(t *testing.T) {
 			if tt.field == "" {
 				require.NoError(t, err)
 				require.NotNil(t, c)
-				assert.NotContains(t, sprintf("%v %+v %#v %s", c), testKey)
+				for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+					assert.NotContains(t, sprintf(verb, c), testKey, verb)
+					assert.Contains(t, sprintf(verb, c), "in.php", verb)
+				}
 				return
 			}
 			require.Error(t, err)

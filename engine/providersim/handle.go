@@ -298,6 +298,10 @@ func (s *Sim) submitAnswer(now int64, req request, fp Fingerprint) answer {
 		}
 		s.submitWin.add(now)
 	}
+	// A body that could not be read may have lost the key with it.
+	if req.hasBad != "" {
+		return errAnswer(req.hasBad)
+	}
 	if code := s.keyCode(req.form.Get("key")); code != "" {
 		return errAnswer(code)
 	}
@@ -306,10 +310,7 @@ func (s *Sim) submitAnswer(now int64, req request, fp Fingerprint) answer {
 	mixCode := draw(s.submitMix, s.submitRNG.Float64())
 
 	name := req.form.Get("method")
-	code := req.hasBad
-	if code == "" {
-		code = validate(name, req)
-	}
+	code := validate(name, req)
 	var mi uint16
 	if code == "" {
 		var ok bool
@@ -496,13 +497,13 @@ func (s *Sim) result(now int64, req request) answer {
 			return errAnswer(codePollFlood)
 		}
 	}
-	if code := s.keyCode(req.form.Get("key")); code != "" {
-		s.answers[code]++
-		return errAnswer(code)
-	}
 	if req.hasBad != "" {
 		s.answers[req.hasBad]++
 		return errAnswer(req.hasBad)
+	}
+	if code := s.keyCode(req.form.Get("key")); code != "" {
+		s.answers[code]++
+		return errAnswer(code)
 	}
 	f := req.form
 	switch action := f.Get("action"); action {
