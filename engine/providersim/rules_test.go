@@ -25,9 +25,8 @@ func TestMaxUserTurn(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				h := newHarness(t, providersim.Config{Mix: providersim.NoErrors(), Speed: tt.speed})
-				for i, a := range submits(h, 60) {
+				for _, a := range submits(h, 60) {
 					h.mustID(a)
-					_ = i
 				}
 				time.Sleep(2999 * time.Millisecond) // still within 3 s of the first
 				assert.Equal(t, "MAX_USER_TURN", h.recaptcha("61"))
@@ -41,7 +40,6 @@ func TestMaxUserTurn(t *testing.T) {
 				assert.Equal(t, map[string]int{"MAX_USER_TURN": 1}, l.Bans)
 				assert.Equal(t, 3, l.Answers["MAX_USER_TURN"])
 				assert.Equal(t, 61, l.Charged())
-				// res.php is not blocked by an in.php ban.
 				assert.Equal(t, 64, l.Requests[providersim.KindSubmit])
 			})
 		})

@@ -35,8 +35,11 @@ func (s *Sim) serveHTTP(w http.ResponseWriter, r *http.Request, stop <-chan stru
 	case FaultDrop:
 		panic(http.ErrAbortHandler)
 	case FaultSlow:
-		if wait(r.Context(), rep.delay, stop) != nil {
-			return
+		switch err := wait(r.Context(), rep.delay, stop); {
+		case errors.Is(err, http.ErrServerClosed):
+			panic(http.ErrAbortHandler) // the server is closing: no answer
+		case err != nil:
+			return // the client is gone
 		}
 	}
 	h := w.Header()
