@@ -31,6 +31,14 @@ type API interface {
 
 var _ API = (*provider.Client)(nil)
 
+// CostAPI is implemented by APIs that can tell a solved task's price
+// (res.php?action=get2). *provider.Client does.
+type CostAPI interface {
+	Cost(ctx context.Context, id string) (token, cost string, err error)
+}
+
+var _ CostAPI = (*provider.Client)(nil)
+
 // Config configures an Engine. Store and API are required; every other
 // field's zero value means its default.
 type Config struct {
@@ -50,6 +58,10 @@ type Config struct {
 	// BatchWindow is how far ahead of its due time a task may be polled so
 	// that it joins a batch (default PollInterval/5, at most 1s).
 	BatchWindow time.Duration
+	// FetchCost asks the provider for each solved task's price (one get2
+	// request per solve, when API implements CostAPI) and records it in the
+	// task. Batched polls do not carry prices, so it is off by default.
+	FetchCost bool
 }
 
 // Transition is one committed move, as the hook and subscribers see it.
@@ -149,6 +161,7 @@ type Engine struct {
 	pol    Policy
 	log    *slog.Logger
 	hook   func(Transition)
+	coster CostAPI // nil unless Config.FetchCost
 	batchN int
 	window time.Duration
 
@@ -244,6 +257,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		idle:    make(chan struct{}),
 	}
 	close(e.idle)
+	if c, ok := cfg.API.(CostAPI); ok && cfg.FetchCost {
+		e.coster = c
+	}
 	if err := e.resume(ctx); err != nil {
 		cancel()
 		return nil, err

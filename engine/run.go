@@ -590,14 +590,33 @@ func (e *Engine) pollTimedOut(tk *task) bool {
 
 func (e *Engine) onAnswer(tk *task, a provider.Answer) {
 	if a.Token != "" {
+		cost := e.cost(tk.t.ProviderID)
 		e.commit(tk, transitions.Solved, step{mutate: func(t *persist.Task) {
 			t.Polls++
 			t.Token = a.Token
+			t.Cost = cost
 			t.NextAt = time.Time{}
 		}})
 		return
 	}
 	e.onPollCode(tk, a.Code, true)
+}
+
+// cost asks the provider for a solved task's price when Config.FetchCost is
+// set; "" when unknown. A failure only loses the price, never the token.
+func (e *Engine) cost(pid string) string {
+	if e.coster == nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, e.pol.RequestTimeout)
+	defer cancel()
+	_, cost, err := e.coster.Cost(ctx, pid)
+	e.stats.polls.Add(1)
+	if err != nil {
+		e.log.Warn("cost not fetched", "provider_id", pid, "err", err)
+		return ""
+	}
+	return cost
 }
 
 func (e *Engine) onPollCode(tk *task, code string, answered bool) {

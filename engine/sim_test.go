@@ -30,14 +30,18 @@ type simBundle struct {
 	eng   *engine.Engine
 }
 
-func setupSim(t *testing.T, cfg providersim.Config, pol engine.Policy) *simBundle {
+func setupSim(t *testing.T, cfg providersim.Config, pol engine.Policy, opts ...func(*engine.Config)) *simBundle {
 	t.Helper()
 	sim := providersim.New(cfg)
 	client, err := provider.New(provider.Config{BaseURL: "http://sim.invalid", Key: simKey, HTTPClient: sim.Client()})
 	require.NoError(t, err)
 	st, err := boltstore.Open(filepath.Join(t.TempDir(), "sim.db"), &boltstore.Options{NoSync: true})
 	require.NoError(t, err)
-	eng, err := engine.Open(context.Background(), engine.Config{Store: st, API: client, Policy: pol})
+	ecfg := engine.Config{Store: st, API: client, Policy: pol}
+	for _, o := range opts {
+		o(&ecfg)
+	}
+	eng, err := engine.Open(context.Background(), ecfg)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		_ = eng.Close()
@@ -146,4 +150,24 @@ func TestBreakerStopsBatch(t *testing.T) {
 		assert.Equal(t, 1000, counts[states.Done])
 		assert.Empty(t, b.sim.Ledger().Bans)
 	})
+}
+
+func TestFetchCost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := setupSim(t, providersim.Config{Seed: 3, Mix: providersim.NoErrors()}, engine.Policy{},
+			func(c *engine.Config) { c.FetchCost = true })
+		res, err := b.eng.Solve(context.Background(), mixed(2)[1])
+		require.NoError(t, err)
+		assert.Equal(t, states.Done, res.State)
+		led := b.sim.Ledger()
+		require.Len(t, led.Tasks, 1)
+		assert.Equal(t, led.Tasks[0].Cost, mustFloat(t, res.Cost))
+	})
+}
+
+func mustFloat(t *testing.T, s string) float64 {
+	t.Helper()
+	f, err := strconv.ParseFloat(s, 64)
+	require.NoError(t, err, "cost %q", s)
+	return f
 }
