@@ -54,3 +54,36 @@ func Example() {
 	// balance: 99.99701
 	// charged: 1 polls: 4
 }
+
+// The simulator on a loopback port, for a bot in another process (this is
+// what `captchafsm simulate` runs).
+func ExampleStart() {
+	srv, err := providersim.Start(providersim.Config{Seed: 1}, "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL + "/res.php?action=getbalance&json=1&key=0123456789abcdef0123456789abcdef")
+	if err != nil {
+		panic(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	fmt.Println(string(b))
+
+	_, err = providersim.Start(providersim.Config{}, "0.0.0.0:8080")
+	fmt.Println(err)
+	// Output:
+	// {"status":1,"request":"100"}
+	// providersim: address "0.0.0.0:8080" is not a loopback address: the simulator listens on 127.0.0.1, ::1 or localhost only
+}
+
+func ExampleParseMix() {
+	mix, err := providersim.ParseMix([]byte(`{"submit": {"ERROR_NO_SLOT_AVAILABLE": 0.2}}`))
+	fmt.Println(mix.Submit, mix.Poll, err)
+	_, err = providersim.ParseMix([]byte(`{"poll": {"ERROR_CAPTCHA_UNSOLVABLE": 1.5}}`))
+	fmt.Println(err)
+	// Output:
+	// map[ERROR_NO_SLOT_AVAILABLE:0.2] map[ERROR_CAPTCHA_UNSOLVABLE:0.01] <nil>
+	// providersim: mix: poll["ERROR_CAPTCHA_UNSOLVABLE"]: probability 1.5 is outside 0..1
+}

@@ -50,11 +50,10 @@ func okAnswer(v string) answer { return answer{status: 1, plain: "OK|" + v, requ
 
 // request is a parsed API request.
 type request struct {
-	submit bool
-	json   bool
-	form   url.Values
-	file   []byte
-	hasBad string // a code the parse itself produced (bad upload)
+	json    bool
+	form    url.Values
+	file    []byte
+	badBody string // a code the parse itself produced (bad upload)
 }
 
 const (
@@ -192,7 +191,7 @@ func drain(b io.ReadCloser) {
 // file. A body that cannot be read becomes the code the provider would
 // answer.
 func parse(r *http.Request, submit bool) request {
-	req := request{submit: submit}
+	var req request
 	if r.Body == nil {
 		r.Body = http.NoBody
 	}
@@ -222,11 +221,11 @@ func parse(r *http.Request, submit bool) request {
 		var tooBig *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooBig) && submit:
-			req.hasBad = "ERROR_TOO_BIG_CAPTCHA_FILESIZE"
+			req.badBody = "ERROR_TOO_BIG_CAPTCHA_FILESIZE"
 		case submit:
-			req.hasBad = "ERROR_UPLOAD"
+			req.badBody = "ERROR_UPLOAD"
 		default:
-			req.hasBad = "ERROR_BAD_PARAMETERS"
+			req.badBody = "ERROR_BAD_PARAMETERS"
 		}
 	}
 	return req
@@ -299,8 +298,8 @@ func (s *Sim) submitAnswer(now int64, req request, fp Fingerprint) answer {
 		s.submitWin.add(now)
 	}
 	// A body that could not be read may have lost the key with it.
-	if req.hasBad != "" {
-		return errAnswer(req.hasBad)
+	if req.badBody != "" {
+		return errAnswer(req.badBody)
 	}
 	if code := s.keyCode(req.form.Get("key")); code != "" {
 		return errAnswer(code)
@@ -497,9 +496,9 @@ func (s *Sim) result(now int64, req request) answer {
 			return errAnswer(codePollFlood)
 		}
 	}
-	if req.hasBad != "" {
-		s.answers[req.hasBad]++
-		return errAnswer(req.hasBad)
+	if req.badBody != "" {
+		s.answers[req.badBody]++
+		return errAnswer(req.badBody)
 	}
 	if code := s.keyCode(req.form.Get("key")); code != "" {
 		s.answers[code]++
