@@ -48,6 +48,11 @@ type Task struct {
 
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
+	// Owner and LeaseUntil name the engine driving the task and until when,
+	// in stores that several engines share (see Leaser). Create takes them
+	// as given; other stores keep them as data.
+	Owner      string    `json:"owner,omitempty"`
+	LeaseUntil time.Time `json:"lease_until,omitzero"`
 	// Seq is the sequence number of the task's last history record. The
 	// store uses it to refuse a transition computed from a stale copy.
 	Seq uint64 `json:"seq"`
