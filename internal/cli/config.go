@@ -1,0 +1,145 @@
+package cli
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/captchafsm/captchafsm/engine"
+	"github.com/captchafsm/captchafsm/engine/provider"
+	"github.com/captchafsm/captchafsm/persist"
+	"github.com/captchafsm/captchafsm/persist/boltstore"
+)
+
+// apiKey returns the key from --key-file, else from $CAPTCHAFSM_API_KEY,
+// checked (32 hex characters). No error ever repeats it.
+func (a *app) apiKey() (string, error) {
+	if a.keyFile != "" {
+		b, err := os.ReadFile(a.keyFile)
+		if err != nil {
+			return "", usageErr("--key-file %s: %s", a.keyFile, fsProblem(err))
+		}
+		key := strings.TrimSpace(string(b))
+		if provider.ValidateKey(key) != nil {
+			return "", usageErr("--key-file %s: the key must be 32 hex characters on one line", a.keyFile)
+		}
+		return key, nil
+	}
+	key := strings.TrimSpace(a.opts.getenv(EnvAPIKey))
+	if key == "" {
+		return "", usageErr("no API key: set %s or pass --key-file FILE (try `captchafsm demo`, which needs none)", EnvAPIKey)
+	}
+	if provider.ValidateKey(key) != nil {
+		return "", usageErr("%s: the key must be 32 hex characters", EnvAPIKey)
+	}
+	return key, nil
+}
+
+// loadPolicy reads --policy, or returns the defaults.
+func (a *app) loadPolicy() (engine.Policy, error) {
+	if a.policy == "" {
+		return engine.DefaultPolicy(), nil
+	}
+	b, err := os.ReadFile(a.policy)
+	if err != nil {
+		return engine.Policy{}, usageErr("--policy %s: %s", a.policy, fsProblem(err))
+	}
+	p, err := engine.ParsePolicy(b)
+	if err != nil {
+		return engine.Policy{}, usageErr("--policy %s: %s", a.policy, strings.TrimPrefix(err.Error(), "engine: policy: "))
+	}
+	return p, nil
+}
+
+// client checks the key, the API URL and the policy, in that order, and
+// returns a client; nothing is sent.
+func (a *app) client() (*provider.Client, engine.Policy, error) {
+	key, err := a.apiKey()
+	if err != nil {
+		return nil, engine.Policy{}, err
+	}
+	pol, err := a.loadPolicy()
+	if err != nil {
+		return nil, engine.Policy{}, err
+	}
+	base := a.apiBase()
+	c, err := provider.New(provider.Config{BaseURL: base.value, Key: key, Timeout: pol.WithDefaults().RequestTimeout})
+	if err != nil {
+		var fe *provider.FieldError
+		if errors.As(err, &fe) && fe.Field == "base_url" {
+			return nil, engine.Policy{}, usageErr("%s %q: %s", base.source, base.value, fe.Problem)
+		}
+		return nil, engine.Policy{}, usageErr("%v", err)
+	}
+	return c, pol, nil
+}
+
+// openStore opens the database. With create false a missing file is an
+// error rather than a new empty database.
+func (a *app) openStore(create bool) (*boltstore.Store, error) {
+	db := a.dbPath()
+	return openStoreAt(db, create, a.opts.lockTimeout())
+}
+
+func openStoreAt(db setting, create bool, lock time.Duration) (*boltstore.Store, error) {
+	name := db.value
+	if name == "" {
+		return nil, usageErr("%s: empty path", db.source)
+	}
+	if !create {
+		if _, err := os.Stat(name); err != nil {
+			return nil, usageErr("%s %s: %s", db.source, name, fsProblem(err))
+		}
+	}
+	s, err := boltstore.Open(name, &boltstore.Options{LockTimeout: lock})
+	if err != nil {
+		return nil, storeErr(db, err)
+	}
+	return s, nil
+}
+
+// storeErr turns an open error into one line naming the file.
+func storeErr(db setting, err error) error {
+	switch {
+	case errors.Is(err, persist.ErrLocked):
+		return usageErr("%s %s: database in use by another process (a running captchafsm run, resume or demo?); wait for it or stop it", db.source, db.value)
+	case errors.Is(err, persist.ErrNewerSchema):
+		return usageErr("%s %s: written by a newer captchafsm; upgrade this program", db.source, db.value)
+	case errors.Is(err, persist.ErrNotOurs):
+		return usageErr("%s %s: not a captchafsm database (or damaged); check the path, or move the file aside", db.source, db.value)
+	}
+	return usageErr("%s %s: %v", db.source, db.value, err)
+}
+
+// fsProblem says what is wrong with a file, without Go's "open X:" prefix.
+func fsProblem(err error) string {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "no such file"
+	case errors.Is(err, fs.ErrPermission):
+		return "permission denied"
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// fieldErr names the flag behind a provider.FieldError: the method's flag,
+// the image file, or the parameter.
+func fieldProblem(err error, image string) error {
+	var fe *provider.FieldError
+	if !errors.As(err, &fe) {
+		return usageErr("%v", err)
+	}
+	switch {
+	case fe.Field == "method":
+		return usageErr("--method: %s", fe.Problem)
+	case fe.Field == "body" && image != "":
+		return usageErr("--image %s: %s", image, fe.Problem)
+	}
+	return usageErr("--param %s: %s", fe.Field, fe.Problem)
+}

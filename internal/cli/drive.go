@@ -1,0 +1,431 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/captchafsm/captchafsm/engine"
+	"github.com/captchafsm/captchafsm/engine/provider"
+	"github.com/captchafsm/captchafsm/persist"
+	"github.com/captchafsm/captchafsm/persist/boltstore"
+	"github.com/captchafsm/captchafsm/states"
+)
+
+// settled reports whether the engine is done with a task: terminal, or
+// parked until a person fixes the account.
+func settled(s states.State) bool { return s.Terminal() || s == states.NeedsAccountFix }
+
+// activeStates are the states an engine drives.
+var activeStates = []states.State{states.Submitting, states.Backoff, states.Polling, states.Resubmitting}
+
+// tracker learns, through the engine's OnTransition hook, which tasks
+// settle. The hook only queues; a printer goroutine writes.
+type tracker struct {
+	mu      sync.Mutex
+	final   map[string]states.State
+	queue   []*persist.Task
+	notify  chan struct{}
+	closed  bool
+	watched map[string]bool // nil: every task counts
+}
+
+func newTracker() *tracker {
+	return &tracker{final: map[string]states.State{}, notify: make(chan struct{}, 1)}
+}
+
+// hook is the engine's OnTransition.
+func (t *tracker) hook(tr engine.Transition) {
+	if settled(tr.Record.To) {
+		t.add(tr.Task)
+		return
+	}
+	if tr.Record.From == states.NeedsAccountFix {
+		// Released by account-fixed: no longer settled.
+		t.mu.Lock()
+		delete(t.final, tr.Task.ID)
+		t.mu.Unlock()
+	}
+}
+
+// add reports task as settled (once per state it settles in).
+func (t *tracker) add(task *persist.Task) {
+	t.mu.Lock()
+	if prev, ok := t.final[task.ID]; ok && prev == task.State {
+		t.mu.Unlock()
+		return
+	}
+	t.final[task.ID] = task.State
+	t.queue = append(t.queue, task)
+	t.mu.Unlock()
+	select {
+	case t.notify <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the queued tasks.
+func (t *tracker) take() []*persist.Task {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	q := t.queue
+	t.queue = nil
+	return q
+}
+
+// counts returns how many tasks settled, per state, among watched ones.
+func (t *tracker) counts() map[states.State]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := map[states.State]int{}
+	for id, s := range t.final {
+		if t.watched == nil || t.watched[id] {
+			c[s]++
+		}
+	}
+	return c
+}
+
+// exitCode is the contract's status for a set of final states: 3 when any
+// task needs an account fix, else 2 when any failed, else 0.
+func exitCode(c map[states.State]int) int {
+	switch {
+	case c[states.NeedsAccountFix] > 0:
+		return ExitNeedsAccountFix
+	case c[states.Failed] > 0:
+		return ExitFailed
+	}
+	return ExitOK
+}
+
+// console serialises result lines and the progress display, which may
+// share a terminal.
+type console struct {
+	mu       sync.Mutex
+	out      io.Writer // results
+	prog     io.Writer // progress; nil: none
+	bar      bool      // prog is a terminal: redraw in place
+	shared   bool      // out and prog are the same terminal
+	barShown bool
+}
+
+func (c *console) result(line string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.barShown && c.shared {
+		fmt.Fprint(c.prog, "\r\033[K")
+		c.barShown = false
+	}
+	fmt.Fprintln(c.out, line)
+}
+
+func (c *console) progress(line string) {
+	if c.prog == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.bar {
+		fmt.Fprint(c.prog, "\r\033[K"+line)
+		c.barShown = true
+		return
+	}
+	fmt.Fprintln(c.prog, line)
+}
+
+// endProgress moves past a bar left on the screen.
+func (c *console) endProgress() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.barShown {
+		fmt.Fprintln(c.prog)
+		c.barShown = false
+	}
+}
+
+// meter draws progress: a bar redrawn every 100ms on a terminal, a plain
+// line every `every` elsewhere, and a last one when stopped.
+type meter struct {
+	con    *console
+	total  func() int
+	counts func() map[states.State]int
+	start  time.Time
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+func startMeter(con *console, every time.Duration, total func() int, counts func() map[states.State]int) *meter {
+	m := &meter{con: con, total: total, counts: counts, start: time.Now(),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	if con.prog == nil {
+		close(m.done)
+		return m
+	}
+	if con.bar {
+		every = 100 * time.Millisecond
+	}
+	go func() {
+		defer close(m.done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				con.progress(m.render())
+			case <-m.stop:
+				return
+			}
+		}
+	}()
+	return m
+}
+
+// end stops the meter and draws the final state.
+func (m *meter) end() {
+	select {
+	case <-m.stop:
+		return
+	default:
+	}
+	close(m.stop)
+	<-m.done
+	if m.con.prog != nil {
+		m.con.progress(m.render())
+		m.con.endProgress()
+	}
+}
+
+func (m *meter) render() string {
+	c := m.counts()
+	total := m.total()
+	n := c[states.Done] + c[states.Failed] + c[states.NeedsAccountFix]
+	elapsed := time.Since(m.start)
+	rate := 0.0
+	if s := elapsed.Seconds(); s > 0 {
+		rate = float64(n) / s
+	}
+	eta := "-"
+	if n >= total {
+		eta = "0s"
+	} else if rate > 0 {
+		eta = (time.Duration(float64(total-n)/rate*float64(time.Second))).Round(time.Second).String()
+	}
+	line := fmt.Sprintf("%d/%d settled  done %d  failed %d  needs-fix %d  %.1f/s  elapsed %s  ETA %s",
+		n, total, c[states.Done], c[states.Failed], c[states.NeedsAccountFix], rate, elapsed.Round(100*time.Millisecond), eta)
+	if m.con.bar {
+		const width = 24
+		filled := 0
+		if total > 0 {
+			filled = min(width, n*width/total)
+		}
+		line = "[" + strings.Repeat("#", filled) + strings.Repeat(".", width-filled) + "] " + line
+	}
+	return line
+}
+
+// resultJSON is one finished task as run, resume and solve --json print it
+// (the contract's shape).
+func resultJSON(t *persist.Task) string {
+	b, _ := json.Marshal(engine.ResultOf(t))
+	return string(b)
+}
+
+// resultText is one finished task for a person.
+func resultText(t *persist.Task) string {
+	ref := t.Ref
+	if ref == "" {
+		ref = "-"
+	}
+	what := t.Token
+	if t.State != states.Done {
+		what = t.Code
+		if what == "" {
+			what = "-"
+		}
+	}
+	return fmt.Sprintf("%s\t%s\t%s\t%s", t.ID, ref, t.State, what)
+}
+
+// batch is one run of an engine over a set of tasks until they settle:
+// the part shared by solve, run and resume.
+type batch struct {
+	a      *app
+	cmd    *cobra.Command
+	store  *boltstore.Store
+	eng    *engine.Engine
+	tr     *tracker
+	con    *console
+	ids    map[string]bool // the tasks this command answers for
+	quiet  bool            // print no result lines (solve)
+	printW sync.WaitGroup
+}
+
+// openBatch opens the store and an engine over it; every check of the
+// input must be done by then.
+func (a *app) openBatch(cmd *cobra.Command, client *provider.Client, pol engine.Policy, quiet bool) (*batch, error) {
+	store, err := a.openStore(true)
+	if err != nil {
+		return nil, err
+	}
+	b := &batch{a: a, cmd: cmd, store: store, tr: newTracker(), ids: map[string]bool{}, quiet: quiet}
+	ctx := cmd.Context()
+	// The tasks the engine will resume are this command's business too.
+	active, err := store.List(ctx, persist.ListOptions{States: activeStates})
+	if err != nil {
+		store.Close()
+		return nil, usageErr("%s: %v", a.dbPath().value, err)
+	}
+	for _, t := range active {
+		b.ids[t.ID] = true
+	}
+	b.tr.watched = b.ids
+	eng, err := engine.Open(ctx, engine.Config{Store: store, API: client, Policy: pol, OnTransition: b.tr.hook, FetchCost: true})
+	if err != nil {
+		store.Close()
+		return nil, usageErr("%v", err)
+	}
+	b.eng = eng
+	stderr := cmd.ErrOrStderr()
+	stdout := cmd.OutOrStdout()
+	b.con = &console{out: stdout}
+	if a.opts.terminal(stderr) && !quiet {
+		b.con.prog, b.con.bar = stderr, true
+		b.con.shared = a.opts.terminal(stdout)
+	}
+	if parked, _ := store.List(ctx, persist.ListOptions{States: []states.State{states.NeedsAccountFix}}); len(parked) > 0 {
+		fmt.Fprintf(stderr, "captchafsm: warning: %d tasks wait in NeedsAccountFix: submits are stopped until `captchafsm account-fixed`\n", len(parked))
+	}
+	return b, nil
+}
+
+// watch adds ids to the tasks the command answers for; those already
+// settled are reported at once.
+func (b *batch) watch(ctx context.Context, ids []string) error {
+	b.tr.mu.Lock()
+	for _, id := range ids {
+		b.ids[id] = true
+	}
+	b.tr.mu.Unlock()
+	for _, id := range ids {
+		t, err := b.store.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if settled(t.State) {
+			t.Params = nil
+			b.tr.add(t)
+		}
+	}
+	return nil
+}
+
+// print writes one line per settled task until the tracker is drained and
+// stop is closed.
+func (b *batch) print(stop <-chan struct{}) {
+	b.printW.Add(1)
+	go func() {
+		defer b.printW.Done()
+		for {
+			for _, t := range b.tr.take() {
+				if b.quiet || !b.ids[t.ID] {
+					continue
+				}
+				if b.a.json {
+					b.con.result(resultJSON(t))
+				} else {
+					b.con.result(resultText(t))
+				}
+			}
+			select {
+			case <-b.tr.notify:
+			case <-stop:
+				for _, t := range b.tr.take() {
+					if !b.quiet && b.ids[t.ID] {
+						if b.a.json {
+							b.con.result(resultJSON(t))
+						} else {
+							b.con.result(resultText(t))
+						}
+					}
+				}
+				return
+			}
+		}
+	}()
+}
+
+// drive runs the engine until every watched task settles, then closes
+// everything and returns the exit status's error.
+func (b *batch) drive(ctx context.Context) error {
+	stop := make(chan struct{})
+	b.print(stop)
+	m := startMeter(b.con, 2*time.Second, func() int {
+		b.tr.mu.Lock()
+		defer b.tr.mu.Unlock()
+		return len(b.ids)
+	}, b.tr.counts)
+	derr := b.eng.Drain(ctx)
+	cerr := b.eng.Close() // every hook has run once Close returns
+	m.end()
+	close(stop)
+	b.printW.Wait()
+	// The store is the truth: report anything the hook did not.
+	final := map[states.State]int{}
+	unsettled := 0
+	if derr == nil {
+		for id := range b.ids {
+			t, err := b.store.Get(context.WithoutCancel(ctx), id)
+			if err != nil {
+				continue
+			}
+			if settled(t.State) {
+				final[t.State]++
+			} else {
+				unsettled++
+			}
+		}
+	}
+	b.store.Close()
+	switch {
+	case derr != nil && ctx.Err() != nil:
+		return errInterrupted
+	case derr != nil:
+		return fmt.Errorf("engine: %w", derr)
+	case cerr != nil:
+		return fmt.Errorf("engine: close: %w", cerr)
+	}
+	if unsettled > 0 {
+		return &exitError{code: ExitFailed, err: fmt.Errorf("%d tasks did not settle; `captchafsm resume` continues them", unsettled)}
+	}
+	b.summary(final)
+	return exitWith(exitCode(final))
+}
+
+// summary says on stderr how the tasks ended and what to do next.
+func (b *batch) summary(c map[states.State]int) {
+	if b.quiet {
+		return
+	}
+	w := b.cmd.ErrOrStderr()
+	n := c[states.Done] + c[states.Failed] + c[states.NeedsAccountFix]
+	fmt.Fprintf(w, "captchafsm: %d tasks: %d Done, %d Failed, %d NeedsAccountFix\n",
+		n, c[states.Done], c[states.Failed], c[states.NeedsAccountFix])
+	if c[states.Failed] > 0 {
+		fmt.Fprintln(w, "captchafsm: see `captchafsm list --state Failed` and `captchafsm history ID`")
+	}
+	if c[states.NeedsAccountFix] > 0 {
+		fmt.Fprintln(w, "captchafsm: fix the account (top up, whitelist the IP), then `captchafsm account-fixed` and `captchafsm resume`")
+	}
+}
+
+// isCtxErr reports whether err is the context's end.
+func isCtxErr(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, engine.ErrClosed))
+}

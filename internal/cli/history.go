@@ -1,0 +1,212 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/captchafsm/captchafsm/engine/provider"
+	"github.com/captchafsm/captchafsm/persist"
+	"github.com/captchafsm/captchafsm/states"
+	"github.com/captchafsm/captchafsm/transitions"
+)
+
+// recordJSON is one transition as history --json prints it.
+type recordJSON struct {
+	Seq             uint64       `json:"seq"`
+	At              time.Time    `json:"at"`
+	From            states.State `json:"from"`
+	To              states.State `json:"to"`
+	Event           string       `json:"event"`
+	Code            string       `json:"code"`
+	Detail          string       `json:"detail"`
+	ProviderID      string       `json:"provider_id"`
+	PossiblyCharged bool         `json:"possibly_charged"`
+}
+
+// historyJSON is history --json's object.
+type historyJSON struct {
+	Task struct {
+		taskJSON
+		Params map[string]string `json:"params"`
+		// PossiblyCharged counts the submits that may have been charged
+		// without their answer being recorded, the one in flight (if the
+		// history ends with submit_sending) included.
+		PossiblyCharged int `json:"possibly_charged"`
+	} `json:"task"`
+	History []recordJSON `json:"history"`
+}
+
+// findTask looks a task up by id, then by ref.
+func findTask(ctx context.Context, s persist.Store, key string) (*persist.Task, error) {
+	t, err := s.Get(ctx, key)
+	if errors.Is(err, persist.ErrNotFound) {
+		t, err = s.GetByRef(ctx, key)
+	}
+	if errors.Is(err, persist.ErrNotFound) {
+		return nil, usageErr("task %q: no task has this id or ref (see `captchafsm list`)", key)
+	}
+	return t, err
+}
+
+// redactParams hides proxy credentials and shortens image bodies.
+func redactParams(p map[string]string) map[string]string {
+	out := make(map[string]string, len(p))
+	for k, v := range p {
+		switch {
+		case k == "proxy":
+			v = provider.RedactProxy(v)
+		case k == "body" || k == "file":
+			v = fmt.Sprintf("<%d characters of base64>", len(v))
+		case strings.Contains(v, "@"):
+			if u, err := url.Parse(v); err == nil && u.User != nil {
+				v = u.Redacted()
+			}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// redactText hides credentials in free text: any word holding an '@' is
+// treated as a proxy or URL with a login.
+func redactText(s string) string {
+	if !strings.Contains(s, "@") {
+		return s
+	}
+	words := strings.Split(s, " ")
+	for i, w := range words {
+		if strings.Contains(w, "@") {
+			words[i] = provider.RedactProxy(w)
+		}
+	}
+	return strings.Join(words, " ")
+}
+
+// inFlight reports whether a history ends with the intent to submit: the
+// request may have reached the provider and no answer is recorded.
+func inFlight(h []persist.Record) bool {
+	return len(h) > 0 && h[len(h)-1].Event == transitions.SubmitSending
+}
+
+func (a *app) historyCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "history ID",
+		Short: "Show a task's transitions",
+		Long: `Show one task (by id or ref) and every transition of its history: sequence,
+time, from → to, event, code and detail. A submit that may have been charged
+without its answer being recorded (a crash or a lost answer between sending and
+recording) is marked "!": the provider may have billed a task whose id we never
+learnt. Proxy logins and passwords are shown as ***.`,
+		Example: `  captchafsm history 0190c6d2-7b1e-7c3a-9f0e-2a41d5b6e7f8
+  captchafsm history login-1 --json | jq '.history[] | select(.possibly_charged)'`,
+		Args: exactArgs(1, "one task id or ref"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, err := a.openStore(false)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			ctx := cmd.Context()
+			t, err := findTask(ctx, store, args[0])
+			if err != nil {
+				return err
+			}
+			hist, err := store.History(ctx, t.ID)
+			if err != nil {
+				return fmt.Errorf("task %s: %w", t.ID, err)
+			}
+			charged := 0
+			for _, r := range hist {
+				if r.PossiblyCharged {
+					charged++
+				}
+			}
+			pending := inFlight(hist) && !settled(t.State)
+			if pending {
+				charged++
+			}
+			out := cmd.OutOrStdout()
+			if a.json {
+				var h historyJSON
+				h.Task.taskJSON = toJSON(t)
+				h.Task.Params = redactParams(t.Params)
+				h.Task.PossiblyCharged = charged
+				h.History = make([]recordJSON, 0, len(hist))
+				for _, r := range hist {
+					h.History = append(h.History, recordJSON{Seq: r.Seq, At: r.At, From: r.From, To: r.To,
+						Event: string(r.Event), Code: r.Code, Detail: redactText(r.Detail), ProviderID: r.ProviderID,
+						PossiblyCharged: r.PossiblyCharged})
+				}
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(h)
+			}
+			fmt.Fprintf(out, "task      %s\n", t.ID)
+			if t.Ref != "" {
+				fmt.Fprintf(out, "ref       %s\n", t.Ref)
+			}
+			fmt.Fprintf(out, "method    %s\n", t.Method)
+			params := redactParams(t.Params)
+			keys := make([]string, 0, len(params))
+			for k := range params {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				fmt.Fprintf(out, "  %s=%s\n", k, params[k])
+			}
+			fmt.Fprintf(out, "state     %s", t.State)
+			if t.Code != "" {
+				fmt.Fprintf(out, " (%s)", t.Code)
+			}
+			fmt.Fprintf(out, "\nsubmits   %d  polls %d  retries %d  resubmits %d\n", t.Submits, t.Polls, t.Retries, t.Resubmits)
+			if t.Token != "" {
+				fmt.Fprintf(out, "token     %s\n", t.Token)
+			}
+			fmt.Fprintln(out)
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SEQ\tTIME\t!\tFROM → TO\tEVENT\tCODE\tDETAIL")
+			for i, r := range hist {
+				mark := ""
+				detail := redactText(r.Detail)
+				if r.PossiblyCharged {
+					mark = "!"
+					detail = join(detail, "possibly charged")
+				}
+				if pending && i == len(hist)-1 {
+					mark = "!"
+					detail = join(detail, "sent, no answer recorded: possibly charged (resume records it)")
+				}
+				from := string(r.From)
+				if from == "" {
+					from = "[*]"
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s → %s\t%s\t%s\t%s\n", r.Seq, r.At.Local().Format("15:04:05.000"), mark,
+					from, r.To, r.Event, dash(r.Code), dash(detail))
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if charged > 0 {
+				fmt.Fprintf(out, "\n! %d submit(s) possibly charged: the request may have reached the provider without its answer being recorded\n", charged)
+			}
+			return nil
+		},
+	}
+}
+
+func join(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}

@@ -1,0 +1,60 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/captchafsm/captchafsm/persist"
+	"github.com/captchafsm/captchafsm/states"
+)
+
+func (a *app) resumeCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "resume",
+		Short: "Drive every unfinished task in the database to its end",
+		Long: `Drive every task that is not terminal (after a crash, a kill or an interrupted
+run) until it is Done, Failed or parked in NeedsAccountFix. Each task continues
+where it stopped: a wait under way is honoured, a task already accepted by the
+provider is polled, not sent again, and a submit whose outcome is unknown is
+recorded in its history as possibly charged before it is sent again.
+
+Output and exit status as for run: one line (or JSON object) per task,
+0 all Done, 2 some Failed, 3 some NeedsAccountFix, 130 interrupted.`,
+		Example: `  captchafsm resume
+  captchafsm resume --db /var/lib/bot/captchafsm.db --json`,
+		Args: noArgs,
+		RunE: a.resume,
+	}
+}
+
+func (a *app) resume(cmd *cobra.Command, _ []string) error {
+	client, pol, err := a.client()
+	if err != nil {
+		return err
+	}
+	b, err := a.openBatch(cmd, client, pol, false)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	parked, err := b.store.List(ctx, persist.ListOptions{States: []states.State{states.NeedsAccountFix}})
+	if err != nil {
+		_ = b.eng.Close()
+		b.store.Close()
+		return fmt.Errorf("%s: %w", a.dbPath().value, err)
+	}
+	ids := make([]string, 0, len(parked))
+	for _, t := range parked {
+		ids = append(ids, t.ID)
+	}
+	if err := b.watch(ctx, ids); err != nil {
+		_ = b.eng.Close()
+		b.store.Close()
+		return fmt.Errorf("%s: %w", a.dbPath().value, err)
+	}
+	if len(b.ids) == 0 {
+		fmt.Fprintln(cmd.ErrOrStderr(), "captchafsm: nothing to resume: every task is terminal")
+	}
+	return b.drive(ctx)
+}
