@@ -732,4 +732,3 @@ func printSummary(w io.Writer, s *demoSummary, tmpDir string) {
 		fmt.Fprintf(w, "The database is kept in a temporary directory; remove it with: rm -r %s\n", shellQuote(tmpDir))
 	}
 }
-

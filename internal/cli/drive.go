@@ -215,7 +215,7 @@ func (m *meter) render() string {
 	if n >= total {
 		eta = "0s"
 	} else if rate > 0 {
-		eta = (time.Duration(float64(total-n)/rate*float64(time.Second))).Round(time.Second).String()
+		eta = (time.Duration(float64(total-n) / rate * float64(time.Second))).Round(time.Second).String()
 	}
 	line := fmt.Sprintf("%d/%d settled  done %d  failed %d  needs-fix %d  %.1f/s  elapsed %s  ETA %s",
 		n, total, c[states.Done], c[states.Failed], c[states.NeedsAccountFix], rate, elapsed.Round(100*time.Millisecond), eta)
