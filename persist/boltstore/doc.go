@@ -1,0 +1,39 @@
+// Package boltstore is the embedded persist.Store: one bbolt file. It is
+// the only package of captchafsm that imports bbolt.
+//
+// # Basics
+//
+// Open creates the file (mode 0600) or opens it, takes its lock (a second
+// process fails with persist.ErrLocked), and checks that it is a captchafsm
+// database of a schema this program reads. Every transition is one Apply:
+// the history record and the task's new fields are written in one bbolt
+// transaction, and Apply returns once that commit is on disk.
+//
+// # Layout
+//
+// The file holds the buckets
+//
+//	meta      magic "captchafsm" and the schema version
+//	tasks     id → task (JSON, without params)
+//	params    id → params (JSON), written once by Create, never by Apply
+//	history   id → a bucket of seq (8 bytes, big-endian) → record (JSON)
+//	refs      ref → id, so refs are unique
+//	by_state  state 0x00 id → empty: the index List and Count read
+//
+// Every stored value starts with an encoding version byte.
+//
+// # Group commit
+//
+// Apply does not commit on its own: a single goroutine takes every queued
+// Apply, checks each against the stored task, and commits them all in one
+// transaction, so a thousand concurrent transitions cost a few fsyncs, not a
+// thousand, while a lone caller never waits for company (bbolt's own Batch
+// waits up to 10 ms for it).
+//
+// # Caveats
+//
+// Prune frees pages inside the file; only Compact gives them back to the
+// file system. A damaged file is refused with persist.ErrNotOurs; damage
+// found later, inside a page, fails the call that met it, with the same
+// sentinel, rather than panicking.
+package boltstore

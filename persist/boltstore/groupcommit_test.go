@@ -1,0 +1,182 @@
+package boltstore
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/captchafsm/captchafsm/persist"
+	"github.com/captchafsm/captchafsm/states"
+	"github.com/captchafsm/captchafsm/transitions"
+)
+
+func openInternal(t *testing.T, opts *Options) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "g.db"), opts)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil && !errors.Is(err, persist.ErrClosed) {
+			t.Error(err)
+		}
+	})
+	return s
+}
+
+func createN(t *testing.T, s *Store, n int) []*persist.Task {
+	t.Helper()
+	tasks := make([]*persist.Task, n)
+	for i := range tasks {
+		tasks[i] = &persist.Task{ID: persist.NewID(), Method: "post"}
+	}
+	require.NoError(t, s.Create(context.Background(), tasks...))
+	return tasks
+}
+
+func sending(task *persist.Task) *persist.Record {
+	return &persist.Record{From: task.State, Event: transitions.SubmitSending, To: task.State}
+}
+
+// waitFor yields until cond holds; the goroutines it waits for are runnable,
+// so it ends without any timer.
+func waitFor(cond func() bool) {
+	for !cond() {
+		runtime.Gosched()
+	}
+}
+
+func (s *Store) queued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue)
+}
+
+// With real fsync, concurrent callers share commits.
+func TestGroupCommitShares(t *testing.T) {
+	s := openInternal(t, nil)
+	const n = 500
+	tasks := createN(t, s, n)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i, task := range tasks {
+		wg.Go(func() { errs[i] = s.Apply(context.Background(), task, sending(task)) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	commits := s.commits.Load()
+	t.Logf("%d transitions in %d commits", n, commits)
+	assert.Equal(t, int64(n), s.taken.Load())
+	assert.LessOrEqual(t, commits, int64(n/2), "callers did not share commits")
+}
+
+// A caller whose context ends while its request waits in the queue gets the
+// context's error and nothing is written; one already taken gets the
+// commit's outcome; one still queued at Close gets ErrClosed.
+func TestApplyQueuedCancelAndClose(t *testing.T) {
+	s := openInternal(t, &Options{NoSync: true})
+	ctx := context.Background()
+	tasks := createN(t, s, 3)
+
+	s.life.Lock() // the loop takes requests but cannot commit
+	locked := true
+	defer func() {
+		if locked {
+			s.life.Unlock()
+		}
+	}()
+	errA := make(chan error, 1)
+	go func() { errA <- s.Apply(ctx, tasks[0], sending(tasks[0])) }()
+	waitFor(func() bool { return s.taken.Load() == 1 })
+
+	cctx, cancel := context.WithCancel(ctx)
+	errB := make(chan error, 1)
+	go func() { errB <- s.Apply(cctx, tasks[1], sending(tasks[1])) }()
+	waitFor(func() bool { return s.queued() == 1 })
+	cancel()
+	require.ErrorIs(t, <-errB, context.Canceled)
+
+	errC := make(chan error, 1)
+	go func() { errC <- s.Apply(ctx, tasks[2], sending(tasks[2])) }()
+	waitFor(func() bool { return s.queued() == 2 })
+
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	waitFor(func() bool { return s.shut.Load() })
+	s.life.Unlock()
+	locked = false
+
+	require.NoError(t, <-errA, "a taken request commits despite Close")
+	require.ErrorIs(t, <-errC, persist.ErrClosed)
+	require.NoError(t, <-closed)
+	assert.Equal(t, uint64(2), tasks[0].Seq)
+	assert.Equal(t, uint64(1), tasks[1].Seq)
+	assert.Equal(t, uint64(1), tasks[2].Seq)
+
+	s2, err := Open(s.path, &Options{NoSync: true})
+	require.NoError(t, err)
+	defer s2.Close()
+	for i, want := range []int{2, 1, 1} {
+		hist, err := s2.History(ctx, tasks[i].ID)
+		require.NoError(t, err)
+		assert.Len(t, hist, want, "task %d", i)
+	}
+}
+
+// In one batch, a conflicting request fails alone and the others commit;
+// two requests on one task are checked in turn.
+func TestBatchConflictsAlone(t *testing.T) {
+	s := openInternal(t, &Options{NoSync: true})
+	ctx := context.Background()
+	tasks := createN(t, s, 3)
+
+	s.life.Lock()
+	type res struct {
+		i   int
+		err error
+	}
+	out := make(chan res, 4)
+	// A first request keeps the loop busy while the next four queue up.
+	go func() { out <- res{-1, s.Apply(ctx, tasks[2], sending(tasks[2]))} }()
+	waitFor(func() bool { return s.taken.Load() == 1 })
+	stale := tasks[0].Clone()
+	polling := tasks[1].Clone()
+	polling.State = states.Polling
+	reqs := []struct {
+		t   *persist.Task
+		rec *persist.Record
+	}{
+		{tasks[0], sending(tasks[0])},
+		{stale, sending(stale)}, // same seq as the first: conflicts after it
+		{tasks[1], &persist.Record{From: states.Polling, Event: transitions.NotReady, To: states.Submitting}}, // wrong From
+		{polling, &persist.Record{From: states.Submitting, Event: transitions.SubmitAccepted, To: states.Polling}},
+	}
+	for i, r := range reqs {
+		go func() { out <- res{i, s.Apply(ctx, r.t, r.rec)} }()
+		waitFor(func() bool { return s.queued() == i+1 })
+	}
+	before := s.commits.Load()
+	s.life.Unlock()
+	got := map[int]error{}
+	for range 5 {
+		r := <-out
+		got[r.i] = r.err
+	}
+	assert.NoError(t, got[-1])
+	assert.NoError(t, got[0])
+	assert.ErrorIs(t, got[1], persist.ErrConflict)
+	assert.ErrorIs(t, got[2], persist.ErrConflict)
+	assert.NoError(t, got[3])
+	assert.Equal(t, int64(2), s.commits.Load()-before, "the four queued requests shared one commit")
+	for i, want := range []uint64{2, 2, 2} {
+		got, err := s.Get(ctx, tasks[i].ID)
+		require.NoError(t, err)
+		assert.Equal(t, want, got.Seq, "task %d", i)
+	}
+}
