@@ -58,6 +58,12 @@ type Config struct {
 	// BatchWindow is how far ahead of its due time a task may be polled so
 	// that it joins a batch (default PollInterval/5, at most 1s).
 	BatchWindow time.Duration
+	// Owner names this engine in leases when the store is shared
+	// (persist.Leaser); default host/pid/random.
+	Owner string
+	// LeaseTTL is how long a lease lasts without renewal (default 30s): an
+	// engine that dies is replaced that long after its last renewal.
+	LeaseTTL time.Duration
 	// FetchCost asks the provider for each solved task's price (one get2
 	// request per solve, when API implements CostAPI) and records it in the
 	// task. Batched polls do not carry prices, so it is off by default.
@@ -162,8 +168,15 @@ type Engine struct {
 	log    *slog.Logger
 	hook   func(Transition)
 	coster CostAPI // nil unless Config.FetchCost
-	batchN int
-	window time.Duration
+
+	// Fleet mode (the store is shared by several engines).
+	leaser     persist.Leaser // nil: this engine owns every task
+	fleet      persist.Fleet  // nil: breaker, bans and rate are local
+	owner      string
+	leaseTTL   time.Duration
+	fleetEvery time.Duration
+	batchN     int
+	window     time.Duration
 
 	ctx    context.Context // cancelled to abort requests at shutdown
 	cancel context.CancelFunc
@@ -203,6 +216,7 @@ type task struct {
 	busy   bool
 	intent bool // the last committed record is SubmitSending
 	cancel bool
+	lost   bool // another engine took the lease over
 }
 
 type jobKind int
@@ -260,7 +274,21 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if c, ok := cfg.API.(CostAPI); ok && cfg.FetchCost {
 		e.coster = c
 	}
-	if err := e.resume(ctx); err != nil {
+	if l, ok := cfg.Store.(persist.Leaser); ok {
+		e.leaser = l
+		e.fleet, _ = cfg.Store.(persist.Fleet)
+		e.owner = cfg.Owner
+		if e.owner == "" {
+			e.owner = defaultOwner()
+		}
+		e.leaseTTL = cfg.LeaseTTL
+		if e.leaseTTL <= 0 {
+			e.leaseTTL = defaultLeaseTTL
+		}
+		e.fleetEvery = min(time.Second, e.leaseTTL/3)
+		e.wg.Add(1)
+		go e.fleetLoop()
+	} else if err := e.resume(ctx); err != nil {
 		cancel()
 		return nil, err
 	}
@@ -273,37 +301,31 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// resume loads the non-terminal tasks of the store.
+// resume loads the non-terminal tasks of the store and continues them.
+// Parked tasks stay parked, with the breaker open: the account was not
+// fixed when the engine stopped.
 func (e *Engine) resume(ctx context.Context) error {
 	list, err := e.store.List(ctx, persist.ListOptions{States: []states.State{
 		states.Submitting, states.Backoff, states.Polling, states.Resubmitting, states.NeedsAccountFix}})
 	if err != nil {
 		return fmt.Errorf("engine: resume: %w", err)
 	}
+	var drive []*persist.Task
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	for _, t := range list {
-		tk := &task{t: t, idx: -1}
-		if t.State == states.Submitting {
-			hist, err := e.store.History(ctx, t.ID)
-			if err != nil {
-				return fmt.Errorf("engine: resume task %s: %w", t.ID, err)
-			}
-			if n := len(hist); n > 0 && hist[n-1].Event == transitions.SubmitSending {
-				tk.intent = true
-			}
-		}
-		e.tasks[t.ID] = tk
 		if t.State == states.NeedsAccountFix {
-			// The account was not fixed when the engine stopped.
+			e.tasks[t.ID] = &task{t: t, idx: -1}
 			e.breaker = true
 			continue
 		}
-		e.addActiveLocked(1)
-		e.pushLocked(tk)
+		drive = append(drive, t)
+	}
+	e.mu.Unlock()
+	if err := e.adopt(ctx, drive); err != nil {
+		return fmt.Errorf("engine: resume: %w", err)
 	}
 	if len(list) > 0 {
-		e.log.Info("resumed tasks", "count", len(list), "breaker_open", e.breaker)
+		e.log.Info("resumed tasks", "count", len(list), "breaker_open", e.BreakerOpen())
 	}
 	return nil
 }
@@ -365,6 +387,9 @@ func (e *Engine) SubmitMany(ctx context.Context, reqs []Request) (ids []string, 
 		}
 		t := &persist.Task{ID: id.String(), Ref: r.Ref, Method: r.Method, Params: params,
 			State: transitions.Initial, Created: now, Updated: now, NextAt: now}
+		if e.leaser != nil {
+			t.Owner, t.LeaseUntil = e.owner, now.Add(e.leaseTTL)
+		}
 		fresh = append(fresh, t)
 		ids[i] = t.ID
 		if r.Ref != "" {
@@ -419,9 +444,18 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Result, error) {
 				}
 				snap = t
 				if !settled(t.State) {
-					// Not driven by this engine (created elsewhere): wait
-					// by watching the store would need polling; refuse.
-					return ResultOf(t), fmt.Errorf("engine: wait %s: task is %s and not driven by this engine", id, t.State)
+					if e.leaser == nil {
+						return ResultOf(t), fmt.Errorf("engine: wait %s: task is %s and not driven by this engine", id, t.State)
+					}
+					// Another engine of the fleet drives it: watch the store.
+					select {
+					case <-time.After(e.fleetEvery):
+						continue
+					case <-ctx.Done():
+						return nil, ctx.Err()
+					case <-e.done:
+						return nil, ErrClosed
+					}
 				}
 			}
 			return outcome(snap)
@@ -536,6 +570,14 @@ func (e *Engine) AccountFixed(ctx context.Context) (int, error) {
 		}
 		e.release(tk)
 	}
+	if e.leaser != nil {
+		// Parked tasks of a shared store belong to no engine: release them
+		// in the store (this closes the fleet's breaker too); any engine
+		// claims them next.
+		m, err := ReleaseAccountFix(ctx, e.store)
+		n += m
+		errs = append(errs, err)
+	}
 	e.log.Info("account fixed", "released", n)
 	return n, errors.Join(errs...)
 }
@@ -544,6 +586,11 @@ func (e *Engine) AccountFixed(ctx context.Context) (int, error) {
 // Submitting without an engine running (the CLI's account-fixed). The next
 // engine opened on the store drives them.
 func ReleaseAccountFix(ctx context.Context, store persist.Store) (int, error) {
+	if f, ok := store.(persist.Fleet); ok {
+		if err := f.SetBreaker(ctx, false, ""); err != nil {
+			return 0, fmt.Errorf("engine: account fixed: close the fleet's breaker: %w", err)
+		}
+	}
 	list, err := store.List(ctx, persist.ListOptions{States: []states.State{states.NeedsAccountFix}})
 	if err != nil {
 		return 0, fmt.Errorf("engine: account fixed: %w", err)
@@ -615,6 +662,9 @@ func (e *Engine) Subscribe(buf int) (<-chan Transition, func()) {
 // Drain blocks until no task is left for the engine to drive: every task it
 // knows is terminal or parked in NeedsAccountFix.
 func (e *Engine) Drain(ctx context.Context) error {
+	if e.leaser != nil {
+		return e.drainFleet(ctx)
+	}
 	for {
 		e.mu.Lock()
 		idle := e.idle
@@ -627,6 +677,34 @@ func (e *Engine) Drain(ctx context.Context) error {
 			if still {
 				return nil
 			}
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-e.done:
+			return ErrClosed
+		}
+	}
+}
+
+// drainFleet waits until no task of the shared store is left to drive, by
+// this engine or any other (a dead engine's tasks are taken over).
+func (e *Engine) drainFleet(ctx context.Context) error {
+	tick := time.NewTicker(e.fleetEvery)
+	defer tick.Stop()
+	for {
+		e.mu.Lock()
+		mine := e.active
+		e.mu.Unlock()
+		if mine == 0 {
+			n, err := e.storeActive(ctx)
+			if err != nil {
+				return fmt.Errorf("engine: drain: %w", err)
+			}
+			if n == 0 {
+				return nil
+			}
+		}
+		select {
+		case <-tick.C:
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-e.done:
@@ -674,6 +752,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 	}
 	e.cancel()
+	e.releaseLeases()
 	e.mu.Lock()
 	for id, ws := range e.waiters {
 		for _, ch := range ws {

@@ -101,7 +101,9 @@ func (e *Engine) move(ctx context.Context, tk *task, ev transitions.Event, s ste
 			close(ch)
 		}
 		delete(e.waiters, next.ID)
-		if to.Terminal() {
+		// A parked task stays with a lone engine (AccountFixed releases
+		// it); in a fleet it belongs to no engine until it is released.
+		if to.Terminal() || e.leaser != nil {
 			delete(e.tasks, next.ID)
 		}
 	}
@@ -133,7 +135,10 @@ func (e *Engine) release(tk *task) {
 		e.mu.Lock()
 	}
 	tk.busy = false
-	if !settled(tk.t.State) && !e.closed {
+	switch {
+	case tk.lost:
+		e.dropLocked(tk)
+	case !settled(tk.t.State) && !e.closed:
 		e.pushLocked(tk)
 	}
 	e.mu.Unlock()
@@ -332,7 +337,7 @@ func (e *Engine) runSubmit(tk *task) {
 		park()
 		return
 	}
-	if err := e.limiter.Wait(ctx); err != nil {
+	if err := e.waitSubmitSlot(ctx); err != nil {
 		return // shutting down
 	}
 	if d := e.window3.reserve(time.Now()); d > 0 {
@@ -373,6 +378,29 @@ func (e *Engine) runSubmit(tk *task) {
 		return // aborted by Shutdown: resume records it as possibly charged
 	}
 	e.onSubmit(tk, pid, err)
+}
+
+// waitSubmitSlot paces in.php requests: the fleet's shared slot when the
+// store is a persist.Fleet, else the engine's own limiter.
+func (e *Engine) waitSubmitSlot(ctx context.Context) error {
+	if e.fleet == nil {
+		return e.limiter.Wait(ctx)
+	}
+	// 95 % of the rate: slots spaced exactly 1/rate apart could put one
+	// request too many in the provider's 3-second window.
+	at, err := e.fleet.ReserveSubmit(ctx, 0.95*e.pol.SubmitRate)
+	if err != nil {
+		e.log.Error("reserve a fleet submit slot; pacing locally", "err", err)
+		return e.limiter.Wait(ctx)
+	}
+	if d := time.Until(at); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 func (e *Engine) onSubmit(tk *task, pid string, err error) {
@@ -493,14 +521,20 @@ func (e *Engine) ban(entry transitions.Entry) time.Time {
 	}
 	until := time.Now().Add(d)
 	e.stats.bans.Add(1)
+	submits, polls := entry.Where != transitions.ResPHP, entry.Where != transitions.InPHP
 	e.mu.Lock()
-	if entry.Where != transitions.ResPHP && until.After(e.pauseSubmit) {
+	if submits && until.After(e.pauseSubmit) {
 		e.pauseSubmit = until
 	}
-	if entry.Where != transitions.InPHP && until.After(e.pausePoll) {
+	if polls && until.After(e.pausePoll) {
 		e.pausePoll = until
 	}
 	e.mu.Unlock()
+	if e.fleet != nil {
+		if err := e.fleet.Pause(e.ctx, submits, polls, until); err != nil {
+			e.log.Error("share a ban with the fleet", keyCode, entry.Code, "err", err)
+		}
+	}
 	e.log.Warn("rate ban: engine waits", keyCode, entry.Code, "until", until)
 	e.kick()
 	return until
@@ -511,6 +545,11 @@ func (e *Engine) openBreaker(code string) {
 	was := e.breaker
 	e.breaker = true
 	e.mu.Unlock()
+	if e.fleet != nil {
+		if err := e.fleet.SetBreaker(e.ctx, true, code); err != nil {
+			e.log.Error("open the fleet's breaker", keyCode, code, "err", err)
+		}
+	}
 	if !was {
 		e.stats.trips.Add(1)
 		e.log.Warn("account error: submits stopped until account-fixed", keyCode, code)

@@ -1,0 +1,221 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/captchafsm/captchafsm/persist"
+	"github.com/captchafsm/captchafsm/states"
+	"github.com/captchafsm/captchafsm/transitions"
+)
+
+// Fleet mode: when the store is a persist.Leaser (several engines on one
+// database), the engine drives only the tasks it holds a lease on. It
+// claims due tasks, renews its leases while it works, drops tasks whose
+// lease another engine took over, and shares the breaker, bans and submit
+// rate through persist.Fleet when the store offers it.
+
+const (
+	defaultLeaseTTL = 30 * time.Second
+	claimBatch      = 500
+	maxHeld         = 20000
+)
+
+// defaultOwner names this engine in leases: host, process and a random
+// suffix, so two engines in one process differ too.
+func defaultOwner() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), uuid.NewString()[:8])
+}
+
+// fleetLoop claims and renews leases and follows the fleet's conditions
+// until the engine shuts down.
+func (e *Engine) fleetLoop() {
+	defer e.wg.Done()
+	tick := time.NewTicker(e.fleetEvery)
+	defer tick.Stop()
+	lastRenew := time.Now()
+	for {
+		e.syncFleet()
+		if time.Since(lastRenew) >= e.leaseTTL/3 {
+			e.renew()
+			lastRenew = time.Now()
+		}
+		e.claim()
+		select {
+		case <-tick.C:
+		case <-e.done:
+			return
+		}
+	}
+}
+
+// claim leases due tasks the engine can take.
+func (e *Engine) claim() {
+	e.mu.Lock()
+	room := min(maxHeld-len(e.tasks), claimBatch)
+	breaker := e.breaker
+	e.mu.Unlock()
+	if room <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, e.pol.RequestTimeout)
+	defer cancel()
+	got, err := e.leaser.Claim(ctx, e.owner, room, e.leaseTTL)
+	if err != nil {
+		e.log.Error("claim tasks", "err", err)
+		return
+	}
+	if len(got) == 0 {
+		return
+	}
+	if err := e.adopt(ctx, got); err != nil {
+		e.log.Error("adopt claimed tasks", "err", err)
+	}
+	if breaker {
+		e.kick()
+	}
+}
+
+// adopt takes tasks into the engine's care, as resume does: a Submitting
+// task whose history ends with the intent to submit is marked, so that its
+// possibly charged submit is recorded before it is sent again.
+func (e *Engine) adopt(ctx context.Context, list []*persist.Task) error {
+	var ready []*task
+	var errs []error
+	for _, t := range list {
+		tk := &task{t: t, idx: -1}
+		if t.State == states.Submitting {
+			hist, err := e.store.History(ctx, t.ID)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("task %s: %w", t.ID, err))
+				continue
+			}
+			if n := len(hist); n > 0 && hist[n-1].Event == transitions.SubmitSending {
+				tk.intent = true
+			}
+		}
+		ready = append(ready, tk)
+	}
+	e.mu.Lock()
+	for _, tk := range ready {
+		if _, held := e.tasks[tk.t.ID]; held || e.closed {
+			continue
+		}
+		e.tasks[tk.t.ID] = tk
+		e.addActiveLocked(1)
+		e.pushLocked(tk)
+	}
+	e.mu.Unlock()
+	e.kick()
+	return errors.Join(errs...)
+}
+
+// renew extends the engine's leases and lets go of tasks another engine
+// took over after a lease expired.
+func (e *Engine) renew() {
+	e.mu.Lock()
+	ids := make([]string, 0, len(e.tasks))
+	for id := range e.tasks {
+		ids = append(ids, id)
+	}
+	e.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, e.pol.RequestTimeout)
+	defer cancel()
+	lost, err := e.leaser.Renew(ctx, e.owner, ids, e.leaseTTL)
+	if err != nil {
+		e.log.Error("renew leases", "err", err)
+		return
+	}
+	e.mu.Lock()
+	for _, id := range lost {
+		tk, ok := e.tasks[id]
+		if !ok {
+			continue
+		}
+		e.log.Warn("lease lost: task taken over by another engine", keyTask, id)
+		tk.lost = true
+		if !tk.busy {
+			e.dropLocked(tk)
+		}
+	}
+	e.mu.Unlock()
+}
+
+// dropLocked forgets a task the engine no longer drives.
+func (e *Engine) dropLocked(tk *task) {
+	e.removeLocked(tk)
+	if _, ok := e.tasks[tk.t.ID]; ok {
+		delete(e.tasks, tk.t.ID)
+		if !settled(tk.t.State) {
+			e.addActiveLocked(-1)
+		}
+	}
+}
+
+// syncFleet follows the fleet-wide breaker and pauses.
+func (e *Engine) syncFleet() {
+	if e.fleet == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, e.pol.RequestTimeout)
+	defer cancel()
+	c, err := e.fleet.Conditions(ctx)
+	if err != nil {
+		e.log.Error("fleet conditions", "err", err)
+		return
+	}
+	e.mu.Lock()
+	opened := c.BreakerOpen && !e.breaker
+	e.breaker = c.BreakerOpen
+	if c.SubmitUntil.After(e.pauseSubmit) {
+		e.pauseSubmit = c.SubmitUntil
+	}
+	if c.PollUntil.After(e.pausePoll) {
+		e.pausePoll = c.PollUntil
+	}
+	e.mu.Unlock()
+	if opened {
+		e.log.Warn("breaker opened by another engine", keyCode, c.BreakerCode)
+		e.kick()
+	}
+}
+
+// releaseLeases gives up every lease at shutdown so that other engines can
+// take the tasks at once.
+func (e *Engine) releaseLeases() {
+	if e.leaser == nil {
+		return
+	}
+	e.mu.Lock()
+	ids := make([]string, 0, len(e.tasks))
+	for id := range e.tasks {
+		ids = append(ids, id)
+	}
+	e.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), e.pol.RequestTimeout)
+	defer cancel()
+	if err := e.leaser.Release(ctx, e.owner, ids); err != nil {
+		e.log.Error("release leases", "err", err)
+	}
+}
+
+// storeActive counts the store's tasks that some engine still has to drive.
+func (e *Engine) storeActive(ctx context.Context) (int, error) {
+	counts, err := e.store.Count(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return counts[states.Submitting] + counts[states.Backoff] + counts[states.Polling] + counts[states.Resubmitting], nil
+}
