@@ -1,0 +1,134 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+
+	"github.com/captchafsm/captchafsm/engine"
+	"github.com/captchafsm/captchafsm/engine/provider"
+	"github.com/captchafsm/captchafsm/transitions"
+)
+
+// Outcomes of a request, the values of requests_total's outcome label.
+const (
+	// OutcomeOK: the API answered without a request-wide code (a Poll's
+	// per-task codes are counted as answers).
+	OutcomeOK = "ok"
+	// OutcomeAPIError: the API answered the whole request with a code.
+	OutcomeAPIError = "api_error"
+	// OutcomeTransportError: no API answer (connection, timeout, HTTP
+	// status, a body that is not an answer).
+	OutcomeTransportError = "transport_error"
+	// OutcomeInvalid: the request was refused before it was sent.
+	OutcomeInvalid = "invalid"
+	// OutcomeError: any other error (a cancelled context, for example).
+	OutcomeError = "error"
+)
+
+// CodeOK labels a successful answer in api_answers_total; CodeOther labels
+// a code the catalogue does not hold, which keeps the label's values
+// bounded whatever a provider answers.
+const (
+	CodeOK    = "OK"
+	CodeOther = "other"
+)
+
+// ClassOK is the class label of a successful answer (the catalogue's
+// classes label codes).
+const ClassOK = "ok"
+
+// InstrumentAPI returns api wrapped so that every request is counted in
+// requests_total, every answer in api_answers_total (each answer of a
+// batched poll separately) and every ban code in ban_waits_total. Give the
+// result to engine.Config.API. When api also implements engine.CostAPI,
+// so does the result, and its get2 requests count as res.php.
+func (m *Metrics) InstrumentAPI(api engine.API) engine.API {
+	in := &instrumented{m: m, api: api}
+	if c, ok := api.(engine.CostAPI); ok {
+		return &instrumentedCost{instrumented: in, cost: c}
+	}
+	return in
+}
+
+type instrumented struct {
+	m   *Metrics
+	api engine.API
+}
+
+var _ engine.API = (*instrumented)(nil)
+
+// Submit counts one in.php request and its answer.
+func (a *instrumented) Submit(ctx context.Context, req provider.Request) (string, error) {
+	id, err := a.api.Submit(ctx, req)
+	a.m.request(provider.EndpointIn, err)
+	return id, err
+}
+
+// Poll counts one res.php request and each of its answers.
+func (a *instrumented) Poll(ctx context.Context, ids []string) ([]provider.Answer, error) {
+	answers, err := a.api.Poll(ctx, ids)
+	if err != nil {
+		a.m.request(provider.EndpointRes, err)
+		return answers, err
+	}
+	a.m.requests.WithLabelValues(provider.EndpointRes, OutcomeOK).Inc()
+	for _, ans := range answers {
+		if ans.Token != "" {
+			a.m.answer(provider.EndpointRes, CodeOK, ClassOK)
+			continue
+		}
+		a.m.code(provider.EndpointRes, ans.Code)
+	}
+	return answers, nil
+}
+
+type instrumentedCost struct {
+	*instrumented
+	cost engine.CostAPI
+}
+
+var _ engine.CostAPI = (*instrumentedCost)(nil)
+
+// Cost counts one res.php (get2) request and its answer.
+func (a *instrumentedCost) Cost(ctx context.Context, id string) (string, string, error) {
+	tok, cost, err := a.cost.Cost(ctx, id)
+	a.m.request(provider.EndpointRes, err)
+	return tok, cost, err
+}
+
+// request counts a request with a single answer (or none).
+func (m *Metrics) request(endpoint string, err error) {
+	var apiErr *provider.APIError
+	var te *provider.TransportError
+	switch {
+	case err == nil:
+		m.requests.WithLabelValues(endpoint, OutcomeOK).Inc()
+		m.answer(endpoint, CodeOK, ClassOK)
+	case errors.As(err, &apiErr):
+		m.requests.WithLabelValues(endpoint, OutcomeAPIError).Inc()
+		m.code(endpoint, apiErr.Code)
+	case errors.As(err, &te):
+		m.requests.WithLabelValues(endpoint, OutcomeTransportError).Inc()
+	case errors.Is(err, provider.ErrInvalid):
+		m.requests.WithLabelValues(endpoint, OutcomeInvalid).Inc()
+	default:
+		m.requests.WithLabelValues(endpoint, OutcomeError).Inc()
+	}
+}
+
+// code counts an answer that carries a code, and the ban it announces.
+func (m *Metrics) code(endpoint, code string) {
+	entry, known := transitions.Lookup(code)
+	if !known {
+		m.answer(endpoint, CodeOther, string(transitions.ClassUnknown))
+		return
+	}
+	m.answer(endpoint, entry.Code, string(entry.Class))
+	if entry.IsBan() {
+		m.banWaits.WithLabelValues(entry.Code).Inc()
+	}
+}
+
+func (m *Metrics) answer(endpoint, code, class string) {
+	m.answers.WithLabelValues(endpoint, code, class).Inc()
+}
