@@ -73,10 +73,10 @@ func (b *pollBudget) nextMinute(now time.Time) time.Time {
 
 // submitWindow keeps in.php requests under the provider's rule of at most
 // 60 in any 3 seconds (MAX_USER_TURN beyond), with a margin. The token
-// bucket alone allows 3·rate + burst in 3 s, one too many at 20/s.
+// bucket alone allows 3·rate + burst in 3 s, one too many at 20/s. The
+// caller holds the engine's lock.
 type submitWindow struct {
-	mu   sync.Mutex
-	ring [submitWindowMax]time.Time // reserved send times, oldest at next
+	ring [submitWindowMax]time.Time // send times, oldest at next
 	next int
 	full bool
 }
@@ -86,20 +86,19 @@ const (
 	submitWindowLen = 3 * time.Second
 )
 
-// reserve books a send slot and returns how long to wait for it.
-func (w *submitWindow) reserve(now time.Time) time.Duration {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	at := now
-	if w.full {
-		if earliest := w.ring[w.next].Add(submitWindowLen); earliest.After(at) {
-			at = earliest
-		}
+// delay is how long a send at now must wait to stay within the window.
+func (w *submitWindow) delay(now time.Time) time.Duration {
+	if !w.full {
+		return 0
 	}
-	w.ring[w.next] = at
+	return max(w.ring[w.next].Add(submitWindowLen).Sub(now), 0)
+}
+
+// book records a send at now.
+func (w *submitWindow) book(now time.Time) {
+	w.ring[w.next] = now
 	w.next = (w.next + 1) % submitWindowMax
 	if w.next == 0 {
 		w.full = true
 	}
-	return at.Sub(now)
 }

@@ -237,6 +237,10 @@ func (e *Engine) collect(now time.Time) ([]job, time.Time) {
 				later(tk.t.NextAt)
 				break
 			}
+			if d := e.submitDelayLocked(now); d > 0 {
+				later(now.Add(d))
+				break
+			}
 		}
 		jobs = append(jobs, job{kind: jobSubmit, tasks: []*task{take(&e.submitQ)}})
 		if len(jobs) >= 4*e.pol.Concurrency {
@@ -337,15 +341,8 @@ func (e *Engine) runSubmit(tk *task) {
 		park()
 		return
 	}
-	if err := e.waitSubmitSlot(ctx); err != nil {
+	if err := e.waitFleetSlot(ctx); err != nil {
 		return // shutting down
-	}
-	if d := e.window3.reserve(time.Now()); d > 0 {
-		select {
-		case <-time.After(d):
-		case <-ctx.Done():
-			return
-		}
 	}
 	e.mu.Lock()
 	paused, breaker := e.pauseSubmit, e.breaker
@@ -380,18 +377,36 @@ func (e *Engine) runSubmit(tk *task) {
 	e.onSubmit(tk, pid, err)
 }
 
-// waitSubmitSlot paces in.php requests: the fleet's shared slot when the
-// store is a persist.Fleet, else the engine's own limiter.
-func (e *Engine) waitSubmitSlot(ctx context.Context) error {
+// submitDelayLocked is how long the next submit must wait for the
+// engine's pacing: the token bucket of submit_rate and the provider's
+// 3-second window. When it is zero, the send is booked. The scheduler
+// calls it before it hands a submit to a worker, so no worker (and no
+// poll behind it) waits on the pace of in.php.
+func (e *Engine) submitDelayLocked(now time.Time) time.Duration {
+	if d := e.window3.delay(now); d > 0 {
+		return d
+	}
+	r := e.limiter.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return d
+	}
+	e.window3.book(now)
+	return 0
+}
+
+// waitFleetSlot paces in.php requests across the fleet when the store is a
+// persist.Fleet.
+func (e *Engine) waitFleetSlot(ctx context.Context) error {
 	if e.fleet == nil {
-		return e.limiter.Wait(ctx)
+		return nil
 	}
 	// 95 % of the rate: slots spaced exactly 1/rate apart could put one
 	// request too many in the provider's 3-second window.
 	at, err := e.fleet.ReserveSubmit(ctx, 0.95*e.pol.SubmitRate)
 	if err != nil {
 		e.log.Error("reserve a fleet submit slot; pacing locally", "err", err)
-		return e.limiter.Wait(ctx)
+		return nil
 	}
 	if d := time.Until(at); d > 0 {
 		select {
