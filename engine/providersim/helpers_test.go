@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -142,4 +143,13 @@ func decode(t testing.TB, body string) jsonAnswer {
 	var a jsonAnswer
 	require.NoError(t, json.Unmarshal([]byte(body), &a), body)
 	return a
+}
+
+// advance moves a synctest bubble's virtual clock forward by d: the
+// bubble's timers fire at once when every goroutine in it is blocked. Every
+// caller runs inside synctest.Test; no test waits in real time.
+func advance(d time.Duration) {
+	if d > 0 {
+		<-time.After(d)
+	}
 }

@@ -30,7 +30,7 @@ func TestLedger(t *testing.T) {
 		_, body := h.post("/in.php", q)
 		d := decode(t, body).Request
 
-		time.Sleep(time.Minute)
+		advance(time.Minute)
 		h.res("action", "get", "id", a)
 		h.res("action", "get", "ids", a+","+c+",x")
 		h.res("action", "get2", "id", c)
@@ -115,7 +115,7 @@ func TestManyTasksInFlight(t *testing.T) {
 		t.Logf("heap per task in flight: %.0f bytes", perTask)
 		assert.Less(t, perTask, 400.0)
 
-		time.Sleep(time.Minute)
+		advance(time.Minute)
 		l := h.sim.Ledger()
 		require.Equal(t, n, l.Charged())
 		for i := 0; i < n; i += 100 {
@@ -145,7 +145,7 @@ func TestConcurrentClients(t *testing.T) {
 						continue
 					}
 					for {
-						time.Sleep(5 * time.Second)
+						advance(5 * time.Second)
 						if a := h.res("action", "get", "id", id); a != "CAPCHA_NOT_READY" {
 							break
 						}

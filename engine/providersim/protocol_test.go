@@ -64,10 +64,10 @@ func TestNotReadyThenToken(t *testing.T) {
 		h := newHarness(t, providersim.Config{Mix: providersim.NoErrors()})
 		id := h.mustID(h.recaptcha("x"))
 		task := h.sim.Ledger().Tasks[0]
-		time.Sleep(task.Ready.Sub(time.Now()) - time.Nanosecond)
+		advance(task.Ready.Sub(time.Now()) - time.Nanosecond)
 		assert.Equal(t, "CAPCHA_NOT_READY", h.res("action", "get", "id", id))
 		assert.Equal(t, "CAPCHA_NOT_READY", decode(t, h.res("action", "get", "id", id, "json", "1")).Request)
-		time.Sleep(time.Nanosecond)
+		advance(time.Nanosecond)
 		answer := h.res("action", "get", "id", id)
 		token, ok := strings.CutPrefix(answer, "OK|")
 		require.True(t, ok, answer)
@@ -104,7 +104,7 @@ func TestBatchAnswersInOrder(t *testing.T) {
 		solved := h.mustID(h.in("method", "hcaptcha", "sitekey", "abc", "pageurl", "https://example.com"))
 		require.NoError(t, h.sim.SetMix(providersim.Mix{Submit: map[string]float64{}, Poll: map[string]float64{"ERROR_CAPTCHA_UNSOLVABLE": 1}}))
 		unsolvable := h.mustID(h.in("method", "turnstile", "sitekey", "abc", "pageurl", "https://example.com"))
-		time.Sleep(10 * time.Second)
+		advance(10 * time.Second)
 
 		token := h.mustID(h.res("action", "get", "id", solved))
 		ids := strings.Join([]string{slow, solved, unsolvable, "12x", "99"}, ",")
@@ -130,7 +130,7 @@ func TestGet2Cost(t *testing.T) {
 		rc := h.mustID(h.recaptcha("a"))
 		hc := h.mustID(h.in("method", "hcaptcha", "sitekey", "abc", "pageurl", "https://example.com"))
 		assert.Equal(t, "CAPCHA_NOT_READY", h.res("action", "get2", "id", rc))
-		time.Sleep(41 * time.Second)
+		advance(41 * time.Second)
 		tok := h.mustID(h.res("action", "get", "id", rc))
 		assert.Equal(t, "OK|"+tok+"|0.00299", h.res("action", "get2", "id", rc))
 		assert.Equal(t, jsonAnswer{Status: 1, Request: tok, Price: "0.00299"}, decode(t, h.res("action", "get2", "id", rc, "json", "1")))
@@ -173,7 +173,7 @@ func TestReports(t *testing.T) {
 		h := newHarness(t, providersim.Config{Mix: providersim.NoErrors()})
 		id := h.mustID(h.upload(png(150)))
 		assert.Equal(t, "ERROR_REPORT_NOT_RECORDED", h.res("action", "reportgood", "id", id))
-		time.Sleep(8 * time.Second)
+		advance(8 * time.Second)
 		assert.Equal(t, "OK_REPORT_RECORDED", h.res("action", "reportbad", "id", id))
 		assert.Equal(t, "ERROR_DUPLICATE_REPORT", h.res("action", "reportgood", "id", id))
 		assert.Equal(t, jsonAnswer{Status: 0, Request: "ERROR_DUPLICATE_REPORT"}, decode(t, h.res("action", "reportbad", "id", id, "json", "1")))
@@ -191,9 +191,9 @@ func TestTokenTTL(t *testing.T) {
 		h := newHarness(t, providersim.Config{Mix: providersim.NoErrors(), TokenTTL: 10 * time.Minute, Speed: 2,
 			SolveTime: map[string]providersim.Dist{"post": {Min: 4 * time.Second, Max: 4 * time.Second}}})
 		id := h.mustID(h.upload(png(150)))
-		time.Sleep(2*time.Second + 5*time.Minute - time.Nanosecond)
+		advance(2*time.Second + 5*time.Minute - time.Nanosecond)
 		h.mustID(h.res("action", "get", "id", id))
-		time.Sleep(time.Nanosecond)
+		advance(time.Nanosecond)
 		assert.Equal(t, "ERROR_TOKEN_EXPIRED", h.res("action", "get", "id", id))
 	})
 }
@@ -356,7 +356,7 @@ func TestTokens(t *testing.T) {
 			for i := range 400 {
 				ids = append(ids, h.mustID(h.in(methods[i%len(methods)]...)))
 			}
-			time.Sleep(time.Minute)
+			advance(time.Minute)
 			for _, id := range ids {
 				out = append(out, h.mustID(h.res("action", "get", "id", id)))
 			}

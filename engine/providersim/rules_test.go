@@ -28,12 +28,12 @@ func TestMaxUserTurn(t *testing.T) {
 				for _, a := range submits(h, 60) {
 					h.mustID(a)
 				}
-				time.Sleep(2999 * time.Millisecond) // still within 3 s of the first
+				advance(2999 * time.Millisecond) // still within 3 s of the first
 				assert.Equal(t, "MAX_USER_TURN", h.recaptcha("61"))
 				assert.Equal(t, "MAX_USER_TURN", decode(t, h.in("method", "hcaptcha", "sitekey", "k", "pageurl", "https://e.com", "json", "1")).Request)
-				time.Sleep(tt.ban - time.Nanosecond)
+				advance(tt.ban - time.Nanosecond)
 				assert.Equal(t, "MAX_USER_TURN", h.recaptcha("62"), "blocked until the ban ends")
-				time.Sleep(time.Nanosecond)
+				advance(time.Nanosecond)
 				h.mustID(h.recaptcha("63"))
 
 				l := h.sim.Ledger()
@@ -52,7 +52,7 @@ func TestSubmitRateWithinLimit(t *testing.T) {
 		h := newHarness(t, providersim.Config{Mix: providersim.NoErrors()})
 		for i := range 200 {
 			h.mustID(h.recaptcha(strconv.Itoa(i)))
-			time.Sleep(50 * time.Millisecond)
+			advance(50 * time.Millisecond)
 		}
 		assert.Empty(t, h.sim.Ledger().Bans)
 	})
@@ -65,15 +65,15 @@ func TestPollFlood(t *testing.T) {
 		for i := range 1220 {
 			a := h.res("action", "get", "id", id)
 			require.NotEqual(t, "ERROR: 1005", a, "poll %d", i+1)
-			time.Sleep(time.Second)
+			advance(time.Second)
 		}
 		assert.Equal(t, "ERROR: 1005", h.res("action", "get", "id", id))
 		assert.Equal(t, "ERROR: 1005", h.res("action", "getbalance"))
 		assert.Equal(t, jsonAnswer{Status: 0, Request: "ERROR: 1005"}, decode(t, h.res("action", "getbalance", "json", "1")))
 		h.mustID(h.recaptcha("b")) // in.php is not blocked
-		time.Sleep(10*time.Minute - time.Nanosecond)
+		advance(10*time.Minute - time.Nanosecond)
 		assert.Equal(t, "ERROR: 1005", h.res("action", "getbalance"))
-		time.Sleep(time.Nanosecond)
+		advance(time.Nanosecond)
 		assert.Equal(t, "99.99402", h.res("action", "getbalance"))
 		l := h.sim.Ledger()
 		assert.Equal(t, map[string]int{"ERROR: 1005": 1}, l.Bans)
@@ -87,7 +87,7 @@ func TestPollRateOverAnHour(t *testing.T) {
 		h := newHarness(t, providersim.Config{})
 		for i := range 3600 {
 			assert.Equal(t, "100", h.res("action", "getbalance"), "poll %d", i)
-			time.Sleep(3 * time.Second)
+			advance(3 * time.Second)
 		}
 		assert.Empty(t, h.sim.Ledger().Bans)
 	})
@@ -114,13 +114,13 @@ func TestFloodBans(t *testing.T) {
 				}
 				for i := range 120 {
 					require.Equal(t, tt.first, h.recaptcha(strconv.Itoa(i)), "answer %d", i+1)
-					time.Sleep(450 * time.Millisecond) // under 60 in 3 s; 120 in 54 s
+					advance(450 * time.Millisecond) // under 60 in 3 s; 120 in 54 s
 				}
 				// The 120th answer in under a minute started the ban.
 				assert.Equal(t, tt.code, h.recaptcha("x"))
-				time.Sleep(tt.ban - 450*time.Millisecond - time.Nanosecond)
+				advance(tt.ban - 450*time.Millisecond - time.Nanosecond)
 				assert.Equal(t, tt.code, h.recaptcha("y"))
-				time.Sleep(time.Nanosecond)
+				advance(time.Nanosecond)
 				assert.Equal(t, tt.first, h.recaptcha("z"))
 				assert.Equal(t, map[string]int{tt.code: 1}, h.sim.Ledger().Bans)
 			})
@@ -131,7 +131,7 @@ func TestFloodBans(t *testing.T) {
 			h := newHarness(t, providersim.Config{Mix: providersim.Mix{Submit: map[string]float64{"ERROR_NO_SLOT_AVAILABLE": 1}}})
 			for i := range 300 {
 				require.Equal(t, "ERROR_NO_SLOT_AVAILABLE", h.recaptcha(strconv.Itoa(i)))
-				time.Sleep(510 * time.Millisecond) // 120 answers take just over a minute
+				advance(510 * time.Millisecond) // 120 answers take just over a minute
 			}
 		})
 	})
