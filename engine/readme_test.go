@@ -1,0 +1,25 @@
+package engine_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestReadmeExample keeps the README's embedding example the same as
+// Example_bot, which the compiler checks.
+func TestReadmeExample(t *testing.T) {
+	src, err := os.ReadFile("example_bot_test.go")
+	require.NoError(t, err)
+	s := string(src)
+	begin := strings.Index(s, "// README:begin\n")
+	end := strings.Index(s, "// README:end")
+	require.True(t, begin >= 0 && end > begin, "markers in example_bot_test.go")
+	example := strings.TrimSpace(s[begin+len("// README:begin\n") : end])
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	require.Contains(t, string(readme), example,
+		"README.md's embedding example differs from engine/example_bot_test.go: copy the function between the markers")
+}
