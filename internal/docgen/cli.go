@@ -49,14 +49,17 @@ func RenderCLI(root *cobra.Command) ([]byte, error) {
 	for _, c := range cmds {
 		c.InitDefaultHelpFlag()
 		p.heading(2, c.CommandPath())
-		text := strings.TrimSpace(c.Long)
-		if text == "" {
-			text = strings.TrimSpace(c.Short)
+		// As cobra's help template: the long text (else the short), a blank
+		// line, the usage. Kept verbatim in a code block, since help text
+		// is not Markdown ("***", "--flag" and indented JSON would change).
+		help := strings.TrimSpace(c.Long)
+		if help == "" {
+			help = strings.TrimSpace(c.Short)
 		}
-		if text != "" {
-			p.para("%s", text)
+		if help != "" {
+			help += "\n\n"
 		}
-		p.fence("text", strings.TrimRight(c.UsageString(), "\n")+"\n")
+		p.fence("text", help+strings.TrimRight(c.UsageString(), "\n")+"\n")
 	}
 	return p.Bytes(), nil
 }

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/captchafsm/captchafsm/internal/cli"
 )
 
 // fakeRoot builds a small tree shaped like a real CLI, added out of order.
@@ -44,8 +47,8 @@ func TestRenderCLI(t *testing.T) {
 	assert.Equal(t, []string{"Commands", "tool", "tool db", "tool db check", "tool db vacuum", "tool list", "tool solve"}, headings,
 		"root first, then every available command sorted by path; hidden, deprecated and cobra's own left out")
 
-	assert.Contains(t, doc, "Tool does things.\nSecond line of long help.\n", "Long help of root")
-	assert.Contains(t, doc, "\n## tool list\n\nList tasks\n", "Short stands in for a missing Long")
+	assert.Contains(t, doc, "\n## tool\n\n```text\nTool does things.\nSecond line of long help.\n\nUsage:\n", "Long help of root, verbatim")
+	assert.Contains(t, doc, "\n## tool list\n\n```text\nList tasks\n\nUsage:\n  tool list [flags]\n", "Short stands in for a missing Long")
 	assert.Contains(t, doc, "- [`tool db check`](#tool-db-check) — Check the file\n")
 	assert.Contains(t, doc, "Examples:\n  tool solve --method post\n", "example of solve")
 	assert.Contains(t, doc, "--method string   the method | a pipe", "pipes in code blocks stay as they are")
@@ -78,4 +81,67 @@ func TestAnchor(t *testing.T) {
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, anchor(tt.in))
 	}
+}
+
+// TestRenderCLIMatchesHelp runs every documented command with --help and
+// checks that its section shows exactly what the user sees.
+func TestRenderCLIMatchesHelp(t *testing.T) {
+	b, err := RenderCLI(fakeRoot())
+	require.NoError(t, err)
+	doc := string(b)
+	paths := [][]string{nil, {"db"}, {"db", "check"}, {"db", "vacuum"}, {"list"}, {"solve"}}
+	for _, args := range paths {
+		name := strings.Join(append([]string{"tool"}, args...), " ")
+		t.Run(name, func(t *testing.T) {
+			root := fakeRoot()
+			var out bytes.Buffer
+			root.SetOut(&out)
+			root.SetErr(&out)
+			root.SetArgs(append(args, "--help"))
+			require.NoError(t, root.Execute())
+			assert.Equal(t, out.String(), helpSection(t, doc, name))
+		})
+	}
+}
+
+// helpSection returns the code block under the heading "## name".
+func helpSection(t *testing.T, doc, name string) string {
+	t.Helper()
+	start := "\n## " + name + "\n\n```text\n"
+	i := strings.Index(doc, start)
+	require.GreaterOrEqual(t, i, 0, "section %q", name)
+	body := doc[i+len(start):]
+	return body[:strings.Index(body, "\n```\n")+1]
+}
+
+// TestCaptchafsmPageMatchesHelp checks cli.md against the real tree: every
+// command of the contract has a section, and each section is what
+// `captchafsm CMD --help` prints.
+func TestCaptchafsmPageMatchesHelp(t *testing.T) {
+	b, err := renderCaptchafsmCLI()
+	require.NoError(t, err)
+	doc := string(b)
+
+	for _, name := range []string{"demo", "solve", "run", "resume", "account-fixed", "list", "history", "replay", "errors", "diagram", "simulate"} {
+		assert.Contains(t, doc, "\n## captchafsm "+name+"\n", "contract command %s", name)
+	}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			if sub.IsAvailableCommand() && !isCobraBuiltin(sub) {
+				args := strings.Fields(sub.CommandPath())[1:]
+				t.Run(sub.CommandPath(), func(t *testing.T) {
+					root := cli.NewRoot(nil)
+					var out bytes.Buffer
+					root.SetOut(&out)
+					root.SetErr(&out)
+					root.SetArgs(append(args, "--help"))
+					require.NoError(t, root.Execute())
+					assert.Equal(t, out.String(), helpSection(t, doc, sub.CommandPath()))
+				})
+				walk(sub)
+			}
+		}
+	}
+	walk(cli.NewRoot(nil))
 }

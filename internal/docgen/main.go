@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/captchafsm/captchafsm/internal/cli"
 )
 
 // Page is one generated document.
@@ -23,8 +25,14 @@ func Pages() []Page {
 	return []Page{
 		{Name: "states.md", Render: RenderStates},
 		{Name: "errors.md", Render: RenderErrors},
+		{Name: "cli.md", Render: renderCaptchafsmCLI},
 	}
 }
+
+// renderCaptchafsmCLI renders the help of the real command tree. NewRoot
+// has no side effects, and no flag default depends on the environment, so
+// the page does not either.
+func renderCaptchafsmCLI() ([]byte, error) { return RenderCLI(cli.NewRoot(nil)) }
 
 // errStale reports, under -check, that a page differs from its data.
 var errStale = errors.New("docgen: docs are stale: run go generate ./...")

@@ -33,14 +33,19 @@ func (p *page) heading(level int, text string) {
 }
 
 // fence writes body in a fenced code block of language lang. body gets a
-// final newline if it lacks one.
+// final newline if it lacks one. The fence is longer than any run of
+// backticks in body, so body cannot close it.
 func (p *page) fence(lang, body string) {
-	p.WriteString("\n```" + lang + "\n")
+	f := "```"
+	for strings.Contains(body, f) {
+		f += "`"
+	}
+	p.WriteString("\n" + f + lang + "\n")
 	p.WriteString(body)
 	if !strings.HasSuffix(body, "\n") {
 		p.WriteString("\n")
 	}
-	p.WriteString("```\n")
+	p.WriteString(f + "\n")
 }
 
 // table writes a Markdown table. Cells are escaped: a '|' would end the

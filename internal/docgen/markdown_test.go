@@ -35,3 +35,16 @@ func TestCell(t *testing.T) {
 		assert.Equal(t, tt.want, cell(tt.in))
 	}
 }
+
+func TestFence(t *testing.T) {
+	tests := []struct{ body, want string }{
+		{"a\n", "\n```text\na\n```\n"},
+		{"a", "\n```text\na\n```\n"},
+		{"x ```go y```", "\n````text\nx ```go y```\n````\n"},
+	}
+	for _, tt := range tests {
+		var p page
+		p.fence("text", tt.body)
+		assert.Equal(t, tt.want, p.String())
+	}
+}
