@@ -273,7 +273,9 @@ func (a *app) demo(cmd *cobra.Command, o *demoOpts) error {
 	reqs := demoTasks(o.tasks, o.seed)
 
 	con := &console{out: out}
-	if !a.json {
+	if a.json {
+		con.out = cmd.ErrOrStderr() // stdout holds the JSON summary alone
+	} else {
 		con.prog = out
 		con.bar = a.opts.terminal(out)
 		con.shared = true

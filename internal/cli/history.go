@@ -180,7 +180,9 @@ learnt. Proxy logins and passwords are shown as ***.`,
 				detail := redactText(r.Detail)
 				if r.PossiblyCharged {
 					mark = "!"
-					detail = join(detail, "possibly charged")
+					if !strings.Contains(detail, "charged") {
+						detail = join(detail, "possibly charged")
+					}
 				}
 				if pending && i == len(hist)-1 {
 					mark = "!"

@@ -322,4 +322,3 @@ func TestOneLine(t *testing.T) {
 	t.Parallel()
 	assert.Equal(t, "a b c", oneLine("a\n b\t\tc\n"))
 }
-

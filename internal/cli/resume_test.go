@@ -1,0 +1,143 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/captchafsm/captchafsm/engine/providersim"
+	"github.com/captchafsm/captchafsm/persist"
+	"github.com/captchafsm/captchafsm/states"
+	"github.com/captchafsm/captchafsm/transitions"
+)
+
+// crashedTasks writes n tasks as an engine killed mid-submit leaves them:
+// each history ends with the intent to send in.php. It returns their ids.
+func (w *world) crashedTasks(n int, params map[string]string) []string {
+	w.t.Helper()
+	s := w.store()
+	defer s.Close()
+	ctx := context.Background()
+	var ids []string
+	for i := range n {
+		now := time.Now()
+		p := map[string]string{"sitekey": "k", "pageurl": "https://a.example/" + string(rune('a'+i))}
+		for k, v := range params {
+			p[k] = v
+		}
+		t := &persist.Task{ID: persist.NewID(), Method: "hcaptcha", Params: p, State: states.Submitting,
+			Created: now, Updated: now, NextAt: now}
+		require.NoError(w.t, s.Create(ctx, t))
+		next := t.Clone()
+		next.Seq = 1
+		next.Submits = 1
+		next.Params = nil
+		require.NoError(w.t, s.Apply(ctx, next, &persist.Record{At: now, From: states.Submitting,
+			Event: transitions.SubmitSending, To: states.Submitting}))
+		ids = append(ids, t.ID)
+	}
+	return ids
+}
+
+func TestResumeAfterCrashMarksPossiblyCharged(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t).withSim(providersim.Config{Mix: providersim.NoErrors()})
+	ids := w.crashedTasks(3, map[string]string{"proxy": "bob:hunter2@10.0.0.1:3128", "proxytype": "HTTP"})
+
+	// Before the resume, history says the submit is in the air.
+	r := w.run("history", ids[0])
+	require.Equal(t, ExitOK, r.code, r.err)
+	assert.Contains(t, r.out, "sent, no answer recorded: possibly charged")
+	assert.Contains(t, r.out, "! 1 submit(s) possibly charged")
+
+	r = w.run(withPolicy(w, "resume", "--json")...)
+	require.Equal(t, ExitOK, r.code, r.err)
+	lines := decodeLines(t, r.out)
+	require.Len(t, lines, 3)
+	for _, l := range lines {
+		assert.Equal(t, "Done", l["state"])
+		assert.EqualValues(t, 2, l["submits"], "the crashed submit counts, then the new one")
+	}
+
+	// After it, the possibly-charged submit is on record, marked.
+	r = w.run("history", ids[0])
+	require.Equal(t, ExitOK, r.code, r.err)
+	var marked []string
+	for _, line := range strings.Split(r.out, "\n") {
+		if strings.Contains(line, " ! ") && !strings.HasPrefix(line, "SEQ") {
+			marked = append(marked, line)
+		}
+	}
+	require.Len(t, marked, 1, r.out)
+	assert.Contains(t, marked[0], "possibly_charged")
+	assert.Contains(t, marked[0], "may have charged")
+	assert.Contains(t, r.out, "proxy=***:***@10.0.0.1:3128")
+	assert.NotContains(t, r.out, "hunter2")
+
+	r = w.run("history", ids[0], "--json")
+	require.Equal(t, ExitOK, r.code, r.err)
+	var h struct {
+		Task    map[string]any   `json:"task"`
+		History []map[string]any `json:"history"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.out), &h))
+	assert.EqualValues(t, 1, h.Task["possibly_charged"])
+	assert.Equal(t, "Done", h.Task["state"])
+	assert.NotContains(t, r.out, "hunter2")
+	charged := 0
+	for _, rec := range h.History {
+		for _, k := range []string{"seq", "at", "from", "to", "event", "code", "detail", "provider_id", "possibly_charged"} {
+			assert.Contains(t, rec, k)
+		}
+		if rec["possibly_charged"] == true {
+			charged++
+			assert.Equal(t, string(transitions.PossiblyCharged), rec["event"])
+		}
+	}
+	assert.Equal(t, 1, charged)
+
+	// Nothing is left to resume.
+	r = w.run(withPolicy(w, "resume")...)
+	assert.Equal(t, ExitOK, r.code)
+	assert.Contains(t, r.err, "nothing to resume")
+}
+
+func TestAccountFixedThenResume(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t).withSim(providersim.Config{Mix: providersim.Mix{Submit: map[string]float64{"ERROR_ZERO_BALANCE": 1}, Poll: map[string]float64{}}})
+	r := w.run(withPolicy(w, "run", "--from", w.file("t.jsonl", taskLines(4, "a")))...)
+	require.Equal(t, ExitNeedsAccountFix, r.code, r.err)
+	assert.Contains(t, r.err, "captchafsm account-fixed")
+
+	// Resume alone cannot help: the tasks wait for a person.
+	r = w.run(withPolicy(w, "resume", "--json")...)
+	assert.Equal(t, ExitNeedsAccountFix, r.code, r.err)
+	assert.Contains(t, r.err, "4 tasks wait in NeedsAccountFix")
+	assert.Len(t, decodeLines(t, r.out), 4)
+
+	require.NoError(t, w.sim.Sim.SetMix(providersim.NoErrors())) // the top-up
+	r = w.run("account-fixed")
+	require.Equal(t, ExitOK, r.code, r.err)
+	assert.Contains(t, r.out, "released 4 tasks")
+	r = w.run("account-fixed", "--json")
+	assert.JSONEq(t, `{"released": 0}`, r.out)
+
+	r = w.run(withPolicy(w, "resume")...)
+	require.Equal(t, ExitOK, r.code, r.err)
+	for _, task := range w.tasks() {
+		assert.Equal(t, states.Done, task.State)
+	}
+}
+
+func TestAccountFixedNeedsADatabase(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	r := w.run("account-fixed")
+	assert.Equal(t, ExitUsage, r.code)
+	assert.Contains(t, r.err, "no such file")
+}
