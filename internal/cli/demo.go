@@ -81,7 +81,7 @@ work. CAPTCHAFSM_DB is ignored: the demo never writes into your real database.`,
   captchafsm demo --tasks 1000 --db demo.db && captchafsm list --db demo.db --state Failed
   captchafsm demo --tasks 50 --seed 7 --json | jq .states`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.demo(cmd, o) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return interrupted(cmd.Context(), a.demo(cmd, o)) },
 	}
 	f := c.Flags()
 	f.IntVar(&o.tasks, "tasks", 200, "number of tasks in the batch")

@@ -425,6 +425,15 @@ func (b *batch) summary(c map[states.State]int) {
 	}
 }
 
+// interrupted maps any failure after SIGINT/SIGTERM to exit 130: whatever
+// step the signal cut short, the tasks recorded so far stay in the database.
+func interrupted(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return errInterrupted
+	}
+	return err
+}
+
 // isCtxErr reports whether err is the context's end.
 func isCtxErr(ctx context.Context, err error) bool {
 	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, engine.ErrClosed))

@@ -24,7 +24,7 @@ Output and exit status as for run: one line (or JSON object) per task,
 		Example: `  captchafsm resume
   captchafsm resume --db /var/lib/bot/captchafsm.db --json`,
 		Args: noArgs,
-		RunE: a.resume,
+		RunE: func(cmd *cobra.Command, args []string) error { return interrupted(cmd.Context(), a.resume(cmd, args)) },
 	}
 }
 

@@ -46,7 +46,7 @@ Exit status: 0 all Done; 1 bad input (nothing sent); 2 some task Failed;
   captchafsm run --from tasks.jsonl --json | jq -r 'select(.state=="Done") | .token'
   producer | captchafsm run --from -`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.run(cmd, from) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return interrupted(cmd.Context(), a.run(cmd, from)) },
 	}
 	c.Flags().StringVar(&from, "from", "", `JSON Lines file of tasks ("-" reads stdin)`)
 	return c

@@ -48,7 +48,7 @@ the database; resume continues it).`,
   captchafsm solve --method turnstile --param sitekey=0x4AAAAAAAC3DHQFLr1GavRN \
       --param pageurl=https://example.com --json`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.solve(cmd, o) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return interrupted(cmd.Context(), a.solve(cmd, o)) },
 	}
 	f := c.Flags()
 	f.StringVar(&o.method, "method", "", "the API's method: base64, post, userrecaptcha, hcaptcha, turnstile, ...")
