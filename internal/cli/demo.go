@@ -491,7 +491,7 @@ func (a *app) demoCrash(ctx context.Context, cmd *cobra.Command, o *demoOpts, co
 	child := exec.CommandContext(ctx, exe, "demo-engine", "--db", dbPath, "--api-url", simURL,
 		"--policy", polFile, "--from", tasksFile)
 	// The key travels in the environment, never on the command line.
-	child.Env = append(append(os.Environ(), a.opts.ChildEnv...), EnvAPIKey+"="+key, EnvDemoChild+"=1")
+	child.Env = append(os.Environ(), EnvAPIKey+"="+key, EnvDemoChild+"=1")
 	var childErr bytes.Buffer
 	child.Stderr = &childErr
 	pipe, err := child.StdoutPipe()

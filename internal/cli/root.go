@@ -56,8 +56,6 @@ type Options struct {
 	// Executable is the program demo --crash starts as its child engine;
 	// "" means os.Executable().
 	Executable string
-	// ChildEnv is added to the environment of demo --crash's child.
-	ChildEnv []string
 	// LockTimeout is how long commands wait for a database held by another
 	// process before saying so; 0 means 500ms.
 	LockTimeout time.Duration
