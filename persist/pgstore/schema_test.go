@@ -1,0 +1,185 @@
+package pgstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/captchafsm/captchafsm/persist"
+)
+
+// The tests of this file reach into the database, so they live inside the
+// package (and cannot use pgstoretest, which imports it).
+
+// testDB returns the test database's URL and a connection to it, and a
+// new schema name dropped when t ends; it skips t without a database.
+func testDB(t *testing.T) (url string, conn *pgx.Conn, schema string) {
+	t.Helper()
+	url = os.Getenv("CAPTCHAFSM_TEST_PG")
+	if url == "" {
+		t.Skip("CAPTCHAFSM_TEST_PG is not set: this test needs a PostgreSQL server; " +
+			"`source .ci/postgres.sh` starts a throwaway one on loopback and sets it")
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	schema = "test_" + hex.EncodeToString(b)
+	t.Cleanup(func() {
+		_, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+		assert.NoError(t, err)
+		_ = conn.Close(ctx)
+	})
+	return url, conn, schema
+}
+
+func exec(t *testing.T, conn *pgx.Conn, schema, sql string, args ...any) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := conn.Exec(ctx, "SET search_path TO "+pgx.Identifier{schema}.Sanitize())
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, sql, args...)
+	require.NoError(t, err)
+}
+
+func version(t *testing.T, conn *pgx.Conn, schema string) int {
+	t.Helper()
+	var v int
+	require.NoError(t, conn.QueryRow(context.Background(),
+		"SELECT max(version) FROM "+pgx.Identifier{schema, "schema_version"}.Sanitize()).Scan(&v))
+	return v
+}
+
+func TestSchemaCreatedAtCurrentVersion(t *testing.T) {
+	url, conn, schema := testDB(t)
+	s, err := Open(context.Background(), url, &Options{Schema: schema})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	assert.Equal(t, SchemaVersion, version(t, conn, schema))
+	// Opening again migrates nothing and records nothing.
+	s, err = Open(context.Background(), url, &Options{Schema: schema})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	var rows int
+	require.NoError(t, conn.QueryRow(context.Background(),
+		"SELECT count(*) FROM "+pgx.Identifier{schema, "schema_version"}.Sanitize()).Scan(&rows))
+	assert.Equal(t, len(migrations), rows)
+}
+
+// TestMigrateOlderSchema: a database at version 1 with tasks in it is
+// brought to a later version by the migrations it lacks, and its data
+// survives.
+func TestMigrateOlderSchema(t *testing.T) {
+	ctx := context.Background()
+	url, conn, schema := testDB(t)
+	s, err := Open(ctx, url, &Options{Schema: schema})
+	require.NoError(t, err)
+	task := &persist.Task{ID: persist.NewID(), Ref: "kept", Method: "post", Params: map[string]string{"k": "v"}}
+	require.NoError(t, s.Create(ctx, task))
+	require.NoError(t, s.Close())
+
+	next := SchemaVersion + 1
+	later := append(append([]migration{}, migrations...),
+		migration{next, "a column for a later release", "ALTER TABLE tasks ADD COLUMN priority integer NOT NULL DEFAULT 0"},
+		migration{next + 1, "and an index on it", "CREATE INDEX tasks_priority ON tasks (priority)"})
+	s, err = Open(ctx, url, &Options{Schema: schema})
+	require.NoError(t, err)
+	from, to, err := migrate(ctx, s.pool, schema, later)
+	require.NoError(t, err)
+	assert.Equal(t, []int{SchemaVersion, next + 1}, []int{from, to})
+	require.NoError(t, s.Close())
+	assert.Equal(t, next+1, version(t, conn, schema))
+	var priority int
+	require.NoError(t, conn.QueryRow(ctx, "SELECT priority FROM "+pgx.Identifier{schema, "tasks"}.Sanitize()+" WHERE ref = 'kept'").Scan(&priority))
+	assert.Zero(t, priority)
+
+	// This program, older than the schema now, refuses it and says why.
+	_, err = Open(ctx, url, &Options{Schema: schema})
+	require.ErrorIs(t, err, persist.ErrNewerSchema)
+	assert.ErrorContains(t, err, fmt.Sprintf("version %d, newer than this program's %d", next+1, SchemaVersion))
+	assert.ErrorContains(t, err, schema)
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	ctx := context.Background()
+	url, conn, schema := testDB(t)
+	s, err := Open(ctx, url, &Options{Schema: schema})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	exec(t, conn, schema, "INSERT INTO schema_version (version, app, note) VALUES ($1, 'captchafsm', 'from the future')", SchemaVersion+5)
+	_, err = Open(ctx, url, &Options{Schema: schema})
+	require.ErrorIs(t, err, persist.ErrNewerSchema)
+	assert.ErrorContains(t, err, fmt.Sprintf("schema %q is at version %d, newer than this program's %d; upgrade captchafsm",
+		schema, SchemaVersion+5, SchemaVersion))
+}
+
+func TestNotOurs(t *testing.T) {
+	tests := []struct {
+		name, setup, want string
+	}{
+		{"tables of another program", "CREATE TABLE invoices (id int); CREATE TABLE customers (id int)",
+			"holds tables of another program (customers, invoices)"},
+		{"schema_version of another shape", "CREATE TABLE schema_version (version bigint, dirty boolean)",
+			"schema_version table of another program (its columns differ)"},
+		{"schema_version of another app", "CREATE TABLE schema_version (version int, app text, note text); " +
+			"INSERT INTO schema_version VALUES (3, 'billing', 'x')", "1 rows not written by captchafsm"},
+		{"empty schema_version", "CREATE TABLE schema_version (version int, app text, note text)", "it is empty"},
+		{"a table of ours missing", "", "table params is missing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			url, conn, schema := testDB(t)
+			if tt.setup == "" {
+				s, err := Open(ctx, url, &Options{Schema: schema})
+				require.NoError(t, err)
+				require.NoError(t, s.Close())
+				exec(t, conn, schema, "DROP TABLE params")
+			} else {
+				exec(t, conn, "public", "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize())
+				exec(t, conn, schema, tt.setup)
+			}
+			_, err := Open(ctx, url, &Options{Schema: schema})
+			require.ErrorIs(t, err, persist.ErrNotOurs)
+			assert.ErrorContains(t, err, tt.want)
+			assert.ErrorContains(t, err, "pgstore: open 127.0.0.1:")
+			if tt.setup != "" {
+				require.ErrorIs(t, DropSchema(ctx, url, schema), persist.ErrNotOurs, "DropSchema refuses another's schema")
+			}
+		})
+	}
+}
+
+// TestReserveSubmitAdvancesExactly: the fleet's slot moves on by exactly
+// 1/rate per reservation, in the server's clock.
+func TestReserveSubmitAdvancesExactly(t *testing.T) {
+	ctx := context.Background()
+	url, conn, schema := testDB(t)
+	s, err := Open(ctx, url, &Options{Schema: schema})
+	require.NoError(t, err)
+	defer s.Close()
+	// A slot an hour ahead: every reservation queues behind it.
+	exec(t, conn, schema, "UPDATE fleet SET next_submit = now() + interval '1 hour'")
+	var first time.Time
+	require.NoError(t, conn.QueryRow(ctx, "SELECT next_submit FROM fleet").Scan(&first))
+	const n, rate = 25, 8.0
+	step := time.Duration(float64(time.Second) / rate)
+	for i := range n {
+		at, err := s.ReserveSubmit(ctx, rate)
+		require.NoError(t, err)
+		// In this host's clock: an hour from the setup, plus i slots.
+		assert.WithinDuration(t, time.Now().Add(time.Hour+time.Duration(i)*step), at, time.Second, "slot %d", i)
+	}
+	var last time.Time
+	require.NoError(t, conn.QueryRow(ctx, "SELECT next_submit FROM fleet").Scan(&last))
+	assert.Equal(t, time.Duration(n*float64(time.Second)/rate), last.Sub(first))
+}
