@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -468,4 +470,30 @@ func TestDropSchemaRefusesOthers(t *testing.T) {
 	err := pgstore.DropSchema(ctx, url, "pg_catalog")
 	require.ErrorIs(t, err, persist.ErrNotOurs)
 	assert.True(t, errors.Is(err, persist.ErrNotOurs))
+}
+
+// TestExampleFleet runs ExampleOpen, which needs a server, and checks its
+// output.
+func TestExampleFleet(t *testing.T) {
+	pgstoretest.URL(t)
+	require.NoError(t, pgstore.DropSchema(context.Background(), pgstoretest.URL(t), "example"))
+	out := captureStdout(t, ExampleOpen)
+	assert.Equal(t, "a claimed 1 b claimed 1\na lost 1\na's step refused: true\na sees b's breaker: true ERROR_ZERO_BALANCE\n", out)
+}
+
+func captureStdout(t *testing.T, fn func()) string {
+	t.Helper()
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	old := os.Stdout
+	os.Stdout = w
+	done := make(chan string)
+	go func() {
+		b, _ := io.ReadAll(r)
+		done <- string(b)
+	}()
+	fn()
+	os.Stdout = old
+	require.NoError(t, w.Close())
+	return <-done
 }
