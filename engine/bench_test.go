@@ -124,6 +124,10 @@ func (f scaleFigures) SolvesPerVirtualSec() float64 { return float64(f.Done) / f
 // TransitionsPerSec is committed transitions per second of real time.
 func (f scaleFigures) TransitionsPerSec() float64 { return float64(f.Transitions) / f.WallSec }
 
+// CPUPerSolve is process CPU time per solved task, in microseconds: less
+// disturbed than wall time by other processes on a shared machine.
+func (f scaleFigures) CPUPerSolve() float64 { return f.CPUSec * 1e6 / f.solved() }
+
 // HTTPPerSolve is in.php and res.php requests per solved task.
 func (f scaleFigures) HTTPPerSolve() float64 {
 	return float64(f.SubmitRequests+f.PollRequests) / f.solved()
@@ -393,6 +397,7 @@ func (r scaleReport) table() string {
 	row("wall time (s)", "%.2f", e.WallSec, n.WallSec)
 	row("cpu time (s)", "%.2f", e.CPUSec, n.CPUSec)
 	row("solves/s (wall)", "%.0f", e.SolvesPerSec(), n.SolvesPerSec())
+	row("cpu µs/solve", "%.0f", e.CPUPerSolve(), n.CPUPerSolve())
 	row("solves/s (virtual)", "%.2f", e.SolvesPerVirtualSec(), n.SolvesPerVirtualSec())
 	row("transitions", "%.0f", float64(e.Transitions), float64(n.Transitions))
 	row("transitions/s (wall)", "%.0f", e.TransitionsPerSec(), n.TransitionsPerSec())
@@ -433,9 +438,10 @@ func runScale(t *testing.T, n int) scaleReport {
 		assert.Greater(t, f.Done, n*95/100, "%s: most tasks are solved", f.Engine)
 	}
 	assert.LessOrEqual(t, r.pollRatio(), targetPollRatio, "engine polls per solve ≤ 0.2 × naive's")
-	// Batching must not buy its few requests with late answers: a poll
-	// queued behind paced submits once cost 9 s of lag at 3,000 tasks.
-	assert.LessOrEqual(t, r.Engine.LagMeanSec, r.Naive.LagMeanSec+1, "batching does not delay answers")
+	// Batching must not buy its few requests with late answers: polls
+	// queued behind paced submits once cost 9 s of mean lag at 3,000
+	// tasks, 1.3 s at 500.
+	assert.LessOrEqual(t, r.Engine.LagMeanSec, r.Naive.LagMeanSec+0.5, "batching does not delay answers")
 	return r
 }
 
@@ -468,12 +474,12 @@ func TestScale10k(t *testing.T) {
 	t.Logf("%s%s", scaleJSONPrefix, b)
 }
 
-// TestScaleSmall runs the comparison on 1,000 solves (300 with -short) in
+// TestScaleSmall runs the comparison on 500 solves (300 with -short) in
 // every test run, so that a change which breaks batching or delays answers
-// fails a test, not only the benchmark. 1,000 is about the smallest size at
+// fails a test, not only the benchmark. 500 is about the smallest size at
 // which a submit backlog lasts long enough to show in the answer lag.
 func TestScaleSmall(t *testing.T) {
-	n := 1000
+	n := 500
 	if testing.Short() {
 		n = 300
 	}
@@ -497,6 +503,8 @@ func BenchmarkSolves10k(b *testing.B) {
 	b.ReportMetric(n.SolvesPerSec(), "naive_solves/s")
 	b.ReportMetric(e.SolvesPerVirtualSec(), "engine_solves/vs")
 	b.ReportMetric(n.SolvesPerVirtualSec(), "naive_solves/vs")
+	b.ReportMetric(e.CPUPerSolve(), "engine_cpu_us/solve")
+	b.ReportMetric(n.CPUPerSolve(), "naive_cpu_us/solve")
 	b.ReportMetric(e.TransitionsPerSec(), "engine_transitions/s")
 	b.ReportMetric(n.TransitionsPerSec(), "naive_transitions/s")
 	b.ReportMetric(e.HTTPPerSolve(), "engine_http_req/solve")
