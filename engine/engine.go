@@ -216,7 +216,8 @@ type task struct {
 	busy   bool
 	intent bool // the last committed record is SubmitSending
 	cancel bool
-	lost   bool // another engine took the lease over
+	lost   bool      // another engine took the lease over
+	slot   time.Time // the fleet's in.php slot booked for the task
 }
 
 type jobKind int
@@ -312,6 +313,14 @@ func (e *Engine) resume(ctx context.Context) error {
 	}
 	var drive []*persist.Task
 	e.mu.Lock()
+	// A process that stopped a moment ago may have sent in.php requests
+	// that the provider still counts in its 3-second window: hold submits
+	// until that window has passed.
+	for _, t := range list {
+		if until := t.Updated.Add(submitWindowLen); until.After(e.pauseSubmit) && time.Until(until) > 0 {
+			e.pauseSubmit = until
+		}
+	}
 	for _, t := range list {
 		if t.State == states.NeedsAccountFix {
 			e.tasks[t.ID] = &task{t: t, idx: -1}

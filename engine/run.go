@@ -341,8 +341,8 @@ func (e *Engine) runSubmit(tk *task) {
 		park()
 		return
 	}
-	if err := e.waitFleetSlot(ctx); err != nil {
-		return // shutting down
+	if !e.fleetSlotReady(ctx, tk) {
+		return
 	}
 	e.mu.Lock()
 	paused, breaker := e.pauseSubmit, e.breaker
@@ -383,6 +383,9 @@ func (e *Engine) runSubmit(tk *task) {
 // calls it before it hands a submit to a worker, so no worker (and no
 // poll behind it) waits on the pace of in.php.
 func (e *Engine) submitDelayLocked(now time.Time) time.Duration {
+	if e.fleet != nil {
+		return 0 // the fleet's shared slots pace it (fleetSlotReady)
+	}
 	if d := e.window3.delay(now); d > 0 {
 		return d
 	}
@@ -395,27 +398,30 @@ func (e *Engine) submitDelayLocked(now time.Time) time.Duration {
 	return 0
 }
 
-// waitFleetSlot paces in.php requests across the fleet when the store is a
-// persist.Fleet.
-func (e *Engine) waitFleetSlot(ctx context.Context) error {
+// fleetSlotReady books the fleet's next in.php slot for tk when the store
+// is a persist.Fleet. When the slot lies ahead, the task is queued for it
+// and the worker moves on: no worker, and no poll behind it, waits on the
+// fleet's pace.
+func (e *Engine) fleetSlotReady(ctx context.Context, tk *task) bool {
 	if e.fleet == nil {
-		return nil
+		return true
 	}
-	// 95 % of the rate: slots spaced exactly 1/rate apart could put one
-	// request too many in the provider's 3-second window.
-	at, err := e.fleet.ReserveSubmit(ctx, 0.95*e.pol.SubmitRate)
-	if err != nil {
-		e.log.Error("reserve a fleet submit slot; pacing locally", "err", err)
-		return nil
-	}
-	if d := time.Until(at); d > 0 {
-		select {
-		case <-time.After(d):
-		case <-ctx.Done():
-			return ctx.Err()
+	if tk.slot.IsZero() {
+		// 95 % of the rate: slots spaced exactly 1/rate apart could put
+		// one request too many in the provider's 3-second window.
+		at, err := e.fleet.ReserveSubmit(ctx, 0.95*e.pol.SubmitRate)
+		if err != nil {
+			e.log.Error("reserve a fleet submit slot; pacing by this engine alone", "err", err)
+			return e.limiter.Wait(ctx) == nil
 		}
+		tk.slot = at
 	}
-	return nil
+	if time.Until(tk.slot) > 10*time.Millisecond {
+		e.retryLater(tk, tk.slot)
+		return false
+	}
+	tk.slot = time.Time{}
+	return true
 }
 
 func (e *Engine) onSubmit(tk *task, pid string, err error) {

@@ -138,7 +138,7 @@ func TestBreakerStopsBatch(t *testing.T) {
 		assert.Positive(t, led.Answers["ERROR_ZERO_BALANCE"])
 		counts, err := b.store.Count(ctx)
 		require.NoError(t, err)
-		assert.Equal(t, 1000, counts[states.NeedsAccountFix])
+		assert.Equal(t, 1000, counts[states.NeedsAccountFix], "counts %v", counts)
 		// Top up, release: everything completes.
 		b.sim.SetBalance(100)
 		n, err := b.eng.AccountFixed(ctx)
