@@ -1,0 +1,367 @@
+package dashboard
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/captchafsm/captchafsm/engine"
+	"github.com/captchafsm/captchafsm/engine/provider"
+	"github.com/captchafsm/captchafsm/persist"
+	"github.com/captchafsm/captchafsm/states"
+)
+
+// MaxSubmitBody caps the body of POST /api/tasks (an image in base64).
+const MaxSubmitBody = 16 << 20
+
+// Task is a task as the JSON API returns it: the shape of `captchafsm list
+// --json`, every field always present. Params are filled by GET
+// /api/tasks/{id} and the history only, redacted.
+type Task struct {
+	ID         string            `json:"id"`
+	Ref        string            `json:"ref"`
+	Method     string            `json:"method"`
+	State      states.State      `json:"state"`
+	Code       string            `json:"code"`
+	Submits    int               `json:"submits"`
+	Retries    int               `json:"retries"`
+	Resubmits  int               `json:"resubmits"`
+	Polls      int               `json:"polls"`
+	ProviderID string            `json:"provider_id"`
+	Token      string            `json:"token"`
+	Cost       string            `json:"cost"`
+	Created    time.Time         `json:"created"`
+	Updated    time.Time         `json:"updated"`
+	Params     map[string]string `json:"params,omitempty"`
+}
+
+// Record is one transition as the JSON API returns it (the shape of
+// `captchafsm history --json`).
+type Record struct {
+	Seq             uint64       `json:"seq"`
+	At              time.Time    `json:"at"`
+	From            states.State `json:"from"`
+	To              states.State `json:"to"`
+	Event           string       `json:"event"`
+	Code            string       `json:"code"`
+	Detail          string       `json:"detail"`
+	ProviderID      string       `json:"provider_id"`
+	PossiblyCharged bool         `json:"possibly_charged"`
+}
+
+// History is GET /api/tasks/{id}/history's answer.
+type History struct {
+	Task    Task     `json:"task"`
+	History []Record `json:"history"`
+}
+
+// Summary is GET /api/summary's answer.
+type Summary struct {
+	// Counts holds every state, zero or not.
+	Counts map[states.State]int `json:"counts"`
+	Total  int                  `json:"total"`
+	// BreakerOpen is null when no engine runs in this process.
+	BreakerOpen *bool `json:"breaker_open"`
+}
+
+// SubmitResult is POST /api/tasks's answer: 201 with Added when the task is
+// new, 200 when a task with the same ref existed.
+type SubmitResult struct {
+	ID    string `json:"id"`
+	Added bool   `json:"added"`
+}
+
+// AccountFixedResult is POST /api/account-fixed's answer.
+type AccountFixedResult struct {
+	Released int `json:"released"`
+}
+
+func taskOf(t *persist.Task) Task {
+	out := Task{ID: t.ID, Ref: t.Ref, Method: t.Method, State: t.State, Code: t.Code,
+		Submits: t.Submits, Retries: t.Retries, Resubmits: t.Resubmits, Polls: t.Polls,
+		ProviderID: t.ProviderID, Token: t.Token, Cost: t.Cost, Created: t.Created, Updated: t.Updated}
+	if t.Params != nil {
+		out.Params = RedactParams(t.Params)
+	}
+	return out
+}
+
+func recordOf(r persist.Record) Record {
+	return Record{Seq: r.Seq, At: r.At, From: r.From, To: r.To, Event: string(r.Event), Code: r.Code,
+		Detail: RedactText(r.Detail), ProviderID: r.ProviderID, PossiblyCharged: r.PossiblyCharged}
+}
+
+// RedactParams returns a copy of p that a page or an answer may show: proxy
+// logins and passwords as *** (provider.RedactProxy), URLs without their
+// user info, image bodies as their length.
+func RedactParams(p map[string]string) map[string]string {
+	out := make(map[string]string, len(p))
+	for k, v := range p {
+		switch {
+		case k == "proxy":
+			v = provider.RedactProxy(v)
+		case k == "body" || k == "file":
+			v = fmt.Sprintf("<%d characters of base64>", len(v))
+		case strings.Contains(v, "@"):
+			if u, err := url.Parse(v); err == nil && u.User != nil {
+				v = u.Redacted()
+			} else {
+				v = RedactText(v)
+			}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// RedactText hides credentials in free text: each word holding an '@' is
+// treated as a proxy or URL with a login.
+func RedactText(s string) string {
+	if !strings.Contains(s, "@") {
+		return s
+	}
+	words := strings.Split(s, " ")
+	for i, w := range words {
+		if strings.Contains(w, "@") {
+			words[i] = provider.RedactProxy(w)
+		}
+	}
+	return strings.Join(words, " ")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, errorBody{Error: msg})
+}
+
+// fail answers err with the status its kind calls for.
+func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, persist.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, provider.ErrInvalid), errors.Is(err, errBadRequest):
+		status = http.StatusBadRequest
+	case errors.Is(err, persist.ErrDuplicateRef):
+		status = http.StatusConflict
+	case errors.Is(err, engine.ErrClosed), errors.Is(err, persist.ErrClosed), errors.Is(err, errReadOnly):
+		status = http.StatusServiceUnavailable
+	case errors.Is(err, r.Context().Err()) && r.Context().Err() != nil:
+		return // the client went away
+	}
+	if status == http.StatusInternalServerError {
+		s.log.Error("dashboard request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeProblem(w, r, status, err.Error())
+}
+
+var (
+	errBadRequest = errors.New("dashboard: bad request")
+	errReadOnly   = errors.New("dashboard: read-only: no engine runs in this process")
+)
+
+func badRequest(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
+}
+
+// listOptions reads ?state= and ?limit=.
+func listOptions(r *http.Request) (persist.ListOptions, error) {
+	var opts persist.ListOptions
+	q := r.URL.Query()
+	if v := q.Get("state"); v != "" {
+		st, err := states.Parse(v)
+		if err != nil {
+			return opts, badRequest("state %q: not a state", v)
+		}
+		opts.States = []states.State{st}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return opts, badRequest("limit %q: want a number ≥ 0", v)
+		}
+		opts.Limit = n
+	}
+	return opts, nil
+}
+
+// apiList: GET /api/tasks?state=S&limit=N, tasks in creation order.
+func (s *server) apiList(w http.ResponseWriter, r *http.Request) {
+	opts, err := listOptions(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	list, err := s.store.List(r.Context(), opts)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := make([]Task, 0, len(list))
+	for _, t := range list {
+		out = append(out, taskOf(t))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// apiGet: GET /api/tasks/{id}, the task with its redacted params. The id
+// may also be the task's ref.
+func (s *server) apiGet(w http.ResponseWriter, r *http.Request) {
+	t, err := s.find(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, taskOf(t))
+}
+
+// apiHistory: GET /api/tasks/{id}/history.
+func (s *server) apiHistory(w http.ResponseWriter, r *http.Request) {
+	t, err := s.find(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	hist, err := s.store.History(r.Context(), t.ID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := History{Task: taskOf(t), History: make([]Record, 0, len(hist))}
+	for _, rec := range hist {
+		out.History = append(out.History, recordOf(rec))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// find looks the path's {id} up as an id, then as a ref.
+func (s *server) find(r *http.Request) (*persist.Task, error) {
+	key := r.PathValue("id")
+	t, err := s.store.Get(r.Context(), key)
+	if errors.Is(err, persist.ErrNotFound) {
+		t, err = s.store.GetByRef(r.Context(), key)
+	}
+	if errors.Is(err, persist.ErrNotFound) {
+		return nil, fmt.Errorf("dashboard: task %q: %w", key, persist.ErrNotFound)
+	}
+	return t, err
+}
+
+// summary counts the tasks per state and reads the breaker.
+func (s *server) summary(r *http.Request) (Summary, error) {
+	counts, err := s.store.Count(r.Context())
+	if err != nil {
+		return Summary{}, err
+	}
+	sum := Summary{Counts: map[states.State]int{}}
+	for _, st := range states.All() {
+		sum.Counts[st] = counts[st]
+		sum.Total += counts[st]
+	}
+	if s.eng != nil {
+		open := s.eng.BreakerOpen()
+		sum.BreakerOpen = &open
+	}
+	return sum, nil
+}
+
+// apiSummary: GET /api/summary.
+func (s *server) apiSummary(w http.ResponseWriter, r *http.Request) {
+	sum, err := s.summary(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sum)
+}
+
+// apiSubmit: POST /api/tasks with {"method","params","ref"}, as a line of
+// `captchafsm run --from`.
+func (s *server) apiSubmit(w http.ResponseWriter, r *http.Request) {
+	// A JSON content type also keeps HTML forms of other sites out: they
+	// cannot send one without a CORS preflight, which is never granted.
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, "dashboard: Content-Type must be application/json")
+		return
+	}
+	if s.eng == nil {
+		s.fail(w, r, errReadOnly)
+		return
+	}
+	var req engine.Request
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxSubmitBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("dashboard: body larger than %d bytes", MaxSubmitBody))
+			return
+		}
+		s.fail(w, r, badRequest("body: %v (want {\"method\": ..., \"params\": {...}, \"ref\": ...})", err))
+		return
+	}
+	if dec.More() {
+		s.fail(w, r, badRequest("body: one JSON object expected"))
+		return
+	}
+	ids, added, err := s.eng.SubmitMany(r.Context(), []engine.Request{req})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if added > 0 {
+		status = http.StatusCreated
+		w.Header().Set("Location", "/api/tasks/"+ids[0])
+	}
+	writeJSON(w, status, SubmitResult{ID: ids[0], Added: added > 0})
+}
+
+// accountFixed closes the breaker and releases parked tasks, through the
+// engine when one runs, else in the store for the next engine.
+func (s *server) accountFixed(r *http.Request) (int, error) {
+	if s.eng != nil {
+		return s.eng.AccountFixed(r.Context())
+	}
+	return engine.ReleaseAccountFix(r.Context(), s.store)
+}
+
+// apiAccountFixed: POST /api/account-fixed.
+func (s *server) apiAccountFixed(w http.ResponseWriter, r *http.Request) {
+	n, err := s.accountFixed(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("account fixed from the dashboard", "released", n)
+	writeJSON(w, http.StatusOK, AccountFixedResult{Released: n})
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
