@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -223,13 +224,36 @@ func (s *server) apiList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// apiGet: GET /api/tasks/{id}, the task with its redacted params. The id
-// may also be the task's ref.
+// MaxWait caps GET /api/tasks/{id}?wait=.
+const MaxWait = time.Minute
+
+// apiGet: GET /api/tasks/{id}[?wait=30s], the task with its redacted
+// params. The id may also be the task's ref. With wait, the answer waits
+// (at most MaxWait) until the engine is done with the task: terminal, or
+// parked in NeedsAccountFix.
 func (s *server) apiGet(w http.ResponseWriter, r *http.Request) {
+	var wait time.Duration
+	if v := r.URL.Query().Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			s.fail(w, r, badRequest("wait %q: want a duration such as 30s", v))
+			return
+		}
+		wait = min(d, MaxWait)
+	}
 	t, err := s.find(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	if wait > 0 && s.eng != nil && !t.State.Terminal() && t.State != states.NeedsAccountFix {
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
+		_, _ = s.eng.Wait(ctx, t.ID) // a timeout or a failed task: the task says which
+		cancel()
+		if t, err = s.store.Get(r.Context(), t.ID); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, taskOf(t))
 }

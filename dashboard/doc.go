@@ -8,7 +8,8 @@
 //
 //	POST /api/tasks              submit {"method", "params", "ref"} (201, or 200 when the ref exists)
 //	GET  /api/tasks?state=S      tasks in creation order (the shape of `captchafsm list --json`)
-//	GET  /api/tasks/{id}         one task, by id or ref, with its params redacted
+//	GET  /api/tasks/{id}         one task, by id or ref, with its params redacted;
+//	                             ?wait=30s waits (at most MaxWait) until the engine is done with it
 //	GET  /api/tasks/{id}/history the task and its transitions (the shape of `captchafsm history --json`)
 //	GET  /api/summary            tasks per state and the breaker
 //	POST /api/account-fixed      close the breaker, release NeedsAccountFix tasks
