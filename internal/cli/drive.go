@@ -270,6 +270,10 @@ type batch struct {
 // openBatch opens the store and an engine over it; every check of the
 // input must be done by then.
 func (a *app) openBatch(cmd *cobra.Command, client *provider.Client, pol engine.Policy, quiet bool) (*batch, error) {
+	fp, err := a.failpoint() // test-only: see failpoint.go
+	if err != nil {
+		return nil, err
+	}
 	store, err := a.openStore(true)
 	if err != nil {
 		return nil, err
@@ -286,7 +290,7 @@ func (a *app) openBatch(cmd *cobra.Command, client *provider.Client, pol engine.
 		b.ids[t.ID] = true
 	}
 	b.tr.watched = b.ids
-	eng, err := engine.Open(ctx, engine.Config{Store: store, API: client, Policy: pol, OnTransition: b.tr.hook, FetchCost: true})
+	eng, err := engine.Open(ctx, engine.Config{Store: fp.store(store), API: fp.api(client), Policy: pol, OnTransition: b.tr.hook, FetchCost: true})
 	if err != nil {
 		store.Close()
 		return nil, usageErr("%v", err)
