@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
-	"net/url"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/captchafsm/captchafsm/engine"
@@ -22,40 +20,14 @@ import (
 // MaxSubmitBody caps the body of POST /api/tasks (an image in base64).
 const MaxSubmitBody = 16 << 20
 
-// Task is a task as the JSON API returns it: the shape of `captchafsm list
-// --json`, every field always present. Params are filled by GET
-// /api/tasks/{id} and the history only, redacted.
-type Task struct {
-	ID         string            `json:"id"`
-	Ref        string            `json:"ref"`
-	Method     string            `json:"method"`
-	State      states.State      `json:"state"`
-	Code       string            `json:"code"`
-	Submits    int               `json:"submits"`
-	Retries    int               `json:"retries"`
-	Resubmits  int               `json:"resubmits"`
-	Polls      int               `json:"polls"`
-	ProviderID string            `json:"provider_id"`
-	Token      string            `json:"token"`
-	Cost       string            `json:"cost"`
-	Created    time.Time         `json:"created"`
-	Updated    time.Time         `json:"updated"`
-	Params     map[string]string `json:"params,omitempty"`
-}
+// Task is a task as the JSON API returns it: engine.TaskView, the shape of
+// `captchafsm list --json`. Params are filled by GET /api/tasks/{id} and the
+// history only, redacted.
+type Task = engine.TaskView
 
-// Record is one transition as the JSON API returns it (the shape of
-// `captchafsm history --json`).
-type Record struct {
-	Seq             uint64       `json:"seq"`
-	At              time.Time    `json:"at"`
-	From            states.State `json:"from"`
-	To              states.State `json:"to"`
-	Event           string       `json:"event"`
-	Code            string       `json:"code"`
-	Detail          string       `json:"detail"`
-	ProviderID      string       `json:"provider_id"`
-	PossiblyCharged bool         `json:"possibly_charged"`
-}
+// Record is one transition as the JSON API returns it: engine.RecordView,
+// the shape of `captchafsm history --json`.
+type Record = engine.RecordView
 
 // History is GET /api/tasks/{id}/history's answer.
 type History struct {
@@ -82,59 +54,6 @@ type SubmitResult struct {
 // AccountFixedResult is POST /api/account-fixed's answer.
 type AccountFixedResult struct {
 	Released int `json:"released"`
-}
-
-func taskOf(t *persist.Task) Task {
-	out := Task{ID: t.ID, Ref: t.Ref, Method: t.Method, State: t.State, Code: t.Code,
-		Submits: t.Submits, Retries: t.Retries, Resubmits: t.Resubmits, Polls: t.Polls,
-		ProviderID: t.ProviderID, Token: t.Token, Cost: t.Cost, Created: t.Created, Updated: t.Updated}
-	if t.Params != nil {
-		out.Params = RedactParams(t.Params)
-	}
-	return out
-}
-
-func recordOf(r persist.Record) Record {
-	return Record{Seq: r.Seq, At: r.At, From: r.From, To: r.To, Event: string(r.Event), Code: r.Code,
-		Detail: RedactText(r.Detail), ProviderID: r.ProviderID, PossiblyCharged: r.PossiblyCharged}
-}
-
-// RedactParams returns a copy of p that a page or an answer may show: proxy
-// logins and passwords as *** (provider.RedactProxy), URLs without their
-// user info, image bodies as their length.
-func RedactParams(p map[string]string) map[string]string {
-	out := make(map[string]string, len(p))
-	for k, v := range p {
-		switch {
-		case k == "proxy":
-			v = provider.RedactProxy(v)
-		case k == "body" || k == "file":
-			v = fmt.Sprintf("<%d characters of base64>", len(v))
-		case strings.Contains(v, "@"):
-			if u, err := url.Parse(v); err == nil && u.User != nil {
-				v = u.Redacted()
-			} else {
-				v = RedactText(v)
-			}
-		}
-		out[k] = v
-	}
-	return out
-}
-
-// RedactText hides credentials in free text: each word holding an '@' is
-// treated as a proxy or URL with a login.
-func RedactText(s string) string {
-	if !strings.Contains(s, "@") {
-		return s
-	}
-	words := strings.Split(s, " ")
-	for i, w := range words {
-		if strings.Contains(w, "@") {
-			words[i] = provider.RedactProxy(w)
-		}
-	}
-	return strings.Join(words, " ")
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -219,7 +138,7 @@ func (s *server) apiList(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]Task, 0, len(list))
 	for _, t := range list {
-		out = append(out, taskOf(t))
+		out = append(out, engine.ViewOf(t))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -255,7 +174,7 @@ func (s *server) apiGet(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, taskOf(t))
+	writeJSON(w, http.StatusOK, engine.ViewOf(t))
 }
 
 // apiHistory: GET /api/tasks/{id}/history.
@@ -270,9 +189,9 @@ func (s *server) apiHistory(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	out := History{Task: taskOf(t), History: make([]Record, 0, len(hist))}
+	out := History{Task: engine.ViewOf(t), History: make([]Record, 0, len(hist))}
 	for _, rec := range hist {
-		out.History = append(out.History, recordOf(rec))
+		out.History = append(out.History, engine.RecordViewOf(rec))
 	}
 	writeJSON(w, http.StatusOK, out)
 }

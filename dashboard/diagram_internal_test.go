@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/captchafsm/captchafsm/engine/provider"
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/states"
 	"github.com/captchafsm/captchafsm/transitions"
@@ -152,7 +153,7 @@ func TestTimelineGroupsRepeats(t *testing.T) {
 }
 
 func TestRedactParams(t *testing.T) {
-	got := RedactParams(map[string]string{
+	got := provider.RedactParams(map[string]string{
 		"proxy":    "user:pa55@10.0.0.1:8080",
 		"body":     "iVBORw0KGgo=",
 		"pageurl":  "https://admin:hunter2@example.com/login",
@@ -164,7 +165,7 @@ func TestRedactParams(t *testing.T) {
 	assert.Equal(t, "https://admin:xxxxx@example.com/login", got["pageurl"])
 	assert.Equal(t, "https://example.com/cb", got["pingback"])
 	assert.Equal(t, "mail me at ***@b", got["note"])
-	assert.Equal(t, "dial ***:***@10.0.0.1:8080 failed", RedactText("dial u:p@10.0.0.1:8080 failed"))
+	assert.Equal(t, "dial ***:***@10.0.0.1:8080 failed", provider.RedactText("dial u:p@10.0.0.1:8080 failed"))
 }
 
 func TestFormatOffset(t *testing.T) {

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/captchafsm/captchafsm/dashboard"
+	"github.com/captchafsm/captchafsm/engine/provider"
 )
 
 // FuzzRedactProxy: a proxy's password never survives RedactParams, whether
@@ -21,11 +21,11 @@ func FuzzRedactProxy(f *testing.F) {
 			t.Skip()
 		}
 		proxy := scheme + login + ":" + pass + "@" + hostport
-		got := dashboard.RedactParams(map[string]string{"proxy": proxy})["proxy"]
+		got := provider.RedactParams(map[string]string{"proxy": proxy})["proxy"]
 		if strings.Contains(got, pass) {
-			t.Fatalf("RedactParams(%q) = %q keeps the password", proxy, got)
+			t.Fatalf("provider.RedactParams(%q) = %q keeps the password", proxy, got)
 		}
-		text := dashboard.RedactText("dial " + proxy + " failed")
+		text := provider.RedactText("dial " + proxy + " failed")
 		if strings.Contains(text, pass) {
 			t.Fatalf("RedactText kept the password: %q", text)
 		}

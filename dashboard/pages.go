@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/captchafsm/captchafsm/engine"
 	"github.com/captchafsm/captchafsm/fsm"
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/states"
@@ -164,7 +165,7 @@ func (s *server) pageIndex(w http.ResponseWriter, r *http.Request) {
 		}
 		p.Matching++
 		if len(p.Tasks) < MaxListed {
-			p.Tasks = append(p.Tasks, taskOf(t))
+			p.Tasks = append(p.Tasks, engine.ViewOf(t))
 		}
 	}
 	p.Limited = p.Matching > len(p.Tasks)
@@ -222,7 +223,7 @@ func (s *server) pageTask(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	task := taskOf(t)
+	task := engine.ViewOf(t)
 	p := taskPage{Title: "task " + t.ID, Task: task, ParamKeys: sortedKeys(task.Params),
 		Steps: timeline(hist, t.State), Diagram: diagramSVG(t.State, hist), Mermaid: fsm.MermaidHighlight(t.State),
 		HasEngine: s.eng != nil}
@@ -246,7 +247,7 @@ func timeline(hist []persist.Record, current states.State) []step {
 	}
 	start := hist[0].At
 	for i, r := range hist {
-		rec := recordOf(r)
+		rec := engine.RecordViewOf(r)
 		if n := len(out); n > 0 {
 			prev := &out[n-1]
 			if groupable(prev.Last, rec) {

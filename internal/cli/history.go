@@ -5,44 +5,28 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"sort"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/captchafsm/captchafsm/engine"
 	"github.com/captchafsm/captchafsm/engine/provider"
 	"github.com/captchafsm/captchafsm/persist"
-	"github.com/captchafsm/captchafsm/states"
 	"github.com/captchafsm/captchafsm/transitions"
 )
-
-// recordJSON is one transition as history --json prints it.
-type recordJSON struct {
-	Seq             uint64       `json:"seq"`
-	At              time.Time    `json:"at"`
-	From            states.State `json:"from"`
-	To              states.State `json:"to"`
-	Event           string       `json:"event"`
-	Code            string       `json:"code"`
-	Detail          string       `json:"detail"`
-	ProviderID      string       `json:"provider_id"`
-	PossiblyCharged bool         `json:"possibly_charged"`
-}
 
 // historyJSON is history --json's object.
 type historyJSON struct {
 	Task struct {
-		taskJSON
-		Params map[string]string `json:"params"`
+		engine.TaskView
 		// PossiblyCharged counts the submits that may have been charged
 		// without their answer being recorded, the one in flight (if the
 		// history ends with submit_sending) included.
 		PossiblyCharged int `json:"possibly_charged"`
 	} `json:"task"`
-	History []recordJSON `json:"history"`
+	History []engine.RecordView `json:"history"`
 }
 
 // findTask looks a task up by id, then by ref.
@@ -55,40 +39,6 @@ func findTask(ctx context.Context, s persist.Store, key string) (*persist.Task, 
 		return nil, usageErr("task %q: no task has this id or ref (see `captchafsm list`)", key)
 	}
 	return t, err
-}
-
-// redactParams hides proxy credentials and shortens image bodies.
-func redactParams(p map[string]string) map[string]string {
-	out := make(map[string]string, len(p))
-	for k, v := range p {
-		switch {
-		case k == "proxy":
-			v = provider.RedactProxy(v)
-		case k == "body" || k == "file":
-			v = fmt.Sprintf("<%d characters of base64>", len(v))
-		case strings.Contains(v, "@"):
-			if u, err := url.Parse(v); err == nil && u.User != nil {
-				v = u.Redacted()
-			}
-		}
-		out[k] = v
-	}
-	return out
-}
-
-// redactText hides credentials in free text: any word holding an '@' is
-// treated as a proxy or URL with a login.
-func redactText(s string) string {
-	if !strings.Contains(s, "@") {
-		return s
-	}
-	words := strings.Split(s, " ")
-	for i, w := range words {
-		if strings.Contains(w, "@") {
-			words[i] = provider.RedactProxy(w)
-		}
-	}
-	return strings.Join(words, " ")
 }
 
 // inFlight reports whether a history ends with the intent to submit: the
@@ -137,14 +87,11 @@ learnt. Proxy logins and passwords are shown as ***.`,
 			out := cmd.OutOrStdout()
 			if a.json {
 				var h historyJSON
-				h.Task.taskJSON = toJSON(t)
-				h.Task.Params = redactParams(t.Params)
+				h.Task.TaskView = engine.ViewOf(t)
 				h.Task.PossiblyCharged = charged
-				h.History = make([]recordJSON, 0, len(hist))
+				h.History = make([]engine.RecordView, 0, len(hist))
 				for _, r := range hist {
-					h.History = append(h.History, recordJSON{Seq: r.Seq, At: r.At, From: r.From, To: r.To,
-						Event: string(r.Event), Code: r.Code, Detail: redactText(r.Detail), ProviderID: r.ProviderID,
-						PossiblyCharged: r.PossiblyCharged})
+					h.History = append(h.History, engine.RecordViewOf(r))
 				}
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
@@ -155,7 +102,7 @@ learnt. Proxy logins and passwords are shown as ***.`,
 				fmt.Fprintf(out, "ref       %s\n", t.Ref)
 			}
 			fmt.Fprintf(out, "method    %s\n", t.Method)
-			params := redactParams(t.Params)
+			params := provider.RedactParams(t.Params)
 			keys := make([]string, 0, len(params))
 			for k := range params {
 				keys = append(keys, k)
@@ -177,7 +124,7 @@ learnt. Proxy logins and passwords are shown as ***.`,
 			fmt.Fprintln(tw, "SEQ\tTIME\t!\tFROM → TO\tEVENT\tCODE\tDETAIL")
 			for i, r := range hist {
 				mark := ""
-				detail := redactText(r.Detail)
+				detail := provider.RedactText(r.Detail)
 				if r.PossiblyCharged {
 					mark = "!"
 					if !strings.Contains(detail, "charged") {

@@ -6,6 +6,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/captchafsm/captchafsm/engine/provider"
 )
 
 func TestHistoryByIDAndRef(t *testing.T) {
@@ -34,10 +36,10 @@ func TestHistoryByIDAndRef(t *testing.T) {
 
 func TestRedaction(t *testing.T) {
 	t.Parallel()
-	p := redactParams(map[string]string{"proxy": "u:secret@1.2.3.4:80", "body": "aGVsbG8=",
+	p := provider.RedactParams(map[string]string{"proxy": "u:secret@1.2.3.4:80", "body": "aGVsbG8=",
 		"pageurl": "https://me:pw@site.example/x", "sitekey": "k"})
 	assert.Equal(t, map[string]string{"proxy": "***:***@1.2.3.4:80", "body": "<8 characters of base64>",
 		"pageurl": "https://me:xxxxx@site.example/x", "sitekey": "k"}, p)
-	assert.Equal(t, "proxy ***:***@1.2.3.4:80 refused", redactText("proxy u:secret@1.2.3.4:80 refused"))
-	assert.Equal(t, "plain", redactText("plain"))
+	assert.Equal(t, "proxy ***:***@1.2.3.4:80 refused", provider.RedactText("proxy u:secret@1.2.3.4:80 refused"))
+	assert.Equal(t, "plain", provider.RedactText("plain"))
 }

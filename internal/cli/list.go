@@ -9,34 +9,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/captchafsm/captchafsm/engine"
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/states"
 )
-
-// taskJSON is a task as list and history print it: every field always
-// present, params never (they are shown, redacted, by history only).
-type taskJSON struct {
-	ID         string       `json:"id"`
-	Ref        string       `json:"ref"`
-	Method     string       `json:"method"`
-	State      states.State `json:"state"`
-	Code       string       `json:"code"`
-	Submits    int          `json:"submits"`
-	Retries    int          `json:"retries"`
-	Resubmits  int          `json:"resubmits"`
-	Polls      int          `json:"polls"`
-	ProviderID string       `json:"provider_id"`
-	Token      string       `json:"token"`
-	Cost       string       `json:"cost"`
-	Created    time.Time    `json:"created"`
-	Updated    time.Time    `json:"updated"`
-}
-
-func toJSON(t *persist.Task) taskJSON {
-	return taskJSON{ID: t.ID, Ref: t.Ref, Method: t.Method, State: t.State, Code: t.Code,
-		Submits: t.Submits, Retries: t.Retries, Resubmits: t.Resubmits, Polls: t.Polls,
-		ProviderID: t.ProviderID, Token: t.Token, Cost: t.Cost, Created: t.Created, Updated: t.Updated}
-}
 
 // stamp is a time in a table: local, to the second.
 func stamp(t time.Time) string {
@@ -93,9 +69,9 @@ States: Submitting, Backoff, Polling, Resubmitting, Done, Failed, NeedsAccountFi
 			}
 			out := cmd.OutOrStdout()
 			if a.json {
-				list := make([]taskJSON, 0, len(tasks))
+				list := make([]engine.TaskView, 0, len(tasks))
 				for _, t := range tasks {
-					list = append(list, toJSON(t))
+					list = append(list, engine.ViewOf(t))
 				}
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
