@@ -350,6 +350,7 @@ func (h *harness) inspect(final bool) (snapshot, *crashtest.Report) {
 // Default: 100 tasks, 10 kills (4 and 40 with -short). With
 // CAPTCHAFSM_CRASH_FULL=1: 500 tasks, 60 kills.
 func TestCrashHarness(t *testing.T) {
+	t.Parallel()
 	plan := crashPlan{tasks: 100, kills: 10, seed: 1}
 	if testing.Short() {
 		plan.tasks, plan.kills = 40, 4
@@ -394,9 +395,9 @@ func TestCrashHarness(t *testing.T) {
 			case p < 0.6:
 				mode, n = modeCommit, 1+rng.Int64N(120)
 			case p < 0.8:
-				mode, n = modeHold, 1+rng.Int64N(60)
+				mode, n = modeHold, 1+rng.Int64N(40)
 			default:
-				mode, d = modeRandom, time.Duration(rng.Int64N(int64(2500*time.Millisecond)))
+				mode, d = modeRandom, time.Duration(rng.Int64N(int64(2*time.Second)))
 			}
 		}
 		end := h.live(args, mode, n, d)

@@ -61,6 +61,7 @@ func (tr *transcript) add(what string, r result) result {
 // never appears, and the passwords of proxies and page URLs given in task
 // parameters never appear in any output.
 func TestSecretsEndToEnd(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	fault := providersim.FaultRates{HTTP500: 0.05, HTML502: 0.05, Drop: 0.05, Slow: 0.03, SlowDelay: 3 * time.Second}
 	sim := providersim.New(providersim.Config{Seed: 9, Key: secretKey, Speed: 50,

@@ -160,6 +160,7 @@ func (s *faultStore) Create(ctx context.Context, tasks ...*persist.Task) error {
 // make, keeps every rule meanwhile, and once the fault clears ends every
 // task with the books straight.
 func TestFailingCommits(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		mode int
@@ -258,6 +259,7 @@ func TestFailingCommits(t *testing.T) {
 // the space. It needs root (mount);
 // without it the test skips.
 func TestDiskFull(t *testing.T) {
+	t.Parallel()
 	mnt := tmpfs(t, "2m")
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
