@@ -92,8 +92,8 @@ func (r *Report) String() string {
 //     its last record carries the task's sequence number, and the task's
 //     submit count equals its SubmitSending records;
 //   - no record follows a permanent error or a terminal state, and no
-//     submit is recorded while the breaker was open (from an AccountError
-//     record to the next AccountFixed one, across every task);
+//     submit is recorded while the breaker was open (after an AccountError
+//     record, until the next AccountFixed one, across every task);
 //   - with Refs, each ref names exactly one task and no other task exists
 //     (none lost, none duplicated);
 //   - every in.php request the provider saw was recorded first, every
@@ -200,16 +200,27 @@ func Check(ctx context.Context, st persist.Store, led providersim.Ledger, opts O
 	// The breaker: open from an AccountError until the next AccountFixed.
 	slices.SortStableFunc(breaker, func(a, b persist.Record) int { return a.At.Compare(b.At) })
 	for _, s := range sends {
-		open := false
+		open, tie := false, false
+		var since time.Time
 		for _, b := range breaker {
-			if b.At.After(s.at) {
+			// Records of the same instant have no order (virtual time
+			// stands still while the engine works, and the submit whose
+			// answer opens the breaker shares its instant): a submit
+			// there is not judged.
+			if b.At.Equal(s.at) {
+				tie = true
+			}
+			if !b.At.Before(s.at) {
 				break
 			}
-			open = b.Event == transitions.AccountError
+			if open = b.Event == transitions.AccountError; open {
+				since = b.At
+			}
 		}
-		if open {
+		if open && !tie {
 			r.SubmitsWhileOpen++
-			r.violate("task %s: submit recorded at %s while the breaker was open", s.task, s.at.Format("15:04:05.000000"))
+			r.violate("task %s: submit recorded at %s while the breaker was open (since %s)", s.task,
+				s.at.Format("15:04:05.000000"), since.Format("15:04:05.000000"))
 		}
 	}
 
