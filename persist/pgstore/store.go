@@ -169,6 +169,14 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 	return s, nil
 }
 
+// IsURL reports whether db names a PostgreSQL database (a postgres:// or
+// postgresql:// URL) rather than a file: how the CLI tells its --db
+// values apart.
+func IsURL(db string) bool {
+	l := strings.ToLower(db)
+	return strings.HasPrefix(l, "postgres://") || strings.HasPrefix(l, "postgresql://")
+}
+
 // schemaOf returns the one schema the connection's search_path names, or
 // DefaultSchema.
 func schemaOf(c *pgx.ConnConfig) string {

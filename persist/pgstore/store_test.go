@@ -497,3 +497,12 @@ func captureStdout(t *testing.T, fn func()) string {
 	require.NoError(t, w.Close())
 	return <-done
 }
+
+func TestIsURL(t *testing.T) {
+	for db, want := range map[string]bool{
+		"postgres://u@h/db": true, "postgresql://h/db?sslmode=disable": true, "POSTGRES://h/db": true,
+		"captchafsm.db": false, "/var/lib/bots/postgres.db": false, "./postgres://x": false, "": false,
+	} {
+		assert.Equal(t, want, pgstore.IsURL(db), db)
+	}
+}
