@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"time"
 
@@ -20,11 +21,15 @@ import (
 // lease another engine took over, and shares the breaker, bans and submit
 // rate through persist.Fleet when the store offers it.
 
-const (
-	defaultLeaseTTL = 30 * time.Second
-	claimBatch      = 500
-	maxHeld         = 20000
-)
+const defaultLeaseTTL = 30 * time.Second
+
+// claimLimits are how many tasks one claim takes and how many the engine
+// holds at most: enough to keep its workers and batches busy, few enough
+// that the engines of a fleet share the work and a dead engine strands
+// little of it until its leases expire.
+func (e *Engine) claimLimits() (batch, held int) {
+	return 2 * e.pol.Concurrency, 10 * e.pol.Concurrency
+}
 
 // defaultOwner names this engine in leases: host, process and a random
 // suffix, so two engines in one process differ too.
@@ -37,8 +42,6 @@ func defaultOwner() string {
 // until the engine shuts down.
 func (e *Engine) fleetLoop() {
 	defer e.wg.Done()
-	tick := time.NewTicker(e.fleetEvery)
-	defer tick.Stop()
 	lastRenew := time.Now()
 	for {
 		e.syncFleet()
@@ -47,8 +50,11 @@ func (e *Engine) fleetLoop() {
 			lastRenew = time.Now()
 		}
 		e.claim()
+		// Jittered, so that engines started together do not claim in step
+		// (the first of each round would take everything).
+		wait := time.Duration(float64(e.fleetEvery) * (0.7 + 0.6*rand.Float64()))
 		select {
-		case <-tick.C:
+		case <-time.After(wait):
 		case <-e.done:
 			return
 		}
@@ -57,8 +63,9 @@ func (e *Engine) fleetLoop() {
 
 // claim leases due tasks the engine can take.
 func (e *Engine) claim() {
+	batch, held := e.claimLimits()
 	e.mu.Lock()
-	room := min(maxHeld-len(e.tasks), claimBatch)
+	room := min(held-len(e.tasks), batch)
 	breaker := e.breaker
 	e.mu.Unlock()
 	if room <= 0 {

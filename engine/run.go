@@ -407,9 +407,11 @@ func (e *Engine) fleetSlotReady(ctx context.Context, tk *task) bool {
 		return true
 	}
 	if tk.slot.IsZero() {
-		// 95 % of the rate: slots spaced exactly 1/rate apart could put
-		// one request too many in the provider's 3-second window.
-		at, err := e.fleet.ReserveSubmit(ctx, 0.95*e.pol.SubmitRate)
+		// 90 % of the rate: slots spaced exactly 1/rate apart could put
+		// one request too many in the provider's 3-second window, and a
+		// request leaves a little after its slot (the intent's commit
+		// comes first), so late ones can bunch.
+		at, err := e.fleet.ReserveSubmit(ctx, 0.9*e.pol.SubmitRate)
 		if err != nil {
 			e.log.Error("reserve a fleet submit slot; pacing by this engine alone", "err", err)
 			return e.limiter.Wait(ctx) == nil

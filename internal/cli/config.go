@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"io/fs"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/captchafsm/captchafsm/engine/provider"
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/persist/boltstore"
+	"github.com/captchafsm/captchafsm/persist/pgstore"
 )
 
 // apiKey returns the key from --key-file, else from $CAPTCHAFSM_API_KEY,
@@ -76,17 +79,44 @@ func (a *app) client() (*provider.Client, engine.Policy, error) {
 	return c, pol, nil
 }
 
-// openStore opens the database. With create false a missing file is an
-// error rather than a new empty database.
-func (a *app) openStore(create bool) (*boltstore.Store, error) {
+// openStore opens the database: a bbolt file, or PostgreSQL when --db is a
+// postgres:// URL (a store several engines share). With create false a
+// missing file is an error rather than a new empty database.
+func (a *app) openStore(create bool) (persist.Store, error) {
 	db := a.dbPath()
 	return openStoreAt(db, create, a.opts.lockTimeout())
 }
 
-func openStoreAt(db setting, create bool, lock time.Duration) (*boltstore.Store, error) {
+// shown is the setting's value as messages may print it: a PostgreSQL
+// URL without its password.
+func (s setting) shown() string {
+	if pgstore.IsURL(s.value) {
+		if u, err := url.Parse(s.value); err == nil {
+			return u.Redacted()
+		}
+		return "postgres://…"
+	}
+	return s.value
+}
+
+// pgOpenTimeout bounds connecting to PostgreSQL and migrating its schema.
+const pgOpenTimeout = 30 * time.Second
+
+func openStoreAt(db setting, create bool, lock time.Duration) (persist.Store, error) {
 	name := db.value
 	if name == "" {
 		return nil, usageErr("%s: empty path", db.source)
+	}
+	if pgstore.IsURL(name) {
+		// The URL may hold a password: errors show it redacted.
+		shown := setting{db.shown(), db.source}
+		ctx, cancel := context.WithTimeout(context.Background(), pgOpenTimeout)
+		defer cancel()
+		s, err := pgstore.Open(ctx, name, nil)
+		if err != nil {
+			return nil, storeErr(shown, err)
+		}
+		return s, nil
 	}
 	if !create {
 		if _, err := os.Stat(name); err != nil {

@@ -15,7 +15,6 @@ import (
 	"github.com/captchafsm/captchafsm/engine"
 	"github.com/captchafsm/captchafsm/engine/provider"
 	"github.com/captchafsm/captchafsm/persist"
-	"github.com/captchafsm/captchafsm/persist/boltstore"
 	"github.com/captchafsm/captchafsm/states"
 )
 
@@ -258,7 +257,7 @@ func resultText(t *persist.Task) string {
 type batch struct {
 	a      *app
 	cmd    *cobra.Command
-	store  *boltstore.Store
+	store  persist.Store
 	eng    *engine.Engine
 	tr     *tracker
 	con    *console

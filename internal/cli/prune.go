@@ -67,20 +67,26 @@ Go duration (720h, 90m) and may start with days: 30d, 1d12h.`,
 			}
 			defer store.Close()
 			ctx := cmd.Context()
-			path := a.dbPath().value
-			before := fileSize(path)
+			path := a.dbPath().shown()
+			before := fileSize(a.dbPath().value)
 			n, err := store.Prune(ctx, time.Now().Add(-age))
 			if err != nil {
 				return fmt.Errorf("%s: prune: %w", path, err)
 			}
-			var c persist.Compacter = store
-			if err := c.Compact(ctx); err != nil {
-				return fmt.Errorf("%s: pruned %d tasks, then compact: %w", path, n, err)
+			c, compacts := store.(persist.Compacter)
+			if compacts {
+				if err := c.Compact(ctx); err != nil {
+					return fmt.Errorf("%s: pruned %d tasks, then compact: %w", path, n, err)
+				}
 			}
-			after := fileSize(path)
+			after := fileSize(a.dbPath().value)
 			if a.json {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{
 					"pruned": n, "size_before": before, "size_after": after})
+			}
+			if !compacts {
+				fmt.Fprintf(cmd.OutOrStdout(), "pruned %d terminal tasks last updated more than %s ago from %s\n", n, age, path)
+				return nil
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "pruned %d terminal tasks last updated more than %s ago; %s compacted from %d to %d bytes\n",
 				n, age, path, before, after)
