@@ -158,7 +158,7 @@ The API key comes from $CAPTCHAFSM_API_KEY or --key-file, never from a flag
 	}
 	a.root = root
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.db, "db", "", "database file (env "+EnvDB+", default "+DefaultDB+")")
+	pf.StringVar(&a.db, "db", "", "database: a bbolt file, or a postgres:// URL for a store several engines share (env "+EnvDB+", default "+DefaultDB+")")
 	pf.StringVar(&a.apiURL, "api-url", "", "API base URL; in.php and res.php live under it (env "+EnvAPIURL+", default "+DefaultAPIURL+")")
 	pf.StringVar(&a.keyFile, "key-file", "", "file holding the API key (else env "+EnvAPIKey+")")
 	pf.StringVar(&a.policy, "policy", "", "JSON policy file overriding timing and limits")
