@@ -517,3 +517,26 @@ func (h *harness) checkHistories(list []struct {
 		assert.Contains(t, r.stdout, "possibly charged", "history %s", id)
 	}
 }
+
+// TestFailpointSpec: a malformed CAPTCHAFSM_FAILPOINT is refused like any
+// bad input (exit 1, one line naming the variable), before anything is
+// opened or sent.
+func TestFailpointSpec(t *testing.T) {
+	t.Parallel()
+	sim := providersim.New(providersim.Config{Seed: 1})
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	dir := t.TempDir()
+	tasks := filepath.Join(dir, "tasks.jsonl")
+	require.NoError(t, os.WriteFile(tasks, []byte(`{"method":"turnstile","params":{"sitekey":"0x4AAAAAAAC3DHQFLr1GavRN","pageurl":"https://example.com"}}`+"\n"), 0o600))
+	for _, spec := range []string{"bogus:1", "commit", "commit:0", "after-submit:x", "commit:1,nope:2"} {
+		r := runCLI(t, []string{"CAPTCHAFSM_FAILPOINT=" + spec, "CAPTCHAFSM_API_KEY=" + testKey,
+			"CAPTCHAFSM_API_URL=" + srv.URL, "CAPTCHAFSM_DB=" + filepath.Join(dir, "fp.db")}, "run", "--from", tasks)
+		assert.Equal(t, 1, r.code, "%s: %s", spec, r.stderr)
+		assert.True(t, strings.HasPrefix(r.stderr, "captchafsm: CAPTCHAFSM_FAILPOINT: "), "%s: %q", spec, r.stderr)
+		assert.Equal(t, 1, strings.Count(r.stderr, "\n"), "%s: one line", spec)
+	}
+	assert.Zero(t, sim.Ledger().Requests[providersim.KindSubmit])
+	_, err := os.Stat(filepath.Join(dir, "fp.db"))
+	assert.ErrorIs(t, err, os.ErrNotExist, "no database was created")
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -31,6 +32,8 @@ const (
 	loadFullEnv = "CAPTCHAFSM_LOAD_FULL"
 	// loadSizeEnv overrides the number of tasks.
 	loadSizeEnv = "CAPTCHAFSM_LOAD_N"
+	// loadChildEnv marks the child process that measures.
+	loadChildEnv = "CRASHTEST_LOAD_CHILD"
 	// loadFiguresPrefix marks the figures line in the test's log.
 	loadFiguresPrefix = "load-figures: "
 )
@@ -106,9 +109,27 @@ type loadFigures struct {
 // heap is flat: after a round the engine keeps at most a little per task
 // it has seen (the capacity of its maps), and a second round adds nothing.
 //
-// It measures the whole process's heap, so it does not run in parallel
-// with the package's other tests (they start once it is done).
+// It measures the whole process's heap, so the test runs itself in a child
+// process (this test binary) and reports the child's result; the parent
+// runs in parallel with the package's other tests.
 func TestLoad(t *testing.T) {
+	if os.Getenv(loadChildEnv) == "" {
+		t.Parallel()
+		args := []string{"-test.run=^TestLoad$", "-test.v", "-test.count=1"}
+		if testing.Short() {
+			args = append(args, "-test.short")
+		}
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Env = append(os.Environ(), loadChildEnv+"=1")
+		out, err := cmd.CombinedOutput()
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, "load_test.go") {
+				t.Log(strings.TrimSpace(line))
+			}
+		}
+		require.NoError(t, err, "the load test failed in its child process:\n%s", out)
+		return
+	}
 	n := 1000
 	if os.Getenv(loadFullEnv) != "" {
 		n = 10_000

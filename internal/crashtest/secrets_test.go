@@ -172,12 +172,12 @@ func TestSecretsEndToEnd(t *testing.T) {
 		assert.Contains(t, string(b), proxyPassword, "the database keeps the proxy to resend (the scan reads the file)")
 	}
 	assert.NotContains(t, out, "panic")
-	// The faults were there to be leaked through.
+	// The faults were there to be leaked through: every getbalance (a GET
+	// whose URL holds the key, so its *url.Error would) was dropped, and
+	// the random ones hit the rest.
 	led := sim.Ledger()
-	for _, k := range []providersim.FaultKey{{Kind: providersim.KindSubmit, Fault: providersim.FaultDrop},
-		{Kind: providersim.KindPoll, Fault: providersim.FaultDrop}, {Kind: providersim.KindBalance, Fault: providersim.FaultDrop}} {
-		assert.Positive(t, led.Faults[k], "fault %v injected", k)
-	}
+	assert.Positive(t, led.Faults[providersim.FaultKey{Kind: providersim.KindBalance, Fault: providersim.FaultDrop}])
+	assert.Greater(t, len(led.Faults), 3, "faults of several kinds: %v", led.Faults)
 	for _, want := range []string{"***:***@10.1.2.3:3128", "connection refused", "ERROR_KEY_DOES_NOT_EXIST", "res.php"} {
 		assert.Contains(t, out, want, "the outputs show the redacted values and the errors")
 	}
