@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"time"
 
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/states"
@@ -60,8 +61,18 @@ func encodeTask(t *persist.Task) ([]byte, error) {
 // store depends on.
 func decodeTask(b []byte) (*persist.Task, error) {
 	var t persist.Task
-	if err := decode("task", b, &t); err != nil {
+	// The outer State shadows the task's for the decoder, so the state is
+	// read as a string and parsed once, by parseState.
+	sh := struct {
+		*persist.Task
+		State string `json:"state"`
+	}{Task: &t}
+	if err := decode("task", b, &sh); err != nil {
 		return nil, err
+	}
+	var err error
+	if t.State, err = parseState(sh.State); err != nil {
+		return nil, damaged("task %s: %v", t.ID, err)
 	}
 	switch {
 	case t.ID == "":
@@ -78,14 +89,67 @@ func decodeTask(b []byte) (*persist.Task, error) {
 	return &t, nil
 }
 
+// taskHead is what Apply's check reads of a stored task: the fields that
+// decide a conflict and those Apply keeps as stored.
+type taskHead struct {
+	ID      string    `json:"id"`
+	Ref     string    `json:"ref"`
+	Method  string    `json:"method"`
+	State   string    `json:"state"`
+	Created time.Time `json:"created"`
+	Seq     uint64    `json:"seq"`
+}
+
+// decodeTaskHead decodes the head of a value of the tasks bucket.
+func decodeTaskHead(b []byte) (taskHead, error) {
+	var h taskHead
+	if err := decode("task", b, &h); err != nil {
+		return taskHead{}, err
+	}
+	st, err := parseState(h.State)
+	switch {
+	case err != nil:
+		return taskHead{}, damaged("task %s: %v", h.ID, err)
+	case h.ID == "":
+		return taskHead{}, damaged("task without id")
+	case !st.Valid():
+		return taskHead{}, damaged("task %s has no state", h.ID)
+	case h.Seq == 0:
+		return taskHead{}, damaged("task %s has seq 0", h.ID)
+	}
+	h.State = string(st)
+	return h, nil
+}
+
+// parseState reads a stored state name as states.State.UnmarshalText does,
+// without its cost for the canonical names the store writes.
+func parseState(s string) (states.State, error) {
+	if st := states.State(s); s == "" || st.Valid() {
+		return st, nil
+	}
+	return states.Parse(s)
+}
+
 // encodeRecord returns the stored form of a history record.
 func encodeRecord(r *persist.Record) ([]byte, error) { return encode("record", r) }
 
 // decodeRecord decodes a value of a history bucket.
 func decodeRecord(b []byte) (persist.Record, error) {
 	var r persist.Record
-	if err := decode("record", b, &r); err != nil {
+	sh := struct {
+		*persist.Record
+		From string `json:"from,omitempty"`
+		To   string `json:"to"`
+	}{Record: &r}
+	if err := decode("record", b, &sh); err != nil {
 		return persist.Record{}, err
+	}
+	var err error
+	if r.From, err = parseState(sh.From); err != nil {
+		return persist.Record{}, damaged("record %d: %v", r.Seq, err)
+	}
+	if r.To, err = parseState(sh.To); err != nil {
+		return persist.Record{}, damaged("record %d: %v", r.Seq, err)
 	}
 	switch {
 	case r.Seq == 0:
@@ -155,9 +219,19 @@ func decode(what string, b []byte, v any) error {
 	return nil
 }
 
-// seqKey is the key of a history record: its seq, big-endian, so records
-// sort in sequence order.
-func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), seq) }
+// historyKey is the key of a history record: the task's id, 0x00, and the
+// record's seq, big-endian, so a task's records are together and in
+// sequence order. Ids hold no 0x00 (Create refuses them), so the prefix
+// id+0x00 is the task's alone.
+func historyKey(id string, seq uint64) []byte {
+	k := make([]byte, 0, len(id)+9)
+	k = append(k, id...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// historyPrefix is the prefix of every history key of the task id.
+func historyPrefix(id string) []byte { return append([]byte(id), 0) }
 
 // indexKey is the key of a task in the by-state index: state, 0x00, id.
 // States hold no 0x00, so the first 0x00 splits the key.

@@ -16,19 +16,23 @@
 //	meta      magic "captchafsm" and the schema version
 //	tasks     id → task (JSON, without params)
 //	params    id → params (JSON), written once by Create, never by Apply
-//	history   id → a bucket of seq (8 bytes, big-endian) → record (JSON)
+//	history   id 0x00 seq (8 bytes, big-endian) → record (JSON)
 //	refs      ref → id, so refs are unique
 //	by_state  state 0x00 id → empty: the index List and Count read
 //
-// Every stored value starts with an encoding version byte.
+// Every stored value starts with an encoding version byte and a CRC-32C of
+// the JSON that follows, so damage inside a value is reported, not read.
 //
 // # Group commit
 //
-// Apply does not commit on its own: a single goroutine takes every queued
-// Apply, checks each against the stored task, and commits them all in one
-// transaction, so a thousand concurrent transitions cost a few fsyncs, not a
-// thousand, while a lone caller never waits for company (bbolt's own Batch
-// waits up to 10 ms for it).
+// Apply does not commit on its own. Each caller checks its transition
+// against the committed task and encodes what it will write; a single
+// goroutine then takes every queued Apply, checks that each task is still
+// the one its caller read, and commits them all in one transaction, so a
+// thousand concurrent transitions cost a few fsyncs, not a thousand. Before
+// it takes a batch the goroutine yields while callers are still arriving,
+// but it never sleeps: a lone caller does not wait for company (bbolt's own
+// Batch waits up to 10 ms for it).
 //
 // # Caveats
 //

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.etcd.io/bbolt"
 
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/states"
@@ -50,10 +51,26 @@ func waitFor(cond func() bool) {
 	}
 }
 
-func (s *Store) queued() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.queue)
+// holdWriter holds bbolt's writer lock until the returned function is
+// called: the loop takes requests but cannot commit them, while reads go on.
+func holdWriter(t *testing.T, s *Store) func() {
+	t.Helper()
+	held, release, done := make(chan struct{}), make(chan struct{}), make(chan error)
+	go func() {
+		done <- s.db.Update(func(*bbolt.Tx) error {
+			close(held)
+			<-release
+			return nil
+		})
+	}()
+	<-held
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(release)
+			require.NoError(t, <-done)
+		})
+	}
 }
 
 // With real fsync, concurrent callers share commits.
@@ -84,13 +101,8 @@ func TestApplyQueuedCancelAndClose(t *testing.T) {
 	ctx := context.Background()
 	tasks := createN(t, s, 3)
 
-	s.life.Lock() // the loop takes requests but cannot commit
-	locked := true
-	defer func() {
-		if locked {
-			s.life.Unlock()
-		}
-	}()
+	release := holdWriter(t, s)
+	defer release()
 	errA := make(chan error, 1)
 	go func() { errA <- s.Apply(ctx, tasks[0], sending(tasks[0])) }()
 	waitFor(func() bool { return s.taken.Load() == 1 })
@@ -109,8 +121,7 @@ func TestApplyQueuedCancelAndClose(t *testing.T) {
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
 	waitFor(func() bool { return s.shut.Load() })
-	s.life.Unlock()
-	locked = false
+	release()
 
 	require.NoError(t, <-errA, "a taken request commits despite Close")
 	require.ErrorIs(t, <-errC, persist.ErrClosed)
@@ -129,22 +140,30 @@ func TestApplyQueuedCancelAndClose(t *testing.T) {
 	}
 }
 
-// In one batch, a conflicting request fails alone and the others commit;
-// two requests on one task are checked in turn.
+// A transition that conflicts with the committed task fails at once,
+// without queueing. In one batch, a request that conflicts with an earlier
+// one of the batch fails alone and the others commit.
 func TestBatchConflictsAlone(t *testing.T) {
 	s := openInternal(t, &Options{NoSync: true})
 	ctx := context.Background()
 	tasks := createN(t, s, 3)
 
-	s.life.Lock()
+	release := holdWriter(t, s)
+	defer release()
 	type res struct {
 		i   int
 		err error
 	}
 	out := make(chan res, 4)
-	// A first request keeps the loop busy while the next four queue up.
+	// A first request keeps the loop busy while the next ones queue up.
 	go func() { out <- res{-1, s.Apply(ctx, tasks[2], sending(tasks[2]))} }()
 	waitFor(func() bool { return s.taken.Load() == 1 })
+
+	wrongFrom := tasks[1].Clone()
+	err := s.Apply(ctx, wrongFrom, &persist.Record{From: states.Polling, Event: transitions.NotReady, To: states.Submitting})
+	require.ErrorIs(t, err, persist.ErrConflict)
+	assert.Zero(t, s.queued(), "a stale transition was queued")
+
 	stale := tasks[0].Clone()
 	polling := tasks[1].Clone()
 	polling.State = states.Polling
@@ -154,7 +173,6 @@ func TestBatchConflictsAlone(t *testing.T) {
 	}{
 		{tasks[0], sending(tasks[0])},
 		{stale, sending(stale)}, // same seq as the first: conflicts after it
-		{tasks[1], &persist.Record{From: states.Polling, Event: transitions.NotReady, To: states.Submitting}}, // wrong From
 		{polling, &persist.Record{From: states.Submitting, Event: transitions.SubmitAccepted, To: states.Polling}},
 	}
 	for i, r := range reqs {
@@ -162,21 +180,23 @@ func TestBatchConflictsAlone(t *testing.T) {
 		waitFor(func() bool { return s.queued() == i+1 })
 	}
 	before := s.commits.Load()
-	s.life.Unlock()
+	release()
 	got := map[int]error{}
-	for range 5 {
+	for range 4 {
 		r := <-out
 		got[r.i] = r.err
 	}
 	assert.NoError(t, got[-1])
 	assert.NoError(t, got[0])
 	assert.ErrorIs(t, got[1], persist.ErrConflict)
-	assert.ErrorIs(t, got[2], persist.ErrConflict)
-	assert.NoError(t, got[3])
-	assert.Equal(t, int64(2), s.commits.Load()-before, "the four queued requests shared one commit")
+	assert.NoError(t, got[2])
+	assert.Equal(t, int64(2), s.commits.Load()-before, "the three queued requests shared one commit")
 	for i, want := range []uint64{2, 2, 2} {
 		got, err := s.Get(ctx, tasks[i].ID)
 		require.NoError(t, err)
 		assert.Equal(t, want, got.Seq, "task %d", i)
 	}
+	p, err := s.Get(ctx, tasks[1].ID)
+	require.NoError(t, err)
+	assert.Equal(t, states.Polling, p.State)
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/states"
@@ -101,13 +100,18 @@ func pruneTask(b buckets, id string, cutoff time.Time) error {
 		return errSkip
 	}
 	key := []byte(id)
-	if err := b.history.DeleteBucket(key); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
-		return fmt.Errorf("boltstore: prune %s: %w", id, err)
-	}
 	dels := []struct {
 		b *bbolt.Bucket
 		k []byte
 	}{{b.tasks, key}, {b.params, key}, {b.byState, indexKey(t.State, id)}}
+	prefix := historyPrefix(id)
+	c := b.history.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		dels = append(dels, struct {
+			b *bbolt.Bucket
+			k []byte
+		}{b.history, bytes.Clone(k)})
+	}
 	if t.Ref != "" && string(b.refs.Get([]byte(t.Ref))) == id {
 		dels = append(dels, struct {
 			b *bbolt.Bucket

@@ -172,20 +172,21 @@ func (s *Store) History(ctx context.Context, id string) ([]persist.Record, error
 		if err != nil {
 			return err
 		}
-		hb := b.history.Bucket([]byte(id))
-		if hb == nil {
-			return fmt.Errorf("boltstore: history %s: %w", id, persist.ErrNotFound)
-		}
-		c := hb.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
+		prefix := historyPrefix(id)
+		c := b.history.Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			r, err := decodeRecord(v)
 			if err != nil {
 				return fmt.Errorf("boltstore: history %s: %w", id, err)
 			}
-			if !bytes.Equal(k, seqKey(r.Seq)) {
+			if !bytes.Equal(k, historyKey(id, r.Seq)) {
 				return fmt.Errorf("boltstore: history %s: %w", id, damaged("record %d is stored under key %x", r.Seq, k))
 			}
 			out = append(out, r)
+		}
+		if len(out) == 0 {
+			// Every task has its first record: no records, no task.
+			return fmt.Errorf("boltstore: history %s: %w", id, persist.ErrNotFound)
 		}
 		return nil
 	})

@@ -105,6 +105,8 @@ type Store struct {
 
 	// Group-commit counters: requests taken, transactions committed.
 	taken, commits atomic.Int64
+	// preparing counts Apply calls encoding their request, soon queued.
+	preparing atomic.Int64
 }
 
 var (

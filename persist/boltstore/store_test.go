@@ -436,3 +436,28 @@ func TestOptionsDefaults(t *testing.T) {
 	assert.Equal(t, path, s.Path())
 	require.NoError(t, s.Close())
 }
+
+// Ids of any form keep their histories apart, even when one is a prefix of
+// another; an id with a 0x00 byte is refused.
+func TestIDsKeepHistoriesApart(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "ids.db"), nil)
+	ctx := context.Background()
+	ids := []string{"a", "ab", "a\x01", "a/b", strings.Repeat("x", 1024)}
+	for i, id := range ids {
+		task := &persist.Task{ID: id, Method: "post", Created: t0}
+		require.NoError(t, s.Create(ctx, task))
+		for range i {
+			require.NoError(t, s.Apply(ctx, task, &persist.Record{From: states.Submitting, Event: transitions.SubmitSending, To: states.Submitting}))
+		}
+	}
+	for i, id := range ids {
+		hist, err := s.History(ctx, id)
+		require.NoError(t, err)
+		assert.Len(t, hist, i+1, "%q", id)
+	}
+	for _, id := range []string{"a\x00b", strings.Repeat("x", 1025)} {
+		assert.Error(t, s.Create(ctx, &persist.Task{ID: id}), "%q", id)
+	}
+	_, err := s.History(ctx, "")
+	assert.ErrorIs(t, err, persist.ErrNotFound)
+}

@@ -1,0 +1,157 @@
+package boltstore
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/captchafsm/captchafsm/persist"
+	"github.com/captchafsm/captchafsm/states"
+	"github.com/captchafsm/captchafsm/transitions"
+)
+
+// The transition benchmarks compare Store.Apply with raw bbolt writing as
+// many bytes per transition (one Update per put, and bbolt's Batch), all
+// with real fsync, with 1, 64 and 1,000 concurrent callers. Each reports
+// "transitions/s". Run them together:
+//
+//	go test -run='^$' -bench=Transitions -benchtime=2000x ./persist/boltstore/
+
+var benchCallers = []int{1, 64, 1000}
+
+func BenchmarkTransitions(b *testing.B) {
+	for _, n := range benchCallers {
+		b.Run(fmt.Sprintf("store_apply/callers=%d", n), func(b *testing.B) { benchApply(b, n) })
+		b.Run(fmt.Sprintf("raw_update/callers=%d", n), func(b *testing.B) { benchRaw(b, n, false) })
+		b.Run(fmt.Sprintf("raw_batch/callers=%d", n), func(b *testing.B) { benchRaw(b, n, true) })
+	}
+}
+
+// runCallers runs b.N operations on callers goroutines, each taking the
+// next operation number until b.N are done, and reports transitions/s.
+func runCallers(b *testing.B, callers int, op func(caller, i int) error) {
+	b.Helper()
+	var next atomic.Int64
+	var failed atomic.Pointer[error]
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for c := range callers {
+		wg.Go(func() {
+			<-start
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= b.N {
+					return
+				}
+				if err := op(c, i); err != nil {
+					failed.CompareAndSwap(nil, &err)
+					return
+				}
+			}
+		})
+	}
+	b.ResetTimer()
+	t := time.Now()
+	close(start)
+	wg.Wait()
+	elapsed := time.Since(t)
+	b.StopTimer()
+	if err := failed.Load(); err != nil {
+		b.Fatal(*err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "transitions/s")
+}
+
+// benchTask is a polling task as the engine keeps it.
+func benchTask() *persist.Task {
+	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	return &persist.Task{ID: persist.NewID(), Ref: "bench", Method: "userrecaptcha",
+		Params:  map[string]string{"googlekey": strings.Repeat("k", 40), "pageurl": "https://example.com/login"},
+		Created: at, Updated: at}
+}
+
+func notReady(t *persist.Task) *persist.Record {
+	t.Polls++
+	t.Code = "CAPCHA_NOT_READY"
+	t.Updated = t.Updated.Add(5 * time.Second)
+	t.NextAt = t.Updated.Add(5 * time.Second)
+	return &persist.Record{At: t.Updated, From: states.Polling, Event: transitions.NotReady, To: states.Polling,
+		Code: "CAPCHA_NOT_READY", ProviderID: t.ProviderID}
+}
+
+// transitionBytes is what one transition writes: the task and the record.
+func transitionBytes(b *testing.B) int {
+	t := benchTask()
+	t.State, t.ProviderID, t.Seq, t.PollSince = states.Polling, "7234567890", 3, t.Created
+	rec := notReady(t)
+	rec.Seq = 4
+	tv, err := encodeTask(t)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rv, err := encodeRecord(rec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return len(tv) + len(rv)
+}
+
+func benchApply(b *testing.B, callers int) {
+	s, err := Open(filepath.Join(b.TempDir(), "bench.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	tasks := make([]*persist.Task, callers)
+	for i := range tasks {
+		tasks[i] = benchTask()
+		tasks[i].Ref = fmt.Sprint("bench-", i)
+	}
+	if err := s.Create(ctx, tasks...); err != nil {
+		b.Fatal(err)
+	}
+	for _, t := range tasks {
+		t.State, t.ProviderID, t.PollSince = states.Polling, "7234567890", t.Created
+		rec := &persist.Record{From: states.Submitting, Event: transitions.SubmitAccepted, To: states.Polling, ProviderID: t.ProviderID}
+		if err := s.Apply(ctx, t, rec); err != nil {
+			b.Fatal(err)
+		}
+	}
+	commits := s.commits.Load()
+	runCallers(b, callers, func(c, _ int) error {
+		t := tasks[c]
+		return s.Apply(ctx, t, notReady(t))
+	})
+	b.ReportMetric(float64(b.N)/float64(max(1, s.commits.Load()-commits)), "transitions/commit")
+}
+
+func benchRaw(b *testing.B, callers int, batch bool) {
+	db, err := bbolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	name := []byte("puts")
+	if err := db.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucket(name); return err }); err != nil {
+		b.Fatal(err)
+	}
+	val := make([]byte, transitionBytes(b))
+	put := func(c, i int) error {
+		key := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(c)), uint64(i))
+		fn := func(tx *bbolt.Tx) error { return tx.Bucket(name).Put(key, val) }
+		if batch {
+			return db.Batch(fn)
+		}
+		return db.Update(fn)
+	}
+	runCallers(b, callers, put)
+}
