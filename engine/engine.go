@@ -218,6 +218,11 @@ type task struct {
 	cancel bool
 	lost   bool      // another engine took the lease over
 	slot   time.Time // the fleet's in.php slot booked for the task
+
+	// accepted is the provider id of an accepted submit whose commit
+	// failed; acceptedAt when in.php answered.
+	accepted   string
+	acceptedAt time.Time
 }
 
 type jobKind int

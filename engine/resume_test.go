@@ -221,3 +221,65 @@ func TestBadInputSendsNothing(t *testing.T) {
 		assert.Zero(t, submits)
 	})
 }
+
+// flakyStore fails the first n commits of one event, either before
+// writing (a clean failure) or after (the write landed, its report did not:
+// an fsync error after the write, a lost reply from a database server).
+type flakyStore struct {
+	persist.Store
+	event   transitions.Event
+	written bool
+	left    atomic.Int32
+}
+
+func (s *flakyStore) Apply(ctx context.Context, t *persist.Task, rec *persist.Record) error {
+	if rec.Event != s.event || s.left.Add(-1) < 0 {
+		return s.Store.Apply(ctx, t, rec)
+	}
+	if s.written {
+		if err := s.Store.Apply(ctx, t, rec); err != nil {
+			return err
+		}
+	}
+	return errDisk
+}
+
+func TestCommitWrittenButReportedFailed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, engine.Policy{})
+		require.NoError(t, b.eng.Close())
+		fs := &flakyStore{Store: b.store, event: transitions.Solved, written: true}
+		fs.left.Store(5)
+		eng, err := engine.Open(context.Background(), engine.Config{Store: fs, API: b.api})
+		require.NoError(t, err)
+		defer eng.Close()
+		reqs := []engine.Request{recaptcha("a"), recaptcha("b"), recaptcha("c"), recaptcha("d"), recaptcha("e"), recaptcha("f")}
+		ids, _, err := eng.SubmitMany(context.Background(), reqs)
+		require.NoError(t, err)
+		require.NoError(t, eng.Drain(context.Background()), "Drain ends although the engine was told the last commits failed")
+		for _, id := range ids {
+			res, err := eng.Wait(context.Background(), id)
+			require.NoError(t, err)
+			assert.Equal(t, states.Done, res.State)
+		}
+		assert.LessOrEqual(t, fs.left.Load(), int32(0))
+	})
+}
+
+func TestFailedAcceptCommitIsRetriedNotResent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, engine.Policy{})
+		require.NoError(t, b.eng.Close())
+		fs := &flakyStore{Store: b.store, event: transitions.SubmitAccepted}
+		fs.left.Store(3)
+		eng, err := engine.Open(context.Background(), engine.Config{Store: fs, API: b.api})
+		require.NoError(t, err)
+		defer eng.Close()
+		res, err := eng.Solve(context.Background(), recaptcha(""))
+		require.NoError(t, err)
+		assert.Equal(t, states.Done, res.State)
+		submits, _ := b.api.counts()
+		assert.Equal(t, 1, submits, "the accepted submit is committed late, never paid for twice")
+		assert.NotContains(t, events(b.history(res.ID)), transitions.PossiblyCharged)
+	})
+}

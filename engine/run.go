@@ -65,15 +65,10 @@ func (e *Engine) move(ctx context.Context, tk *task, ev transitions.Event, s ste
 		ProviderID: pid, PossiblyCharged: s.charged}
 	if err := e.store.Apply(ctx, next, rec); err != nil {
 		e.stats.storeErr.Add(1)
-		if errors.Is(err, persist.ErrConflict) {
-			if fresh, gerr := e.store.Get(ctx, tk.t.ID); gerr == nil {
-				fresh.Params = nil
-				e.mu.Lock()
-				tk.t = fresh
-				e.mu.Unlock()
-			}
-		}
 		e.log.Error("transition not committed", keyTask, tk.t.ID, keyState, from, keyEvent, ev, "err", err)
+		if errors.Is(err, persist.ErrConflict) {
+			e.reload(ctx, tk)
+		}
 		return fmt.Errorf("engine: task %s: %s on %s: %w", tk.t.ID, from, ev, err)
 	}
 	e.stats.transitions.Add(1)
@@ -85,10 +80,21 @@ func (e *Engine) move(ctx context.Context, tk *task, ev transitions.Event, s ste
 		level = slogDebug
 	}
 	e.log.Log(ctx, level, "transition", keyTask, next.ID, "from", from, keyState, to, keyEvent, ev, keyCode, s.code)
+	e.applied(tk, from, next, *rec)
+	return nil
+}
 
+// applied updates the engine's view of tk after a committed move from
+// from to next by rec: waiters, the counts Drain watches, the hook and the
+// subscribers.
+func (e *Engine) applied(tk *task, from states.State, next *persist.Task, rec persist.Record) {
+	to := next.State
 	e.mu.Lock()
 	tk.t = next
-	tk.intent = ev == transitions.SubmitSending
+	tk.intent = rec.Event == transitions.SubmitSending
+	if to != states.Submitting {
+		tk.accepted = ""
+	}
 	wasActive, isActive := !settled(from), !settled(to)
 	switch {
 	case wasActive && !isActive:
@@ -109,7 +115,7 @@ func (e *Engine) move(ctx context.Context, tk *task, ev transitions.Event, s ste
 	}
 	var tr Transition
 	if e.hook != nil || len(e.subs) > 0 {
-		tr = Transition{Task: next.Clone(), Record: *rec}
+		tr = Transition{Task: next.Clone(), Record: rec}
 		for _, ch := range e.subs {
 			select {
 			case ch <- tr:
@@ -121,7 +127,40 @@ func (e *Engine) move(ctx context.Context, tk *task, ev transitions.Event, s ste
 	if e.hook != nil {
 		e.hook(tr)
 	}
-	return nil
+}
+
+// reload takes the stored task as the truth after a conflict. A commit
+// reported failed may have been written after all (an fsync error after
+// the write, a lost reply from a database server): the task then moved on
+// disk without the engine knowing, and its view, waiters and counts catch
+// up here. In a fleet, a task another engine has taken over is let go.
+func (e *Engine) reload(ctx context.Context, tk *task) {
+	fresh, err := e.store.Get(ctx, tk.t.ID)
+	if err != nil {
+		e.log.Error("reload task after a conflict", keyTask, tk.t.ID, "err", err)
+		return
+	}
+	fresh.Params = nil
+	if e.leaser != nil && fresh.Owner != "" && fresh.Owner != e.owner {
+		e.mu.Lock()
+		tk.lost = true
+		e.mu.Unlock()
+	}
+	if fresh.Seq == tk.t.Seq {
+		e.mu.Lock()
+		tk.t = fresh
+		e.mu.Unlock()
+		return
+	}
+	hist, err := e.store.History(ctx, tk.t.ID)
+	if err != nil || len(hist) == 0 {
+		e.log.Error("reload history after a conflict", keyTask, tk.t.ID, "err", err)
+		return
+	}
+	last := hist[len(hist)-1]
+	e.log.Warn("task moved on disk without the engine: taking the stored state", keyTask, fresh.ID,
+		"from", tk.t.State, keyState, fresh.State, keyEvent, last.Event)
+	e.applied(tk, tk.t.State, fresh, last)
 }
 
 // release ends a worker's ownership of tk: a pending cancellation is
@@ -329,6 +368,10 @@ func (e *Engine) runSubmit(tk *task) {
 	default:
 		return
 	}
+	if tk.accepted != "" {
+		e.commitAccept(tk) // an accept whose commit failed: commit it, do not resend
+		return
+	}
 	if tk.intent {
 		err := e.move(ctx, tk, transitions.PossiblyCharged, step{charged: true, provider: tk.t.ProviderID,
 			detail: "a submit was being sent when the engine stopped; the provider may have charged it"})
@@ -364,8 +407,16 @@ func (e *Engine) runSubmit(tk *task) {
 	// The intent is durable before the request leaves: a crash from here
 	// on is seen on resume and recorded as possibly charged.
 	if e.move(ctx, tk, transitions.SubmitSending, step{mutate: func(t *persist.Task) { t.Submits++ }}) != nil {
-		e.retryLater(tk, time.Now().Add(time.Second))
-		return
+		// A commit reported failed may have been written: when the reload
+		// after the conflict shows this very intent on disk (nothing was
+		// sent since), it is durable and the request may go.
+		e.mu.Lock()
+		durable := tk.intent && !tk.lost && tk.t.State == states.Submitting
+		e.mu.Unlock()
+		if !durable {
+			e.retryLater(tk, time.Now().Add(time.Second))
+			return
+		}
 	}
 	rctx, cancel := context.WithTimeout(ctx, e.pol.RequestTimeout)
 	pid, err := e.api.Submit(rctx, provider.Request{Method: full.Method, Params: full.Params})
@@ -429,16 +480,9 @@ func (e *Engine) fleetSlotReady(ctx context.Context, tk *task) bool {
 func (e *Engine) onSubmit(tk *task, pid string, err error) {
 	now := time.Now()
 	if err == nil {
-		first := e.pol.FirstPollDelay
-		if provider.IsTokenMethod(tk.t.Method) {
-			first = e.pol.FirstPollDelayToken
-		}
 		e.budget.noteLocked(&e.mu, now, 0, 1)
-		e.commit(tk, transitions.SubmitAccepted, step{provider: pid, mutate: func(t *persist.Task) {
-			t.ProviderID = pid
-			t.PollSince = now
-			t.NextAt = now.Add(first)
-		}})
+		tk.accepted, tk.acceptedAt = pid, now
+		e.commitAccept(tk)
 		return
 	}
 	var apiErr *provider.APIError
@@ -453,6 +497,23 @@ func (e *Engine) onSubmit(tk *task, pid string, err error) {
 		// again cannot help.
 		e.commit(tk, transitions.PermanentError, step{code: "INVALID_REQUEST", detail: err.Error()})
 	}
+}
+
+// commitAccept commits the accepted submit the task holds. Should the
+// commit fail, the task keeps the provider id in memory and the next try
+// commits it again — it is not submitted (and paid for) a second time
+// unless the process dies first.
+func (e *Engine) commitAccept(tk *task) {
+	pid, at := tk.accepted, tk.acceptedAt
+	first := e.pol.FirstPollDelay
+	if provider.IsTokenMethod(tk.t.Method) {
+		first = e.pol.FirstPollDelayToken
+	}
+	e.commit(tk, transitions.SubmitAccepted, step{provider: pid, mutate: func(t *persist.Task) {
+		t.ProviderID = pid
+		t.PollSince = at
+		t.NextAt = at.Add(first)
+	}})
 }
 
 func (e *Engine) onSubmitCode(tk *task, code string) {

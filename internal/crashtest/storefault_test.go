@@ -236,17 +236,7 @@ func TestFailingCommits(t *testing.T) {
 				// And the engine knows it: Drain returns.
 				dctx, cancel := context.WithTimeout(ctx, time.Minute)
 				defer cancel()
-				if err := eng.Drain(dctx); err != nil && tc.mode == failAfterWrite {
-					// Reported in docs/reliability.md ("Known gaps"): when a
-					// commit that settles a task is reported failed but was
-					// written, the engine reloads the task on its next
-					// ErrConflict without counting it settled, so Drain and
-					// Wait never return. The check above runs in full; this
-					// one becomes an assertion again once the engine is fixed.
-					t.Skipf("KNOWN ENGINE BUG: Drain does not return after a settling commit reported failed but written (%v); the store holds every task ended", err)
-				} else {
-					require.NoError(t, err)
-				}
+				require.NoError(t, eng.Drain(dctx))
 
 			})
 		})
