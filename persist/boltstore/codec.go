@@ -185,6 +185,7 @@ func decodeParams(b []byte) (map[string]string, error) {
 
 func encode(what string, v any) ([]byte, error) {
 	var buf bytes.Buffer
+	buf.Grow(512) // a task or a record fits: one allocation
 	buf.Write(make([]byte, headerLen))
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)

@@ -182,6 +182,9 @@ func (s *Store) Compact(ctx context.Context) (err error) {
 	if err := syncDir(filepath.Dir(s.path)); err != nil {
 		s.log.Warn("boltstore: compact: sync directory", logPath, s.path, "error", err)
 	}
+	// The cache holds values, not positions, so it would stay right; it is
+	// dropped anyway, as the file is new.
+	s.cache.forget()
 	if err := s.reopen(nil); err != nil {
 		return err
 	}

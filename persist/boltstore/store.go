@@ -107,6 +107,8 @@ type Store struct {
 	taken, commits atomic.Int64
 	// preparing counts Apply calls encoding their request, soon queued.
 	preparing atomic.Int64
+	// cache holds the tasks the loop wrote last.
+	cache commitCache
 }
 
 var (

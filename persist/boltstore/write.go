@@ -239,23 +239,28 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 	}
 	// Check against the committed task now, on the caller's goroutine: a
 	// stale transition fails without queueing, and the loop only compares
-	// bytes.
-	err = s.view(ctx, "apply "+t.ID, func(tx *bbolt.Tx) error {
-		b, err := bucketsOf(tx)
+	// bytes. The task as the loop last wrote it spares a read.
+	if c, ok := s.cache.get(t.ID); ok && c.state == r.from && c.seq == r.oldSeq {
+		r.stored = c.val
+		r.task.Ref, r.task.Method, r.task.Created = c.ref, c.method, c.created
+	} else {
+		err = s.view(ctx, "apply "+t.ID, func(tx *bbolt.Tx) error {
+			b, err := bucketsOf(tx)
+			if err != nil {
+				return err
+			}
+			v := b.tasks.Get([]byte(t.ID))
+			head, err := checkStored(r, v)
+			if err != nil {
+				return err
+			}
+			r.stored = bytes.Clone(v)
+			r.task.Ref, r.task.Method, r.task.Created = head.Ref, head.Method, head.Created
+			return nil
+		})
 		if err != nil {
 			return err
 		}
-		v := b.tasks.Get([]byte(t.ID))
-		head, err := checkStored(r, v)
-		if err != nil {
-			return err
-		}
-		r.stored = bytes.Clone(v)
-		r.task.Ref, r.task.Method, r.task.Created = head.Ref, head.Method, head.Created
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	if r.taskVal, err = encodeTask(&r.task); err != nil {
 		return fmt.Errorf("boltstore: apply %s: %w", t.ID, err)
@@ -373,6 +378,9 @@ func (s *Store) commit(batch []*applyReq) {
 			live[failed].done <- err
 			live = slices.Delete(live, failed, failed+1)
 			continue
+		}
+		if err == nil {
+			s.cache.update(live)
 		}
 		for _, r := range live {
 			if err != nil {

@@ -1,0 +1,65 @@
+package boltstore
+
+import (
+	"sync"
+	"time"
+
+	"github.com/captchafsm/captchafsm/states"
+)
+
+// maxCached bounds the committed-task cache. Only tasks in flight (applied
+// at least once, not yet terminal) are kept, so the bound is rarely met;
+// past it new tasks are not cached and their callers read the file.
+const maxCached = 16384
+
+// committed is a task as the group-commit loop last wrote it.
+type committed struct {
+	val         []byte // the stored value
+	state       states.State
+	seq         uint64
+	ref, method string
+	created     time.Time
+}
+
+// commitCache remembers the value of every task the loop wrote, so the
+// next Apply of the task checks and prepares its transition without a read
+// transaction. It is a hint: the loop compares the stored bytes anyway.
+type commitCache struct {
+	mu sync.Mutex
+	m  map[string]committed
+}
+
+func (c *commitCache) get(id string) (committed, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[id]
+	return e, ok
+}
+
+// update records the requests of a commit.
+func (c *commitCache) update(reqs []*applyReq) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]committed{}
+	}
+	for _, r := range reqs {
+		if r.err != nil {
+			continue
+		}
+		id := r.task.ID
+		if _, ok := c.m[id]; r.task.State.Terminal() || (!ok && len(c.m) >= maxCached) {
+			delete(c.m, id)
+			continue
+		}
+		c.m[id] = committed{val: r.taskVal, state: r.task.State, seq: r.task.Seq,
+			ref: r.task.Ref, method: r.task.Method, created: r.task.Created}
+	}
+}
+
+// forget drops every entry: the file changed under the cache.
+func (c *commitCache) forget() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m = nil
+}
