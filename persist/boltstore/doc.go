@@ -32,7 +32,9 @@
 // thousand concurrent transitions cost a few fsyncs, not a thousand. Before
 // it takes a batch the goroutine yields while callers are still arriving,
 // but it never sleeps: a lone caller does not wait for company (bbolt's own
-// Batch waits up to 10 ms for it).
+// Batch waits up to 10 ms for it). The loop remembers the tasks it wrote
+// last, until they end, so the next transition of a task in flight needs
+// no read.
 //
 // # Caveats
 //

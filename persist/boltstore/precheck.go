@@ -56,6 +56,9 @@ func precheck(path string) error {
 	if err != nil {
 		return err
 	}
+	if st.IsDir() {
+		return fmt.Errorf("%s is a directory", path)
+	}
 	size := st.Size()
 	if size == 0 {
 		return nil
@@ -71,8 +74,11 @@ func precheck(path string) error {
 	var m boltMeta
 	switch {
 	case err0 != nil && err1 != nil:
-		if errors.Is(err0, errNotBolt) && errors.Is(err1, errNotBolt) {
-			return fmt.Errorf("%w: not a bbolt file", errPrecheck)
+		notBolt := func(err error) bool {
+			return errors.Is(err, errNotBolt) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+		}
+		if notBolt(err0) && notBolt(err1) {
+			return fmt.Errorf("%w: not a bbolt file (no bbolt header in its %d bytes)", errPrecheck, size)
 		}
 		return fmt.Errorf("%w: both bbolt header pages are damaged (%v; %v)", errPrecheck, err0, err1)
 	case err0 != nil:

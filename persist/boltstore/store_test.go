@@ -202,7 +202,10 @@ func TestOpenBadFiles(t *testing.T) {
 		}, persist.ErrNotOurs, "not a bbolt file"},
 		{"short garbage", func(t *testing.T, path string) {
 			require.NoError(t, os.WriteFile(path, []byte("\x00\x01garbage"), 0o600))
-		}, persist.ErrNotOurs, "not a captchafsm database"},
+		}, persist.ErrNotOurs, "not a bbolt file (no bbolt header in its 9 bytes)"},
+		{"short text", func(t *testing.T, path string) {
+			require.NoError(t, os.WriteFile(path, []byte(strings.Repeat("a line of text\n", 300)), 0o600))
+		}, persist.ErrNotOurs, "not a bbolt file"},
 		{"truncated to half", func(t *testing.T, path string) {
 			writeDB(t, path, 200)
 			st, err := os.Stat(path)
@@ -426,6 +429,13 @@ func TestApplyValidation(t *testing.T) {
 	hist, err := s.History(ctx, task.ID)
 	require.NoError(t, err)
 	assert.Len(t, hist, 1)
+}
+
+func TestOpenDirectory(t *testing.T) {
+	dir := t.TempDir()
+	_, err := boltstore.Open(dir, &boltstore.Options{LockTimeout: 100 * time.Millisecond})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "is a directory")
 }
 
 func TestOptionsDefaults(t *testing.T) {
