@@ -55,6 +55,11 @@ func (c *commitCache) update(reqs []*applyReq) {
 		c.m[id] = committed{val: r.taskVal, state: r.task.State, seq: r.task.Seq,
 			ref: r.task.Ref, method: r.task.Method, created: r.task.Created}
 	}
+	if len(c.m) == 0 {
+		// Go maps keep their buckets when emptied: once every task in
+		// flight has ended, let a batch's worth of them go.
+		c.m = nil
+	}
 }
 
 // forget drops every entry: the file changed under the cache.
