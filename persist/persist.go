@@ -105,13 +105,17 @@ type ListOptions struct {
 type Store interface {
 	// Create stores new tasks, each with its first history record (event
 	// Created, to Submitting), in one transaction: all or none. A task's ID
-	// must be set; a Ref already in the store fails with ErrDuplicateRef.
+	// must be set (at most 1,024 bytes, no 0x00 byte) and its State empty
+	// or Submitting; Create sets Seq to 1 and zero Created/Updated to now.
+	// A Ref already in the store fails with ErrDuplicateRef, an ID with
+	// ErrDuplicateID.
 	Create(ctx context.Context, tasks ...*Task) error
 
 	// Apply commits one transition: it appends rec to the task's history and
-	// replaces the task's mutable fields with t's (Params are kept as
-	// created), in one transaction. The stored task must be in rec.From with
-	// Seq equal to t.Seq, else ErrConflict. On success rec.Seq and t.Seq are
+	// replaces the task's mutable fields with t's (Params, Ref, Method and
+	// Created are kept as created), in one transaction. t.State must equal
+	// rec.To. The stored task must be in rec.From with Seq equal to t.Seq,
+	// else ErrConflict. On success rec.Seq and t.Seq are
 	// set to the new record's sequence. Apply returns only once the commit
 	// is durable; concurrent callers share commits.
 	Apply(ctx context.Context, t *Task, rec *Record) error
@@ -122,7 +126,8 @@ type Store interface {
 	GetByRef(ctx context.Context, ref string) (*Task, error)
 	// List returns tasks (without Params) in id order, that is creation order.
 	List(ctx context.Context, opts ListOptions) ([]*Task, error)
-	// Count returns the number of tasks per state.
+	// Count returns the number of tasks per state; states without tasks
+	// may be absent.
 	Count(ctx context.Context) (map[states.State]int, error)
 	// History returns the task's records in sequence order, or ErrNotFound.
 	History(ctx context.Context, id string) ([]Record, error)
@@ -130,7 +135,7 @@ type Store interface {
 	// Prune deletes terminal tasks last updated before cutoff, with their
 	// histories, and returns how many it deleted.
 	Prune(ctx context.Context, cutoff time.Time) (int, error)
-	// Close releases the store.
+	// Close releases the store; a second Close returns ErrClosed.
 	Close() error
 }
 

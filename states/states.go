@@ -57,6 +57,11 @@ func (s State) String() string { return string(s) }
 // Parse returns the state named text. The match ignores case and the
 // separators '-', '_' and ' ', so "needs-account-fix" names NeedsAccountFix.
 func Parse(text string) (State, error) {
+	// The stored and printed form: no allocation (every record a store
+	// decodes comes this way).
+	if s := State(text); s.Valid() {
+		return s, nil
+	}
 	norm := func(s string) string {
 		return strings.ToLower(strings.NewReplacer("-", "", "_", "", " ", "").Replace(s))
 	}
