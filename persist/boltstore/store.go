@@ -347,26 +347,16 @@ func errCorrupt(op string, r any) error {
 
 // view runs fn in a read transaction, with ctx checked first and bbolt's
 // panics on damaged pages turned into errors.
-func (s *Store) view(ctx context.Context, op string, fn func(*bbolt.Tx) error) (err error) {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("boltstore: %s: %w", op, err)
-	}
-	s.life.RLock()
-	defer s.life.RUnlock()
-	if err := s.usable(op); err != nil {
-		return err
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = errCorrupt(op, r)
-		}
-	}()
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	return s.db.View(fn)
+func (s *Store) view(ctx context.Context, op string, fn func(*bbolt.Tx) error) error {
+	return s.run(ctx, op, false, fn)
 }
 
 // update is view for a write transaction, outside the group-commit loop.
-func (s *Store) update(ctx context.Context, op string, fn func(*bbolt.Tx) error) (err error) {
+func (s *Store) update(ctx context.Context, op string, fn func(*bbolt.Tx) error) error {
+	return s.run(ctx, op, true, fn)
+}
+
+func (s *Store) run(ctx context.Context, op string, write bool, fn func(*bbolt.Tx) error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("boltstore: %s: %w", op, err)
 	}
@@ -381,7 +371,10 @@ func (s *Store) update(ctx context.Context, op string, fn func(*bbolt.Tx) error)
 		}
 	}()
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	return s.db.Update(fn)
+	if write {
+		return s.db.Update(fn)
+	}
+	return s.db.View(fn)
 }
 
 // usable reports why s.db cannot be used; the caller holds s.life.
