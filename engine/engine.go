@@ -194,14 +194,18 @@ type Engine struct {
 	pollQ       taskHeap // Polling: by next poll time
 	waiters     map[string][]chan struct{}
 	breaker     bool
-	pauseSubmit time.Time
-	pausePoll   time.Time
-	active      int           // tasks the engine still drives (not terminal, not parked)
-	idle        chan struct{} // closed while active == 0
-	subs        map[int]chan Transition
-	nextSub     int
-	closed      bool
-	budget      pollBudget
+	breakerCode string // the code that opened it
+	// fleetSawOpen: the fleet's breaker was seen open since this engine's
+	// breaker opened, so a closed fleet breaker means a person fixed it.
+	fleetSawOpen bool
+	pauseSubmit  time.Time
+	pausePoll    time.Time
+	active       int           // tasks the engine still drives (not terminal, not parked)
+	idle         chan struct{} // closed while active == 0
+	subs         map[int]chan Transition
+	nextSub      int
+	closed       bool
+	budget       pollBudget
 
 	stats struct {
 		transitions, submits, polls, answers, retries, resubmits, bans, trips, charged, storeErr atomic.Int64
@@ -219,10 +223,18 @@ type task struct {
 	lost   bool      // another engine took the lease over
 	slot   time.Time // the fleet's in.php slot booked for the task
 
-	// accepted is the provider id of an accepted submit whose commit
-	// failed; acceptedAt when in.php answered.
-	accepted   string
-	acceptedAt time.Time
+	// pending is the move an in.php answer called for whose commit
+	// failed: the next try commits it instead of sending again.
+	pending *pendingMove
+	// hold is when a step that could not be committed is tried again; the
+	// breaker's parking honours it too.
+	hold time.Time
+}
+
+// pendingMove is a move an in.php answer called for.
+type pendingMove struct {
+	ev transitions.Event
+	s  step
 }
 
 type jobKind int
@@ -561,7 +573,7 @@ func (e *Engine) Cancel(ctx context.Context, id string) error {
 // to Submitting. It returns how many tasks it released.
 func (e *Engine) AccountFixed(ctx context.Context) (int, error) {
 	e.mu.Lock()
-	e.breaker = false
+	e.breaker, e.fleetSawOpen = false, false
 	var parked []*task
 	for _, tk := range e.tasks {
 		if tk.t.State == states.NeedsAccountFix && !tk.busy {

@@ -160,6 +160,12 @@ func (e *Engine) renew() {
 // dropLocked forgets a task the engine no longer drives.
 func (e *Engine) dropLocked(tk *task) {
 	e.removeLocked(tk)
+	// Waiters go back to watching the store, where the new owner's moves
+	// land.
+	for _, ch := range e.waiters[tk.t.ID] {
+		close(ch)
+	}
+	delete(e.waiters, tk.t.ID)
 	if _, ok := e.tasks[tk.t.ID]; ok {
 		delete(e.tasks, tk.t.ID)
 		if !settled(tk.t.State) {
@@ -182,14 +188,32 @@ func (e *Engine) syncFleet() {
 	}
 	e.mu.Lock()
 	opened := c.BreakerOpen && !e.breaker
-	e.breaker = c.BreakerOpen
+	republish := ""
+	switch {
+	case c.BreakerOpen:
+		e.breaker, e.fleetSawOpen = true, true
+	case e.breaker && e.fleetSawOpen:
+		// Closed in the fleet after it was open there: a person ran
+		// account-fixed somewhere.
+		e.breaker, e.fleetSawOpen = false, false
+	case e.breaker:
+		// Opened here but not (yet) in the fleet — its SetBreaker failed
+		// or lost the race with this read: never close it on that
+		// account; publish it again.
+		republish = e.breakerCode
+	}
 	if c.SubmitUntil.After(e.pauseSubmit) {
 		e.pauseSubmit = c.SubmitUntil
 	}
 	if c.PollUntil.After(e.pausePoll) {
-		e.pausePoll = c.PollUntil
+		e.extendPollPauseLocked(c.PollUntil)
 	}
 	e.mu.Unlock()
+	if republish != "" {
+		if err := e.fleet.SetBreaker(ctx, true, republish); err != nil {
+			e.log.Error("open the fleet's breaker", keyCode, republish, "err", err)
+		}
+	}
 	if opened {
 		e.log.Warn("breaker opened by another engine", keyCode, c.BreakerCode)
 		e.kick()

@@ -92,8 +92,9 @@ func (e *Engine) applied(tk *task, from states.State, next *persist.Task, rec pe
 	e.mu.Lock()
 	tk.t = next
 	tk.intent = rec.Event == transitions.SubmitSending
+	tk.hold = time.Time{}
 	if to != states.Submitting {
-		tk.accepted = ""
+		tk.pending = nil
 	}
 	wasActive, isActive := !settled(from), !settled(to)
 	switch {
@@ -168,11 +169,28 @@ func (e *Engine) reload(ctx context.Context, tk *task) {
 func (e *Engine) release(tk *task) {
 	e.mu.Lock()
 	if tk.cancel && !settled(tk.t.State) {
-		tk.cancel = false
 		e.mu.Unlock()
-		_ = e.move(e.ctx, tk, transitions.Cancelled, step{code: transitions.CodeCancelled, detail: "cancelled by the caller"})
+		err := e.move(e.ctx, tk, transitions.Cancelled, step{code: transitions.CodeCancelled, detail: "cancelled by the caller"})
 		e.mu.Lock()
+		if err == nil {
+			tk.cancel = false
+		} else { // the cancel is tried again in a moment
+			t := tk.t.Clone()
+			t.NextAt = time.Now().Add(time.Second)
+			tk.t, tk.hold = t, t.NextAt
+		}
 	}
+	// Parked while a person released the parked tasks (AccountFixed skips
+	// a task a worker holds): release it now.
+	fix := tk.t.State == states.NeedsAccountFix && !e.breaker && e.leaser == nil && !e.closed
+	e.mu.Unlock()
+	if fix {
+		_ = e.move(e.ctx, tk, transitions.AccountFixed, step{detail: "account fixed", mutate: func(t *persist.Task) {
+			t.NextAt = time.Now()
+			t.Code = ""
+		}})
+	}
+	e.mu.Lock()
 	tk.busy = false
 	switch {
 	case tk.lost:
@@ -191,6 +209,7 @@ func (e *Engine) retryLater(tk *task, at time.Time) {
 	t := tk.t.Clone()
 	t.NextAt = at
 	tk.t = t
+	tk.hold = at
 	e.mu.Unlock()
 }
 
@@ -264,9 +283,22 @@ func (e *Engine) collect(now time.Time) ([]job, time.Time) {
 		tk.busy = true
 		return tk
 	}
-	// Submits. With the breaker open every waiting task is parked at once.
+	// Submits. With the breaker open every waiting task is parked at once,
+	// but for those whose last step failed to commit (held a moment).
+	var held []*task
+	defer func() {
+		for _, tk := range held {
+			tk.q = &e.submitQ
+			heap.Push(&e.submitQ, tk)
+		}
+	}()
 	for e.submitQ.Len() > 0 {
 		tk := e.submitQ[0]
+		if e.breaker && tk.hold.After(now) {
+			held = append(held, heap.Pop(&e.submitQ).(*task))
+			later(tk.hold)
+			continue
+		}
 		if !e.breaker {
 			if now.Before(e.pauseSubmit) {
 				later(e.pauseSubmit)
@@ -339,9 +371,13 @@ func (e *Engine) worker() {
 func (e *Engine) runSubmit(tk *task) {
 	defer e.release(tk)
 	ctx := e.ctx
+	again := func() { e.retryLater(tk, time.Now().Add(time.Second)) }
 	park := func() {
-		_ = e.move(ctx, tk, transitions.BreakerOpen, step{code: transitions.CodeBreakerOpen,
+		err := e.move(ctx, tk, transitions.BreakerOpen, step{code: transitions.CodeBreakerOpen,
 			detail: "submits stopped by an account error; waiting for account-fixed"})
+		if err != nil {
+			again()
+		}
 	}
 	switch tk.t.State {
 	case states.Backoff:
@@ -350,7 +386,7 @@ func (e *Engine) runSubmit(tk *task) {
 			return
 		}
 		if e.move(ctx, tk, transitions.BackoffElapsed, step{code: tk.t.Code}) != nil {
-			e.retryLater(tk, time.Now().Add(time.Second))
+			again()
 			return
 		}
 	case states.Resubmitting:
@@ -361,22 +397,24 @@ func (e *Engine) runSubmit(tk *task) {
 		err := e.move(ctx, tk, transitions.ResubmitStarted, step{detail: "new task with the same parameters",
 			mutate: func(t *persist.Task) { t.ProviderID = ""; t.Token = "" }})
 		if err != nil {
-			e.retryLater(tk, time.Now().Add(time.Second))
+			again()
 			return
 		}
 	case states.Submitting:
 	default:
 		return
 	}
-	if tk.accepted != "" {
-		e.commitAccept(tk) // an accept whose commit failed: commit it, do not resend
+	if p := tk.pending; p != nil {
+		// An in.php answer whose commit failed: commit it now; the request
+		// is not sent (and paid for) again.
+		e.commitOutcome(tk, p.ev, p.s)
 		return
 	}
 	if tk.intent {
 		err := e.move(ctx, tk, transitions.PossiblyCharged, step{charged: true, provider: tk.t.ProviderID,
 			detail: "a submit was being sent when the engine stopped; the provider may have charged it"})
 		if err != nil {
-			e.retryLater(tk, time.Now().Add(time.Second))
+			again()
 			return
 		}
 	}
@@ -384,24 +422,23 @@ func (e *Engine) runSubmit(tk *task) {
 		park()
 		return
 	}
-	if !e.fleetSlotReady(ctx, tk) {
-		return
-	}
 	e.mu.Lock()
-	paused, breaker := e.pauseSubmit, e.breaker
+	paused, cancelled := e.pauseSubmit, tk.cancel
 	e.mu.Unlock()
-	if breaker {
-		park()
-		return
+	if cancelled {
+		return // release cancels it, unsent
 	}
 	if time.Now().Before(paused) {
 		e.retryLater(tk, paused)
 		return
 	}
+	if !e.fleetSlotReady(ctx, tk) {
+		return
+	}
 	full, err := e.store.Get(ctx, tk.t.ID)
 	if err != nil {
 		e.log.Error("load task parameters", keyTask, tk.t.ID, "err", err)
-		e.retryLater(tk, time.Now().Add(time.Second))
+		again()
 		return
 	}
 	// The intent is durable before the request leaves: a crash from here
@@ -414,9 +451,15 @@ func (e *Engine) runSubmit(tk *task) {
 		durable := tk.intent && !tk.lost && tk.t.State == states.Submitting
 		e.mu.Unlock()
 		if !durable {
-			e.retryLater(tk, time.Now().Add(time.Second))
+			again()
 			return
 		}
+	}
+	// The breaker may have opened while the intent was committed: the
+	// request has not left, so the task is parked unsent.
+	if e.BreakerOpen() {
+		park()
+		return
 	}
 	rctx, cancel := context.WithTimeout(ctx, e.pol.RequestTimeout)
 	pid, err := e.api.Submit(rctx, provider.Request{Method: full.Method, Params: full.Params})
@@ -457,6 +500,11 @@ func (e *Engine) fleetSlotReady(ctx context.Context, tk *task) bool {
 	if e.fleet == nil {
 		return true
 	}
+	if !tk.slot.IsZero() && time.Since(tk.slot) > time.Duration(float64(time.Second)/e.pol.SubmitRate) {
+		// A slot missed (a pause came between): sending on it now would
+		// bunch with every other missed slot.
+		tk.slot = time.Time{}
+	}
 	if tk.slot.IsZero() {
 		// 90 % of the rate: slots spaced exactly 1/rate apart could put
 		// one request too many in the provider's 3-second window, and a
@@ -481,8 +529,15 @@ func (e *Engine) onSubmit(tk *task, pid string, err error) {
 	now := time.Now()
 	if err == nil {
 		e.budget.noteLocked(&e.mu, now, 0, 1)
-		tk.accepted, tk.acceptedAt = pid, now
-		e.commitAccept(tk)
+		first := e.pol.FirstPollDelay
+		if provider.IsTokenMethod(tk.t.Method) {
+			first = e.pol.FirstPollDelayToken
+		}
+		e.commitOutcome(tk, transitions.SubmitAccepted, step{provider: pid, mutate: func(t *persist.Task) {
+			t.ProviderID = pid
+			t.PollSince = now
+			t.NextAt = now.Add(first)
+		}})
 		return
 	}
 	var apiErr *provider.APIError
@@ -495,25 +550,19 @@ func (e *Engine) onSubmit(tk *task, pid string, err error) {
 	default:
 		// The stored parameters no longer pass validation: sending them
 		// again cannot help.
-		e.commit(tk, transitions.PermanentError, step{code: "INVALID_REQUEST", detail: err.Error()})
+		e.commitOutcome(tk, transitions.PermanentError, step{code: "INVALID_REQUEST", detail: err.Error()})
 	}
 }
 
-// commitAccept commits the accepted submit the task holds. Should the
-// commit fail, the task keeps the provider id in memory and the next try
-// commits it again — it is not submitted (and paid for) a second time
-// unless the process dies first.
-func (e *Engine) commitAccept(tk *task) {
-	pid, at := tk.accepted, tk.acceptedAt
-	first := e.pol.FirstPollDelay
-	if provider.IsTokenMethod(tk.t.Method) {
-		first = e.pol.FirstPollDelayToken
+// commitOutcome commits the move an in.php answer calls for. Should the
+// commit fail, the task keeps the move and its next try commits it again:
+// an accepted submit is not resent (and paid twice), a permanent error is
+// not sent again, a backoff keeps its count.
+func (e *Engine) commitOutcome(tk *task, ev transitions.Event, s step) {
+	tk.pending = &pendingMove{ev: ev, s: s}
+	if e.commit(tk, ev, s) {
+		tk.pending = nil
 	}
-	e.commit(tk, transitions.SubmitAccepted, step{provider: pid, mutate: func(t *persist.Task) {
-		t.ProviderID = pid
-		t.PollSince = at
-		t.NextAt = at.Add(first)
-	}})
 }
 
 func (e *Engine) onSubmitCode(tk *task, code string) {
@@ -522,7 +571,7 @@ func (e *Engine) onSubmitCode(tk *task, code string) {
 	if known && entry.IsBan() {
 		until := e.ban(entry)
 		if class == transitions.ClassTransient {
-			e.commit(tk, transitions.RateLimited, step{code: code, detail: "engine-wide ban until " + until.Format(time.RFC3339),
+			e.commitOutcome(tk, transitions.RateLimited, step{code: code, detail: "engine-wide ban until " + until.Format(time.RFC3339),
 				mutate: func(t *persist.Task) { t.NextAt = until }})
 			return
 		}
@@ -531,12 +580,12 @@ func (e *Engine) onSubmitCode(tk *task, code string) {
 	case transitions.ClassTransient:
 		e.transient(tk, code, "", false)
 	case transitions.ClassPermanent:
-		e.commit(tk, transitions.PermanentError, step{code: code, detail: entry.Meaning})
+		e.commitOutcome(tk, transitions.PermanentError, step{code: code, detail: entry.Meaning})
 	case transitions.ClassAccount:
 		e.openBreaker(code)
-		e.commit(tk, transitions.AccountError, step{code: code, detail: entry.Meaning})
+		e.commitOutcome(tk, transitions.AccountError, step{code: code, detail: entry.Meaning})
 	default:
-		e.commit(tk, transitions.UnknownError, step{code: code, detail: "unexpected answer to in.php"})
+		e.commitOutcome(tk, transitions.UnknownError, step{code: code, detail: "unexpected answer to in.php"})
 	}
 }
 
@@ -545,13 +594,13 @@ func (e *Engine) onSubmitCode(tk *task, code string) {
 func (e *Engine) transient(tk *task, code, detail string, charged bool) {
 	limit := max(e.pol.MaxRetries, 0)
 	if tk.t.Retries >= limit {
-		e.commit(tk, transitions.RetriesExhausted, step{code: code, charged: charged,
+		e.commitOutcome(tk, transitions.RetriesExhausted, step{code: code, charged: charged,
 			detail: join(detail, fmt.Sprintf("gave up after %d retries", tk.t.Retries))})
 		return
 	}
 	delay := e.retryDelay(code, tk.t.Retries+1)
 	e.stats.retries.Add(1)
-	e.commit(tk, transitions.TransientError, step{code: code, charged: charged,
+	e.commitOutcome(tk, transitions.TransientError, step{code: code, charged: charged,
 		detail: join(detail, fmt.Sprintf("retry %d of %d in %s", tk.t.Retries+1, limit, delay.Round(time.Millisecond))),
 		mutate: func(t *persist.Task) {
 			t.Retries++
@@ -611,7 +660,7 @@ func (e *Engine) ban(entry transitions.Entry) time.Time {
 		e.pauseSubmit = until
 	}
 	if polls && until.After(e.pausePoll) {
-		e.pausePoll = until
+		e.extendPollPauseLocked(until)
 	}
 	e.mu.Unlock()
 	if e.fleet != nil {
@@ -624,10 +673,32 @@ func (e *Engine) ban(entry transitions.Entry) time.Time {
 	return until
 }
 
+// extendPollPauseLocked stops polls until until and moves the poll
+// timeout of every queued polling task by as much: a ban must not fail a
+// task. The caller holds e.mu.
+func (e *Engine) extendPollPauseLocked(until time.Time) {
+	from := time.Now()
+	if e.pausePoll.After(from) {
+		from = e.pausePoll
+	}
+	if ext := until.Sub(from); ext > 0 {
+		for _, tk := range e.pollQ {
+			t := tk.t.Clone()
+			t.PollSince = t.PollSince.Add(ext)
+			tk.t = t
+		}
+	}
+	e.pausePoll = until
+}
+
 func (e *Engine) openBreaker(code string) {
 	e.mu.Lock()
 	was := e.breaker
 	e.breaker = true
+	if !was {
+		e.fleetSawOpen = false
+		e.breakerCode = code
+	}
 	e.mu.Unlock()
 	if e.fleet != nil {
 		if err := e.fleet.SetBreaker(e.ctx, true, code); err != nil {
@@ -643,15 +714,36 @@ func (e *Engine) openBreaker(code string) {
 
 // commit is move with the store failure handled: the step stops, the task
 // keeps its state and is tried again shortly.
-func (e *Engine) commit(tk *task, ev transitions.Event, s step) {
+func (e *Engine) commit(tk *task, ev transitions.Event, s step) bool {
 	if err := e.move(e.ctx, tk, ev, s); err != nil {
 		e.retryLater(tk, time.Now().Add(time.Second))
+		return false
 	}
+	return true
 }
 
 // runPoll asks res.php for a batch of tasks and commits each answer.
 func (e *Engine) runPoll(batch []*task) {
 	ctx := e.ctx
+	// A task cancelled while it waited for this worker is cancelled, not
+	// polled.
+	e.mu.Lock()
+	live := batch[:0:0]
+	var cancelled []*task
+	for _, tk := range batch {
+		if tk.cancel {
+			cancelled = append(cancelled, tk)
+		} else {
+			live = append(live, tk)
+		}
+	}
+	e.mu.Unlock()
+	for _, tk := range cancelled {
+		e.release(tk)
+	}
+	if batch = live; len(batch) == 0 {
+		return
+	}
 	ids := make([]string, len(batch))
 	for i, tk := range batch {
 		ids[i] = tk.t.ProviderID
