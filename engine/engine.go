@@ -258,10 +258,10 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.API == nil {
 		return nil, errors.New("engine: config: API is required")
 	}
-	if err := cfg.Policy.Validate(); err != nil {
+	pol := cfg.Policy.WithDefaults()
+	if err := pol.Validate(); err != nil {
 		return nil, err
 	}
-	pol := cfg.Policy.WithDefaults()
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))

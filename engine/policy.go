@@ -24,9 +24,9 @@ type Policy struct {
 	FirstPollDelayToken time.Duration
 	// PollInterval is the wait between two polls of a task (default 5s).
 	PollInterval time.Duration
-	// PollTimeout is how long a provider task may stay unanswered before the
-	// task fails with POLL_TIMEOUT (default 120s; token methods get at
-	// least 3×FirstPollDelayToken).
+	// PollTimeout is how long a provider task may stay unanswered, counted
+	// from its accept, before the task fails with POLL_TIMEOUT (default
+	// 120s). It must exceed both first-poll delays.
 	PollTimeout time.Duration
 	// MaxRetries caps transient errors per task (default 3; negative: none).
 	MaxRetries int
@@ -120,6 +120,16 @@ func (p Policy) Validate() error {
 	for _, d := range durs {
 		if d.v < 0 {
 			return fmt.Errorf("engine: policy: %s: must not be negative (got %s)", d.key, d.v)
+		}
+	}
+	if p.PollTimeout != 0 {
+		for _, d := range []struct {
+			key string
+			v   time.Duration
+		}{{"first_poll_delay", p.FirstPollDelay}, {"first_poll_delay_token", p.FirstPollDelayToken}} {
+			if d.v >= p.PollTimeout {
+				return fmt.Errorf("engine: policy: poll_timeout: %s is not above %s %s: every task would time out before its first poll", p.PollTimeout, d.key, d.v)
+			}
 		}
 	}
 	if p.BackoffMax != 0 && p.BackoffBase > p.BackoffMax {

@@ -47,6 +47,7 @@ func TestParsePolicy(t *testing.T) {
 		{`{"submit_rate":50}`, "submit_rate"},
 		{`{"submit_rate":0}`, "submit_rate"},
 		{`{"backoff_base":"1m","backoff_max":"30s"}`, "backoff_base"},
+		{`{"poll_timeout":"15s"}`, "first_poll_delay_token"},
 		{`{"retry_delays":{"ERROR_NOPE":"5s"}}`, "retry_delays"},
 		{`{"retry_delays":{"MAX_USER_TURN":"soon"}}`, "retry_delays.MAX_USER_TURN"},
 		{`[1,2]`, "JSON object"},
