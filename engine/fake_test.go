@@ -26,6 +26,7 @@ type fakeAPI struct {
 	polledIDs  int
 	batchSizes []int
 	onSubmit   func(n int) // called with the submit's number, before it answers
+	pollErrs   []error     // whole-request errors for the next polls, in order
 }
 
 func newFake() *fakeAPI { return &fakeAPI{perTask: map[string]int{}} }
@@ -67,6 +68,11 @@ func (f *fakeAPI) Poll(ctx context.Context, ids []string) ([]provider.Answer, er
 	f.pollCalls++
 	f.polledIDs += len(ids)
 	f.batchSizes = append(f.batchSizes, len(ids))
+	if len(f.pollErrs) > 0 {
+		err := f.pollErrs[0]
+		f.pollErrs = f.pollErrs[1:]
+		return nil, err
+	}
 	out := make([]provider.Answer, len(ids))
 	for i, id := range ids {
 		k := f.perTask[id]

@@ -300,3 +300,25 @@ func TestLostLeaseWakesWaiters(t *testing.T) {
 		assert.LessOrEqual(t, woke.Sub(finished), 2*time.Second, "Wait follows the store once the lease is lost")
 	})
 }
+
+func TestBatchBanIsOneBan(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, engine.Policy{})
+		b.api.pollErrs = []error{apiErr("res.php", "ERROR: 1005")}
+		reqs := make([]engine.Request, 30)
+		for i := range reqs {
+			reqs[i] = recaptcha("")
+		}
+		start := time.Now()
+		ids, _, err := b.eng.SubmitMany(context.Background(), reqs)
+		require.NoError(t, err)
+		require.NoError(t, b.eng.Drain(context.Background()))
+		assert.Equal(t, int64(1), b.eng.Stats().BansWaited, "one ban for the whole batch")
+		assert.GreaterOrEqual(t, time.Since(start), 10*time.Minute)
+		for _, id := range ids {
+			res, err := b.eng.Wait(context.Background(), id)
+			require.NoError(t, err, "no task fails for the ban")
+			assert.Equal(t, states.Done, res.State)
+		}
+	})
+}

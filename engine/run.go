@@ -761,6 +761,15 @@ func (e *Engine) runPoll(batch []*task) {
 	if err == nil && len(answers) != len(batch) {
 		err = &provider.TransportError{Endpoint: "res.php", Err: fmt.Errorf("got %d answers for %d ids", len(answers), len(batch))}
 	}
+	// A ban answered to the whole request is one ban, whatever the number
+	// of tasks it carried.
+	var banned time.Time
+	var apiErr *provider.APIError
+	if errors.As(err, &apiErr) {
+		if entry, ok := transitions.Lookup(apiErr.Code); ok && entry.IsBan() {
+			banned = e.ban(entry)
+		}
+	}
 	// Each answer is its own transition; committing them concurrently lets
 	// the store put them in one commit.
 	var wg sync.WaitGroup
@@ -770,7 +779,7 @@ func (e *Engine) runPoll(batch []*task) {
 			defer wg.Done()
 			defer e.release(tk)
 			if err != nil {
-				e.onPollError(tk, err)
+				e.onPollError(tk, err, banned)
 				return
 			}
 			e.stats.answers.Add(1)
@@ -780,10 +789,12 @@ func (e *Engine) runPoll(batch []*task) {
 	wg.Wait()
 }
 
-func (e *Engine) onPollError(tk *task, err error) {
+// onPollError handles a poll request that failed as a whole; banned is the
+// end of the ban it announced, already applied.
+func (e *Engine) onPollError(tk *task, err error, banned time.Time) {
 	var apiErr *provider.APIError
 	if errors.As(err, &apiErr) {
-		e.onPollCode(tk, apiErr.Code, false)
+		e.onPollCode(tk, apiErr.Code, false, banned)
 		return
 	}
 	var te *provider.TransportError
@@ -814,7 +825,7 @@ func (e *Engine) onAnswer(tk *task, a provider.Answer) {
 		}})
 		return
 	}
-	e.onPollCode(tk, a.Code, true)
+	e.onPollCode(tk, a.Code, true, time.Time{})
 }
 
 // cost asks the provider for a solved task's price when Config.FetchCost is
@@ -834,7 +845,9 @@ func (e *Engine) cost(pid string) string {
 	return cost
 }
 
-func (e *Engine) onPollCode(tk *task, code string, answered bool) {
+// onPollCode handles a code res.php answered for tk. banned, when set, is
+// the end of the ban the code announced, already applied.
+func (e *Engine) onPollCode(tk *task, code string, answered bool, banned time.Time) {
 	polls := 0
 	if answered {
 		polls = 1
@@ -844,7 +857,10 @@ func (e *Engine) onPollCode(tk *task, code string, answered bool) {
 	interval := e.pol.PollInterval
 	switch {
 	case known && entry.IsBan() && class == transitions.ClassTransient:
-		until := e.ban(entry)
+		until := banned
+		if until.IsZero() {
+			until = e.ban(entry)
+		}
 		e.commit(tk, transitions.RateLimited, step{code: code, detail: "engine-wide ban until " + until.Format(time.RFC3339),
 			mutate: func(t *persist.Task) {
 				t.Polls += polls
@@ -888,7 +904,7 @@ func (e *Engine) onPollCode(tk *task, code string, answered bool) {
 		e.commit(tk, transitions.PermanentError, step{code: code, detail: entry.Meaning,
 			mutate: func(t *persist.Task) { t.Polls += polls }})
 	case class == transitions.ClassAccount:
-		if known && entry.IsBan() {
+		if known && entry.IsBan() && banned.IsZero() {
 			e.ban(entry)
 		}
 		e.openBreaker(code)
