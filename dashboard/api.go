@@ -179,12 +179,7 @@ func (s *server) apiGet(w http.ResponseWriter, r *http.Request) {
 
 // apiHistory: GET /api/tasks/{id}/history.
 func (s *server) apiHistory(w http.ResponseWriter, r *http.Request) {
-	t, err := s.find(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	hist, err := s.store.History(r.Context(), t.ID)
+	t, hist, err := s.findWithHistory(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -199,14 +194,24 @@ func (s *server) apiHistory(w http.ResponseWriter, r *http.Request) {
 // find looks the path's {id} up as an id, then as a ref.
 func (s *server) find(r *http.Request) (*persist.Task, error) {
 	key := r.PathValue("id")
-	t, err := s.store.Get(r.Context(), key)
-	if errors.Is(err, persist.ErrNotFound) {
-		t, err = s.store.GetByRef(r.Context(), key)
-	}
+	t, err := persist.Find(r.Context(), s.store, key)
 	if errors.Is(err, persist.ErrNotFound) {
 		return nil, fmt.Errorf("dashboard: task %q: %w", key, persist.ErrNotFound)
 	}
 	return t, err
+}
+
+// findWithHistory is find with the task's history.
+func (s *server) findWithHistory(r *http.Request) (*persist.Task, []persist.Record, error) {
+	t, err := s.find(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	hist, err := s.store.History(r.Context(), t.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, hist, nil
 }
 
 // summary counts the tasks per state and reads the breaker.

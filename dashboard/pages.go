@@ -213,12 +213,7 @@ type taskPage struct {
 // pageTask: GET /tasks/{id}, the task, its timeline and the state diagram
 // with its current state highlighted.
 func (s *server) pageTask(w http.ResponseWriter, r *http.Request) {
-	t, err := s.find(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	hist, err := s.store.History(r.Context(), t.ID)
+	t, hist, err := s.findWithHistory(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return

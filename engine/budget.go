@@ -1,14 +1,8 @@
 package engine
 
 import (
-	"log/slog"
 	"sync"
 	"time"
-)
-
-const (
-	slogInfo  = slog.LevelInfo
-	slogDebug = slog.LevelDebug
 )
 
 // pollBudget keeps res.php requests under the provider's rule: at most

@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"golang.org/x/time/rate"
 
 	"github.com/captchafsm/captchafsm/engine/provider"
@@ -403,15 +402,12 @@ func (e *Engine) SubmitMany(ctx context.Context, reqs []Request) (ids []string, 
 				return nil, 0, fmt.Errorf("engine: submit: %w", err)
 			}
 		}
-		id, err := uuid.NewV7()
-		if err != nil {
-			return nil, 0, fmt.Errorf("engine: submit: new id: %w", err)
-		}
+		id := persist.NewID()
 		params := make(map[string]string, len(r.Params))
 		for k, v := range r.Params {
 			params[k] = v
 		}
-		t := &persist.Task{ID: id.String(), Ref: r.Ref, Method: r.Method, Params: params,
+		t := &persist.Task{ID: id, Ref: r.Ref, Method: r.Method, Params: params,
 			State: transitions.Initial, Created: now, Updated: now, NextAt: now}
 		if e.leaser != nil {
 			t.Owner, t.LeaseUntil = e.owner, now.Add(e.leaseTTL)
@@ -585,11 +581,7 @@ func (e *Engine) AccountFixed(ctx context.Context) (int, error) {
 	n := 0
 	var errs []error
 	for _, tk := range parked {
-		err := e.move(ctx, tk, transitions.AccountFixed, step{detail: "account fixed", mutate: func(t *persist.Task) {
-			t.NextAt = time.Now()
-			t.Code = ""
-		}})
-		if err != nil {
+		if err := e.move(ctx, tk, transitions.AccountFixed, accountFixedStep()); err != nil {
 			errs = append(errs, err)
 		} else {
 			n++
@@ -608,6 +600,14 @@ func (e *Engine) AccountFixed(ctx context.Context) (int, error) {
 	return n, errors.Join(errs...)
 }
 
+// accountFixedStep is the move out of NeedsAccountFix: submit again now.
+func accountFixedStep() step {
+	return step{detail: "account fixed", mutate: func(t *persist.Task) {
+		t.NextAt = time.Now()
+		t.Code = ""
+	}}
+}
+
 // ReleaseAccountFix moves every NeedsAccountFix task of store back to
 // Submitting without an engine running (the CLI's account-fixed). The next
 // engine opened on the store drives them.
@@ -622,18 +622,18 @@ func ReleaseAccountFix(ctx context.Context, store persist.Store) (int, error) {
 		return 0, fmt.Errorf("engine: account fixed: %w", err)
 	}
 	n := 0
+	fixed := accountFixedStep()
 	for _, t := range list {
-		now := time.Now()
-		next := t.Clone()
-		next.State = states.Submitting
-		next.Code = ""
-		next.NextAt = now
-		next.Updated = now
-		rec := &persist.Record{At: now, From: states.NeedsAccountFix, Event: transitions.AccountFixed,
-			To: states.Submitting, Detail: "account fixed"}
-		if _, err := stepMachine(t.State, transitions.AccountFixed); err != nil {
+		to, err := stepMachine(t.State, transitions.AccountFixed)
+		if err != nil {
 			return n, err
 		}
+		now := time.Now()
+		next := t.Clone()
+		next.State = to
+		next.Updated = now
+		fixed.mutate(next)
+		rec := &persist.Record{At: now, From: t.State, Event: transitions.AccountFixed, To: to, Detail: fixed.detail}
 		if err := store.Apply(ctx, next, rec); err != nil {
 			return n, fmt.Errorf("engine: account fixed: task %s: %w", t.ID, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -75,11 +76,15 @@ func (e *Engine) move(ctx context.Context, tk *task, ev transitions.Event, s ste
 	if s.charged {
 		e.stats.charged.Add(1)
 	}
-	level := slogInfo
+	level := slog.LevelInfo
 	if ev == transitions.NotReady || ev == transitions.SubmitSending {
-		level = slogDebug
+		level = slog.LevelDebug
 	}
-	e.log.Log(ctx, level, "transition", keyTask, next.ID, "from", from, keyState, to, keyEvent, ev, keyCode, s.code)
+	// Checked first: the arguments would cost allocations on every
+	// transition even when nothing is logged.
+	if e.log.Enabled(ctx, level) {
+		e.log.Log(ctx, level, "transition", keyTask, next.ID, "from", from, keyState, to, keyEvent, ev, keyCode, s.code)
+	}
 	e.applied(tk, from, next, *rec)
 	return nil
 }
@@ -185,10 +190,7 @@ func (e *Engine) release(tk *task) {
 	fix := tk.t.State == states.NeedsAccountFix && !e.breaker && e.leaser == nil && !e.closed
 	e.mu.Unlock()
 	if fix {
-		_ = e.move(e.ctx, tk, transitions.AccountFixed, step{detail: "account fixed", mutate: func(t *persist.Task) {
-			t.NextAt = time.Now()
-			t.Code = ""
-		}})
+		_ = e.move(e.ctx, tk, transitions.AccountFixed, accountFixedStep())
 	}
 	e.mu.Lock()
 	tk.busy = false

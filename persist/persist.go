@@ -165,3 +165,13 @@ var (
 	// ErrNewerSchema: the database was written by a newer captchafsm.
 	ErrNewerSchema = errors.New("persist: database schema is newer than this program")
 )
+
+// Find returns the task whose id, else whose ref, is key: how people name a
+// task. It fails with ErrNotFound when neither matches.
+func Find(ctx context.Context, s Store, key string) (*Task, error) {
+	t, err := s.Get(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		t, err = s.GetByRef(ctx, key)
+	}
+	return t, err
+}

@@ -31,10 +31,7 @@ type historyJSON struct {
 
 // findTask looks a task up by id, then by ref.
 func findTask(ctx context.Context, s persist.Store, key string) (*persist.Task, error) {
-	t, err := s.Get(ctx, key)
-	if errors.Is(err, persist.ErrNotFound) {
-		t, err = s.GetByRef(ctx, key)
-	}
+	t, err := persist.Find(ctx, s, key)
 	if errors.Is(err, persist.ErrNotFound) {
 		return nil, usageErr("task %q: no task has this id or ref (see `captchafsm list`)", key)
 	}
