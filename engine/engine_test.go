@@ -61,6 +61,18 @@ func (b *bundle) open(pol engine.Policy) {
 	b.eng = eng
 }
 
+// reopenWith replaces the bundle's engine with one opened on cfg (a
+// wrapped store, a hook, a policy): the old engine is closed first, the new
+// one at cleanup.
+func (b *bundle) reopenWith(cfg engine.Config) *engine.Engine {
+	b.t.Helper()
+	require.NoError(b.t, b.eng.Close())
+	eng, err := engine.Open(context.Background(), cfg)
+	require.NoError(b.t, err)
+	b.eng = eng
+	return eng
+}
+
 // restart closes the engine and store and opens both again, as a new
 // process would.
 func (b *bundle) restart(pol engine.Policy) {

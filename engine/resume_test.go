@@ -120,12 +120,9 @@ func TestCrashBetweenAcceptAndCommit(t *testing.T) {
 func TestStoreFaultThenRecovery(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := setup(t, engine.Policy{})
-		require.NoError(t, b.eng.Close())
 		fs := failOn(b.store, transitions.NotReady)
 		b.api.pollPlan = repeat("CAPCHA_NOT_READY", 3)
-		eng, err := engine.Open(context.Background(), engine.Config{Store: fs, API: b.api})
-		require.NoError(t, err)
-		defer eng.Close()
+		eng := b.reopenWith(engine.Config{Store: fs, API: b.api})
 		id, err := eng.Submit(context.Background(), recaptcha(""))
 		require.NoError(t, err)
 		<-time.After(21 * time.Second)
@@ -247,12 +244,9 @@ func (s *flakyStore) Apply(ctx context.Context, t *persist.Task, rec *persist.Re
 func TestCommitWrittenButReportedFailed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := setup(t, engine.Policy{})
-		require.NoError(t, b.eng.Close())
 		fs := &flakyStore{Store: b.store, event: transitions.Solved, written: true}
 		fs.left.Store(5)
-		eng, err := engine.Open(context.Background(), engine.Config{Store: fs, API: b.api})
-		require.NoError(t, err)
-		defer eng.Close()
+		eng := b.reopenWith(engine.Config{Store: fs, API: b.api})
 		reqs := []engine.Request{recaptcha("a"), recaptcha("b"), recaptcha("c"), recaptcha("d"), recaptcha("e"), recaptcha("f")}
 		ids, _, err := eng.SubmitMany(context.Background(), reqs)
 		require.NoError(t, err)
@@ -269,12 +263,9 @@ func TestCommitWrittenButReportedFailed(t *testing.T) {
 func TestFailedAcceptCommitIsRetriedNotResent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := setup(t, engine.Policy{})
-		require.NoError(t, b.eng.Close())
 		fs := &flakyStore{Store: b.store, event: transitions.SubmitAccepted}
 		fs.left.Store(3)
-		eng, err := engine.Open(context.Background(), engine.Config{Store: fs, API: b.api})
-		require.NoError(t, err)
-		defer eng.Close()
+		eng := b.reopenWith(engine.Config{Store: fs, API: b.api})
 		res, err := eng.Solve(context.Background(), recaptcha(""))
 		require.NoError(t, err)
 		assert.Equal(t, states.Done, res.State)

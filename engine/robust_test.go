@@ -60,12 +60,9 @@ func (s *countingStore) calls(ev transitions.Event) int {
 func TestFailedCommitOfAPermanentErrorIsNotResent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := setup(t, engine.Policy{})
-		require.NoError(t, b.eng.Close())
 		fs := newCountingStore(b.store, map[transitions.Event]int{transitions.PermanentError: 2})
 		b.api.submitPlan = []error{apiErr("in.php", "ERROR_WRONG_GOOGLEKEY")}
-		eng, err := engine.Open(context.Background(), engine.Config{Store: fs, API: b.api})
-		require.NoError(t, err)
-		defer eng.Close()
+		eng := b.reopenWith(engine.Config{Store: fs, API: b.api})
 		res, err := eng.Solve(context.Background(), recaptcha(""))
 		require.ErrorIs(t, err, engine.ErrFailed)
 		assert.Equal(t, "ERROR_WRONG_GOOGLEKEY", res.Code)
@@ -78,12 +75,9 @@ func TestFailedCommitOfAPermanentErrorIsNotResent(t *testing.T) {
 func TestFailedTransientCommitKeepsItsCount(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := setup(t, engine.Policy{})
-		require.NoError(t, b.eng.Close())
 		fs := newCountingStore(b.store, map[transitions.Event]int{transitions.TransientError: 1})
 		b.api.submitPlan = []error{apiErr("in.php", "ERROR_NO_SLOT_AVAILABLE")}
-		eng, err := engine.Open(context.Background(), engine.Config{Store: fs, API: b.api})
-		require.NoError(t, err)
-		defer eng.Close()
+		eng := b.reopenWith(engine.Config{Store: fs, API: b.api})
 		res, err := eng.Solve(context.Background(), recaptcha(""))
 		require.NoError(t, err)
 		h := b.history(res.ID)
@@ -97,14 +91,11 @@ func TestFailedTransientCommitKeepsItsCount(t *testing.T) {
 func TestParkingThatCannotCommitDoesNotSpin(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := setup(t, engine.Policy{})
-		require.NoError(t, b.eng.Close())
 		fs := newCountingStore(b.store, map[transitions.Event]int{transitions.BreakerOpen: -1})
 		b.api.submitPlan = []error{apiErr("in.php", "ERROR_ZERO_BALANCE")}
-		eng, err := engine.Open(context.Background(), engine.Config{Store: fs, API: b.api})
-		require.NoError(t, err)
-		defer eng.Close()
+		eng := b.reopenWith(engine.Config{Store: fs, API: b.api})
 		ctx := context.Background()
-		_, err = eng.Submit(ctx, recaptcha("a"))
+		_, err := eng.Submit(ctx, recaptcha("a"))
 		require.NoError(t, err)
 		<-time.After(time.Second)
 		_, err = eng.Submit(ctx, recaptcha("b"))
@@ -152,18 +143,15 @@ func TestAccountFixedWhileATaskIsBeingParked(t *testing.T) {
 func TestCancelledBeforeItsTurnIsNotSent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := setup(t, engine.Policy{})
-		require.NoError(t, b.eng.Close())
 		gate := make(chan struct{})
 		b.api.onSubmit = func(n int) {
 			if n == 1 {
 				<-gate
 			}
 		}
-		eng, err := engine.Open(context.Background(), engine.Config{Store: b.store, API: b.api, Policy: engine.Policy{Concurrency: 1}})
-		require.NoError(t, err)
-		defer eng.Close()
+		eng := b.reopenWith(engine.Config{Store: b.store, API: b.api, Policy: engine.Policy{Concurrency: 1}})
 		ctx := context.Background()
-		_, err = eng.Submit(ctx, recaptcha("a"))
+		_, err := eng.Submit(ctx, recaptcha("a"))
 		require.NoError(t, err)
 		<-time.After(10 * time.Millisecond)
 		id, err := eng.Submit(ctx, recaptcha("b"))
@@ -213,10 +201,7 @@ func (a *banAPI) Poll(ctx context.Context, ids []string) ([]provider.Answer, err
 func TestBanOnOneTaskDoesNotTimeOutOthers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := setup(t, engine.Policy{})
-		require.NoError(t, b.eng.Close())
-		eng, err := engine.Open(context.Background(), engine.Config{Store: b.store, API: &banAPI{k: map[string]int{}}})
-		require.NoError(t, err)
-		defer eng.Close()
+		eng := b.reopenWith(engine.Config{Store: b.store, API: &banAPI{k: map[string]int{}}})
 		ctx := context.Background()
 		ida, err := eng.Submit(ctx, engine.Request{Method: "base64", Params: map[string]string{"body": pngBase64(200)}})
 		require.NoError(t, err)
