@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/captchafsm/captchafsm/engine"
-	"github.com/captchafsm/captchafsm/engine/provider"
 	"github.com/captchafsm/captchafsm/persist"
+	"github.com/captchafsm/captchafsm/provider"
 	"github.com/captchafsm/captchafsm/states"
 )
 

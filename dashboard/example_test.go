@@ -14,10 +14,10 @@ import (
 
 	"github.com/captchafsm/captchafsm/dashboard"
 	"github.com/captchafsm/captchafsm/engine"
-	"github.com/captchafsm/captchafsm/engine/provider"
-	"github.com/captchafsm/captchafsm/engine/providersim"
 	"github.com/captchafsm/captchafsm/metrics"
 	"github.com/captchafsm/captchafsm/persist/boltstore"
+	"github.com/captchafsm/captchafsm/provider"
+	"github.com/captchafsm/captchafsm/provider/providersim"
 )
 
 // Example serves an engine's tasks behind a token, submits a task through

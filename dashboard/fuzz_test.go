@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/captchafsm/captchafsm/engine/provider"
+	"github.com/captchafsm/captchafsm/provider"
 )
 
 // FuzzRedactProxy: a proxy's password never survives RedactParams, whether

@@ -23,10 +23,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/captchafsm/captchafsm/engine"
-	"github.com/captchafsm/captchafsm/engine/provider"
-	"github.com/captchafsm/captchafsm/engine/providersim"
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/persist/boltstore"
+	"github.com/captchafsm/captchafsm/provider"
+	"github.com/captchafsm/captchafsm/provider/providersim"
 	"github.com/captchafsm/captchafsm/states"
 	"github.com/captchafsm/captchafsm/transitions"
 )

@@ -5,7 +5,7 @@
 //
 // Open an Engine on a persist.Store (persist/boltstore is the embedded
 // default) and an API (a *provider.Client; in tests the simulator of
-// engine/providersim). Submit stores a task and returns its id at once — the
+// provider/providersim). Submit stores a task and returns its id at once — the
 // task is durable when Submit returns — and Wait returns its outcome; Solve
 // does both. Every move of a task is checked against the machine of package
 // fsm and committed to the store before the engine acts on it, so Get,

@@ -8,8 +8,8 @@ import (
 	"os"
 
 	"github.com/captchafsm/captchafsm/engine"
-	"github.com/captchafsm/captchafsm/engine/provider"
 	"github.com/captchafsm/captchafsm/persist/boltstore"
+	"github.com/captchafsm/captchafsm/provider"
 )
 
 // The README shows this example between the markers; TestReadmeExample

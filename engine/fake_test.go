@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/captchafsm/captchafsm/engine/provider"
+	"github.com/captchafsm/captchafsm/provider"
 	"github.com/captchafsm/captchafsm/transitions"
 )
 

@@ -3,8 +3,8 @@ package engine
 import (
 	"time"
 
-	"github.com/captchafsm/captchafsm/engine/provider"
 	"github.com/captchafsm/captchafsm/persist"
+	"github.com/captchafsm/captchafsm/provider"
 	"github.com/captchafsm/captchafsm/states"
 )
 

@@ -5,7 +5,7 @@ import (
 	"errors"
 
 	"github.com/captchafsm/captchafsm/engine"
-	"github.com/captchafsm/captchafsm/engine/provider"
+	"github.com/captchafsm/captchafsm/provider"
 	"github.com/captchafsm/captchafsm/transitions"
 )
 

@@ -11,10 +11,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/captchafsm/captchafsm/engine"
-	"github.com/captchafsm/captchafsm/engine/provider"
-	"github.com/captchafsm/captchafsm/engine/providersim"
 	"github.com/captchafsm/captchafsm/metrics"
 	"github.com/captchafsm/captchafsm/persist/boltstore"
+	"github.com/captchafsm/captchafsm/provider"
+	"github.com/captchafsm/captchafsm/provider/providersim"
 )
 
 // Example registers the collector in a bot's own registry, wires it to an

@@ -54,8 +54,8 @@ func TestImportDirection(t *testing.T) {
 		mod + "/fsm":               {mod + "/states", mod + "/transitions", mod + "/persist"},
 		mod + "/persist":           {mod + "/states", mod + "/transitions"},
 		mod + "/persist/boltstore": {mod + "/persist", mod + "/states", mod + "/transitions"},
-		mod + "/engine/provider":   {mod + "/states", mod + "/transitions"},
-		mod + "/engine":            {mod + "/engine/provider", mod + "/fsm", mod + "/persist", mod + "/states", mod + "/transitions"},
+		mod + "/provider":          {mod + "/states", mod + "/transitions"},
+		mod + "/engine":            {mod + "/provider", mod + "/fsm", mod + "/persist", mod + "/states", mod + "/transitions"},
 	}
 	all := imports(t)
 	for pkg, ok := range allowed {

@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/captchafsm/captchafsm/engine"
-	"github.com/captchafsm/captchafsm/engine/provider"
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/persist/boltstore"
 	"github.com/captchafsm/captchafsm/persist/pgstore"
+	"github.com/captchafsm/captchafsm/provider"
 )
 
 // apiKey returns the key from --key-file, else from $CAPTCHAFSM_API_KEY,

@@ -28,11 +28,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/captchafsm/captchafsm/engine"
-	"github.com/captchafsm/captchafsm/engine/provider"
-	"github.com/captchafsm/captchafsm/engine/providersim"
 	"github.com/captchafsm/captchafsm/fsm"
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/persist/boltstore"
+	"github.com/captchafsm/captchafsm/provider"
+	"github.com/captchafsm/captchafsm/provider/providersim"
 	"github.com/captchafsm/captchafsm/states"
 	"github.com/captchafsm/captchafsm/transitions"
 )

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/captchafsm/captchafsm/engine/provider"
+	"github.com/captchafsm/captchafsm/provider"
 )
 
 // FuzzReadTasks: whatever a --from file holds, readTasks either returns

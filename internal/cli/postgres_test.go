@@ -8,8 +8,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/captchafsm/captchafsm/engine/providersim"
 	"github.com/captchafsm/captchafsm/persist/pgstore/pgstoretest"
+	"github.com/captchafsm/captchafsm/provider/providersim"
 )
 
 // TestPostgresBackend: --db postgres://… runs, lists and replays on a

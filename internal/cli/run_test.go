@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/captchafsm/captchafsm/engine/providersim"
+	"github.com/captchafsm/captchafsm/provider/providersim"
 	"github.com/captchafsm/captchafsm/states"
 )
 

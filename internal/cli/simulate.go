@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/captchafsm/captchafsm/engine/providersim"
+	"github.com/captchafsm/captchafsm/provider/providersim"
 )
 
 func (a *app) simulateCmd() *cobra.Command {

@@ -8,9 +8,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/captchafsm/captchafsm/engine/providersim"
 	"github.com/captchafsm/captchafsm/fsm"
 	"github.com/captchafsm/captchafsm/persist"
+	"github.com/captchafsm/captchafsm/provider/providersim"
 	"github.com/captchafsm/captchafsm/states"
 	"github.com/captchafsm/captchafsm/transitions"
 )

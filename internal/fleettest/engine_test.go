@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/captchafsm/captchafsm/engine"
-	"github.com/captchafsm/captchafsm/engine/provider"
 	"github.com/captchafsm/captchafsm/persist/pgstore"
+	"github.com/captchafsm/captchafsm/provider"
 )
 
 // The engines of the fleet test are separate processes: this test binary,

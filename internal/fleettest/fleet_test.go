@@ -22,11 +22,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/captchafsm/captchafsm/engine/providersim"
 	"github.com/captchafsm/captchafsm/fsm"
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/persist/pgstore"
 	"github.com/captchafsm/captchafsm/persist/pgstore/pgstoretest"
+	"github.com/captchafsm/captchafsm/provider/providersim"
 	"github.com/captchafsm/captchafsm/states"
 	"github.com/captchafsm/captchafsm/transitions"
 )

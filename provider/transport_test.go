@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/captchafsm/captchafsm/engine/provider"
+	"github.com/captchafsm/captchafsm/provider"
 )
 
 // faults are the ways a server can fail to give an API answer.

@@ -6,7 +6,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/captchafsm/captchafsm/engine/providersim"
+	"github.com/captchafsm/captchafsm/provider/providersim"
 )
 
 // A bot's first solve against the simulator, in process: submit one

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/captchafsm/captchafsm/engine/providersim"
+	"github.com/captchafsm/captchafsm/provider/providersim"
 )
 
 // submits sends n valid submits and returns their answers.

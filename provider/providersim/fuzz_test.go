@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/captchafsm/captchafsm/engine/providersim"
+	"github.com/captchafsm/captchafsm/provider/providersim"
 	"github.com/captchafsm/captchafsm/transitions"
 )
 

@@ -8,7 +8,7 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 
-	"github.com/captchafsm/captchafsm/engine/provider"
+	"github.com/captchafsm/captchafsm/provider"
 )
 
 // Example submits a reCAPTCHA task and polls until it is solved, against a

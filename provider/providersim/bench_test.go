@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/captchafsm/captchafsm/engine/providersim"
+	"github.com/captchafsm/captchafsm/provider/providersim"
 )
 
 // BenchmarkSubmitPoll measures one in-process submit and one poll.

@@ -17,7 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/captchafsm/captchafsm/engine/provider"
+	"github.com/captchafsm/captchafsm/provider"
 )
 
 // testKey is recognisable in any text it leaks into.
