@@ -19,6 +19,7 @@ type committed struct {
 	seq         uint64
 	ref, method string
 	created     time.Time
+	nextAt      time.Time
 }
 
 // commitCache remembers the value of every task the loop wrote, so the
@@ -53,7 +54,7 @@ func (c *commitCache) update(reqs []*applyReq) {
 			continue
 		}
 		c.m[id] = committed{val: r.taskVal, state: r.task.State, seq: r.task.Seq,
-			ref: r.task.Ref, method: r.task.Method, created: r.task.Created}
+			ref: r.task.Ref, method: r.task.Method, created: r.task.Created, nextAt: r.task.NextAt}
 	}
 	if len(c.m) == 0 {
 		// Go maps keep their buckets when emptied: once every task in

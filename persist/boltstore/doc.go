@@ -13,15 +13,21 @@
 //
 // The file holds the buckets
 //
-//	meta      magic "captchafsm" and the schema version
-//	tasks     id → task (JSON, without params)
+//	meta      magic "captchafsm", the schema version (2), LastSubmit
+//	tasks     id → task (binary, without params)
 //	params    id → params (JSON), written once by Create, never by Apply
-//	history   id 0x00 seq (8 bytes, big-endian) → record (JSON)
+//	history   id 0x00 seq (8 bytes, big-endian) → record (binary)
 //	refs      ref → id, so refs are unique
-//	by_state  state 0x00 id → empty: the index List and Count read
+//	by_state  state 0x00 id → empty: the index List, Scan and Count read
+//	due       NextAt (12 bytes) id → empty: the active tasks, the index Due reads
 //
 // Every stored value starts with an encoding version byte and a CRC-32C of
-// the JSON that follows, so damage inside a value is reported, not read.
+// what follows, so damage inside a value is reported, not read. Tasks and
+// records are binary (encoding 2): a task decodes with two allocations, so
+// a scan of a million tasks costs a fraction of a second of CPU. Values of
+// a file written by schema 1 (JSON, encoding 1) are still read; opening
+// such a file migrates it (migrate.go), resumably, in transactions of
+// bounded size.
 //
 // # Group commit
 //
@@ -34,7 +40,8 @@
 // but it never sleeps: a lone caller does not wait for company (bbolt's own
 // Batch waits up to 10 ms for it). The loop remembers the tasks it wrote
 // last, until they end, so the next transition of a task in flight needs
-// no read.
+// no read. One transition writes its record and task and, when they change,
+// its by-state and due index entries and LastSubmit.
 //
 // # Caveats
 //

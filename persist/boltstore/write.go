@@ -25,18 +25,20 @@ const maxKeyLen = 1024
 
 // buckets are the top-level buckets of one transaction.
 type buckets struct {
-	tasks, params, history, refs, byState *bbolt.Bucket
+	meta, tasks, params, history, refs, byState, due *bbolt.Bucket
 }
 
 func bucketsOf(tx *bbolt.Tx) (buckets, error) {
 	b := buckets{
+		meta:    tx.Bucket(bucketMeta),
 		tasks:   tx.Bucket(bucketTasks),
 		params:  tx.Bucket(bucketParams),
 		history: tx.Bucket(bucketHistory),
 		refs:    tx.Bucket(bucketRefs),
 		byState: tx.Bucket(bucketByState),
+		due:     tx.Bucket(bucketDue),
 	}
-	if b.tasks == nil || b.params == nil || b.history == nil || b.refs == nil || b.byState == nil {
+	if b.meta == nil || b.tasks == nil || b.params == nil || b.history == nil || b.refs == nil || b.byState == nil || b.due == nil {
 		return b, fmt.Errorf("boltstore: a bucket is missing: %w", persist.ErrNotOurs)
 	}
 	return b, nil
@@ -46,8 +48,9 @@ func bucketsOf(tx *bbolt.Tx) (buckets, error) {
 // transitions.Created, to Submitting), in one transaction: all or none.
 //
 // A task's ID must be set; its State must be empty or Submitting. Zero
-// Created and Updated times are set to now. On success each task's State,
-// Seq (1), Created and Updated are set as stored; on failure the tasks are
+// Created and Updated times are set to now. Each task enters the due
+// index under its NextAt. On success each task's State, Seq (1), Intent
+// (false), Created and Updated are set as stored; on failure the tasks are
 // unchanged. An ID already stored fails with persist.ErrDuplicateID, a Ref
 // already stored (or given twice) with persist.ErrDuplicateRef.
 func (s *Store) Create(ctx context.Context, tasks ...*persist.Task) error {
@@ -76,6 +79,7 @@ func (s *Store) Create(ctx context.Context, tasks ...*persist.Task) error {
 		c.Params = nil
 		c.State = transitions.Initial
 		c.Seq = 1
+		c.Intent = false
 		if c.Created.IsZero() {
 			c.Created = now
 		}
@@ -133,6 +137,7 @@ func (s *Store) Create(ctx context.Context, tasks ...*persist.Task) error {
 				{b.tasks, id, p.task},
 				{b.params, id, p.params},
 				{b.byState, indexKey(p.t.State, p.t.ID), []byte{}},
+				{b.due, dueKey(p.t.NextAt, p.t.ID), []byte{}},
 			} {
 				if err := put.b.Put(put.k, put.v); err != nil {
 					return fmt.Errorf("boltstore: create %s: %w", p.t.ID, err)
@@ -150,7 +155,7 @@ func (s *Store) Create(ctx context.Context, tasks ...*persist.Task) error {
 	}
 	for i, t := range tasks {
 		p := &preps[i].t
-		t.State, t.Seq, t.Created, t.Updated = p.State, p.Seq, p.Created, p.Updated
+		t.State, t.Seq, t.Created, t.Updated, t.Intent = p.State, p.Seq, p.Created, p.Updated, false
 	}
 	return nil
 }
@@ -171,9 +176,18 @@ type applyReq struct {
 	task    persist.Task // the new task, Seq the new one, no Params
 	from    states.State
 	oldSeq  uint64
-	stored  []byte // the stored task as the caller read it
-	rec     []byte // the encoded record
-	taskVal []byte // the encoded new task
+	oldNext time.Time // the stored task's NextAt
+	stored  []byte    // the stored task as the caller read it
+	rec     []byte    // the encoded record
+	taskVal []byte    // the encoded new task
+	// submitAt is the record's At when its event is SubmitSending (it
+	// may raise LastSubmit), else zero.
+	submitAt time.Time
+	// The keys the commit writes: the record's, and the index entries
+	// to delete and put (nil when the index does not change).
+	histKey            []byte
+	stateDel, statePut []byte
+	dueDel, duePut     []byte
 
 	state atomic.Int32
 	err   error // set inside the transaction
@@ -191,7 +205,9 @@ var errNothingWritten = errors.New("boltstore: nothing to commit")
 // the commit is durable (fsync, unless Options.NoSync).
 //
 // A zero rec.At is set to now and a zero t.Updated to rec.At. The task's
-// State must be rec.To. Ref, Method, Created and Params are kept as stored.
+// State must be rec.To. Ref, Method, Created and Params are kept as stored;
+// Intent is set from rec.Event. The by-state and due indexes and
+// LastSubmit change in the same transaction.
 // A transition that conflicts with the committed task fails at once,
 // without queueing. If ctx ends before the request is taken, Apply returns
 // ctx's error and nothing is written; once taken, it waits for the
@@ -225,6 +241,7 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 	r := &applyReq{task: *t, from: rec.From, oldSeq: t.Seq, done: make(chan error, 1)}
 	r.task.Params = nil
 	r.task.Seq = t.Seq + 1
+	r.task.Intent = rec.Event == transitions.SubmitSending
 	rc := *rec
 	rc.Seq = r.task.Seq
 	if rc.At.IsZero() {
@@ -241,7 +258,7 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 	// stale transition fails without queueing, and the loop only compares
 	// bytes. The task as the loop last wrote it spares a read.
 	if c, ok := s.cache.get(t.ID); ok && c.state == r.from && c.seq == r.oldSeq {
-		r.stored = c.val
+		r.stored, r.oldNext = c.val, c.nextAt
 		r.task.Ref, r.task.Method, r.task.Created = c.ref, c.method, c.created
 	} else {
 		err = s.view(ctx, "apply "+t.ID, func(tx *bbolt.Tx) error {
@@ -250,12 +267,12 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 				return err
 			}
 			v := b.tasks.Get([]byte(t.ID))
-			head, err := checkStored(r, v)
+			old, err := checkStored(r, v)
 			if err != nil {
 				return err
 			}
-			r.stored = bytes.Clone(v)
-			r.task.Ref, r.task.Method, r.task.Created = head.Ref, head.Method, head.Created
+			r.stored, r.oldNext = bytes.Clone(v), old.NextAt
+			r.task.Ref, r.task.Method, r.task.Created = old.Ref, old.Method, old.Created
 			return nil
 		})
 		if err != nil {
@@ -264,6 +281,10 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 	}
 	if r.taskVal, err = encodeTask(&r.task); err != nil {
 		return fmt.Errorf("boltstore: apply %s: %w", t.ID, err)
+	}
+	r.keys()
+	if r.task.Intent {
+		r.submitAt = rc.At
 	}
 
 	s.mu.Lock()
@@ -291,7 +312,25 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 	t.Seq, rec.Seq = r.task.Seq, r.task.Seq
 	rec.At = rc.At
 	t.Updated = r.task.Updated
+	t.Intent = r.task.Intent
 	return nil
+}
+
+// keys computes the keys r's commit writes.
+func (r *applyReq) keys() {
+	id, to := r.task.ID, r.task.State
+	r.histKey = historyKey(id, r.task.Seq)
+	if to != r.from {
+		r.stateDel, r.statePut = indexKey(r.from, id), indexKey(to, id)
+	}
+	wasDue, isDue := persist.Active(r.from), persist.Active(to)
+	same := wasDue && isDue && r.oldNext.Equal(r.task.NextAt)
+	if wasDue && !same {
+		r.dueDel = dueKey(r.oldNext, id)
+	}
+	if isDue && !same {
+		r.duePut = dueKey(r.task.NextAt, id)
+	}
 }
 
 // maxYields bounds the yields of the group-commit loop between batches.
@@ -410,30 +449,26 @@ func (s *Store) runBatch(live []*applyReq) (failed int, err error) {
 		}
 		b.tasks.FillPercent = 0.9
 		wrote := false
+		var lastSubmit time.Time
 		for i, r := range live {
 			r.err = nil
-			writes, err := checkApply(b, r)
-			if err != nil {
+			if err := checkApply(b, r); err != nil {
 				r.err = err
 				continue
 			}
-			for _, w := range writes {
-				if w.v == nil {
-					err = w.b.Delete(w.k)
-				} else {
-					err = w.b.Put(w.k, w.v)
-				}
-				if err != nil {
-					failed = i
-					return fmt.Errorf("boltstore: apply %s: %w", r.task.ID, err)
-				}
+			if err := writeApply(b, r); err != nil {
+				failed = i
+				return fmt.Errorf("boltstore: apply %s: %w", r.task.ID, err)
+			}
+			if r.submitAt.After(lastSubmit) {
+				lastSubmit = r.submitAt
 			}
 			wrote = true
 		}
 		if !wrote {
 			return errNothingWritten
 		}
-		return nil
+		return raiseLastSubmit(b.meta, lastSubmit)
 	})
 	switch {
 	case errors.Is(err, errNothingWritten):
@@ -444,47 +479,79 @@ func (s *Store) runBatch(live []*applyReq) (failed int, err error) {
 	return failed, err
 }
 
-// write is one Put (or, with a nil v, Delete).
-type write struct {
-	b    *bbolt.Bucket
-	k, v []byte
-}
-
 // checkStored checks the stored task v against the transition r and
-// returns its head.
-func checkStored(r *applyReq, v []byte) (taskHead, error) {
+// returns it decoded.
+func checkStored(r *applyReq, v []byte) (*persist.Task, error) {
 	if v == nil {
-		return taskHead{}, fmt.Errorf("boltstore: apply %s: %w", r.task.ID, persist.ErrNotFound)
+		return nil, fmt.Errorf("boltstore: apply %s: %w", r.task.ID, persist.ErrNotFound)
 	}
-	head, err := decodeTaskHead(v)
+	old, err := decodeTask(v)
 	if err != nil {
-		return taskHead{}, fmt.Errorf("boltstore: apply %s: %w", r.task.ID, err)
+		return nil, fmt.Errorf("boltstore: apply %s: %w", r.task.ID, err)
 	}
-	if head.State != string(r.from) || head.Seq != r.oldSeq {
-		return taskHead{}, fmt.Errorf("boltstore: apply %s: stored task is %s at seq %d, the transition is from %s at seq %d: %w",
-			r.task.ID, head.State, head.Seq, r.from, r.oldSeq, persist.ErrConflict)
+	if old.ID != r.task.ID {
+		return nil, fmt.Errorf("boltstore: apply %s: %w", r.task.ID, damaged("stored task says its id is %s", old.ID))
 	}
-	return head, nil
+	if old.State != r.from || old.Seq != r.oldSeq {
+		return nil, fmt.Errorf("boltstore: apply %s: stored task is %s at seq %d, the transition is from %s at seq %d: %w",
+			r.task.ID, old.State, old.Seq, r.from, r.oldSeq, persist.ErrConflict)
+	}
+	return old, nil
 }
 
-// checkApply checks that the stored task is still the one r's caller read
-// and returns the writes that apply r, touching nothing.
-func checkApply(b buckets, r *applyReq) ([]write, error) {
-	id := []byte(r.task.ID)
-	v := b.tasks.Get(id)
+// checkApply checks, inside the commit's transaction, that the stored task
+// is still the one r's caller read.
+func checkApply(b buckets, r *applyReq) error {
+	v := b.tasks.Get([]byte(r.task.ID))
 	if !bytes.Equal(v, r.stored) {
 		// Every write of a task raises its seq, so this is a conflict (or
 		// the task was pruned); checkStored says which.
 		if _, err := checkStored(r, v); err != nil {
-			return nil, err
+			return err
 		}
-		return nil, fmt.Errorf("boltstore: apply %s: stored task changed at seq %d: %w", r.task.ID, r.oldSeq, persist.ErrConflict)
+		return fmt.Errorf("boltstore: apply %s: stored task changed at seq %d: %w", r.task.ID, r.oldSeq, persist.ErrConflict)
 	}
-	writes := []write{{b.history, historyKey(r.task.ID, r.task.Seq), r.rec}, {b.tasks, id, r.taskVal}}
-	if r.task.State != r.from {
-		writes = append(writes,
-			write{b.byState, indexKey(r.from, r.task.ID), nil},
-			write{b.byState, indexKey(r.task.State, r.task.ID), []byte{}})
+	return nil
+}
+
+// writeApply writes r: the record, the task and the index entries that
+// change.
+func writeApply(b buckets, r *applyReq) error {
+	if err := b.history.Put(r.histKey, r.rec); err != nil {
+		return err
 	}
-	return writes, nil
+	if err := b.tasks.Put([]byte(r.task.ID), r.taskVal); err != nil {
+		return err
+	}
+	if r.stateDel != nil {
+		if err := b.byState.Delete(r.stateDel); err != nil {
+			return err
+		}
+		if err := b.byState.Put(r.statePut, []byte{}); err != nil {
+			return err
+		}
+	}
+	if r.dueDel != nil {
+		if err := b.due.Delete(r.dueDel); err != nil {
+			return err
+		}
+	}
+	if r.duePut != nil {
+		if err := b.due.Put(r.duePut, []byte{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// raiseLastSubmit stores at as LastSubmit if it is later than the stored
+// one.
+func raiseLastSubmit(meta *bbolt.Bucket, at time.Time) error {
+	if at.IsZero() {
+		return nil
+	}
+	if old, ok := decodeTime(meta.Get(keyLastSubmit)); ok && !at.After(old) {
+		return nil
+	}
+	return meta.Put(keyLastSubmit, timeKey(at))
 }
