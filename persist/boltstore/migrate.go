@@ -109,6 +109,9 @@ func migrateChunkTx(tx *bbolt.Tx) (n int, done bool, err error) {
 		return 0, false, err
 	}
 	b.tasks.FillPercent = 0.9
+	// The previous chunk's reads are done with: keep the resident set to
+	// one chunk's pages.
+	dropMapped(tx)
 	after := b.meta.Get(keyMigrating)
 	if after == nil {
 		return 0, false, fmt.Errorf("the migration's progress key is missing")

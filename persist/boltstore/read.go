@@ -95,7 +95,8 @@ func (s *Store) List(ctx context.Context, opts persist.ListOptions) ([]*persist.
 // Scan calls fn with each task opts selects (without Params), in id order
 // (reversed with opts.Reverse); see persist.Store. It reads pages of
 // scanPage tasks, each in a read transaction of its own, and calls fn
-// between them.
+// between them. After each page it lets go of the file's mapped pages
+// (see dropMapped), so that the process's resident memory stays flat too.
 func (s *Store) Scan(ctx context.Context, opts persist.ListOptions, fn func(*persist.Task) error) error {
 	return s.scan(ctx, "scan", opts, fn)
 }
@@ -124,6 +125,7 @@ func (s *Store) scan(ctx context.Context, op string, opts persist.ListOptions, f
 				return err
 			}
 			page, err = readPage(b, sel, after, opts.Reverse, want, page)
+			dropMapped(tx)
 			return err
 		})
 		if err != nil {
@@ -301,6 +303,9 @@ func (s *Store) Due(ctx context.Context, opts persist.DueOptions) ([]*persist.Ta
 			}
 			out = append(out, t)
 		}
+		if len(out) >= scanPage {
+			dropMapped(tx)
+		}
 		return nil
 	})
 	if err != nil {
@@ -403,6 +408,9 @@ func (s *Store) scanHistory(ctx context.Context, op, id string, fn func(persist.
 			if last == 0 && len(page) == 0 {
 				// Every task has its first record: no records, no task.
 				return fmt.Errorf("boltstore: %s: %w", op, persist.ErrNotFound)
+			}
+			if len(page) == scanPage {
+				dropMapped(tx) // a long history: see Scan
 			}
 			return nil
 		})
