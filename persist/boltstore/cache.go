@@ -37,6 +37,19 @@ func (c *commitCache) get(id string) (committed, bool) {
 	return e, ok
 }
 
+// markTrusted sets r.trusted for each request whose caller took the stored
+// value from the cache and whose entry still holds that very value (the
+// same bytes in memory, not only equal ones): the task has not been
+// written since.
+func (c *commitCache) markTrusted(reqs []*applyReq) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range reqs {
+		e, ok := c.m[r.task.ID]
+		r.trusted = ok && len(e.val) > 0 && len(r.stored) > 0 && &e.val[0] == &r.stored[0]
+	}
+}
+
 // update records the requests of a commit.
 func (c *commitCache) update(reqs []*applyReq) {
 	c.mu.Lock()

@@ -110,6 +110,9 @@ type Store struct {
 	queue    []*applyReq
 	closed   bool
 	loopDone chan struct{}
+	// arrived wakes the loop while it waits for more requests before a
+	// commit (one token, dropped when one is pending).
+	arrived chan struct{}
 	// shut mirrors closed for methods that do not take mu.
 	shut atomic.Bool
 
@@ -164,7 +167,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{path: path, opts: o, log: o.Logger, db: db, loopDone: make(chan struct{})}
+	s := &Store{path: path, opts: o, log: o.Logger, db: db, loopDone: make(chan struct{}), arrived: make(chan struct{}, 1)}
 	s.cond = sync.NewCond(&s.mu)
 	go s.loop()
 	o.Logger.Info("boltstore: opened", logPath, path)
