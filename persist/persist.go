@@ -236,6 +236,28 @@ type Compacter interface {
 	Compact(ctx context.Context) error
 }
 
+// Space is the room a store takes, in bytes.
+type Space struct {
+	// Used is what the store's data (tasks, histories, indexes and the
+	// store's own structures) occupies.
+	Used int64
+	// Free is room the store holds that no data uses: in a bbolt file,
+	// the pages that Prune and every commit's copy-on-write freed, which
+	// later commits reuse and Compact gives back.
+	Free int64
+	// File is the apparent size of a store's file (0 when it has none):
+	// bbolt grows its file ahead of its data, and that tail is sparse.
+	File int64
+	// Disk is what the file occupies on the disk (its allocated blocks),
+	// or File where the system does not say.
+	Disk int64
+}
+
+// Sizer is implemented by stores that can tell how much room they take.
+type Sizer interface {
+	Space(ctx context.Context) (Space, error)
+}
+
 // Sentinel errors. Implementations wrap them with detail; match with errors.Is.
 var (
 	// ErrNotFound: no task has the id or ref.

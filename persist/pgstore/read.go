@@ -318,3 +318,24 @@ func (s *Store) scanHistory(ctx context.Context, op, id string, fn func(persist.
 		}
 	}
 }
+
+var _ persist.Sizer = (*Store)(nil)
+
+// Space returns the size of the store's tables with their indexes and
+// TOAST data (pg_total_relation_size) as Used. PostgreSQL keeps the room
+// of deleted rows in its tables for later rows (autovacuum), so a Prune
+// shrinks Used only when VACUUM can give a table's end back; Free, File
+// and Disk are zero: the server's files are not the store's to measure.
+func (s *Store) Space(ctx context.Context) (persist.Space, error) {
+	if err := s.check(ctx, "space"); err != nil {
+		return persist.Space{}, err
+	}
+	var used int64
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relkind = 'r'`, s.schema).Scan(&used)
+	if err != nil {
+		return persist.Space{}, s.fail(ctx, "space", err)
+	}
+	return persist.Space{Used: used}, nil
+}
