@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -252,31 +253,38 @@ func BenchmarkLoneCommit(b *testing.B) {
 // iteration is a pair of runs, the store's then raw Batch's, each on a
 // fresh file, so that both meet the same disk and the same machine load;
 // it reports each side's transitions/s over all pairs and their ratio
-// ("store/raw"). -benchtime=Nx runs N pairs:
+// ("store/raw"), and each side's CPU time per transition (this process's,
+// from getrusage: steadier than wall time on a machine shared with other
+// work) and their ratio ("cpu_raw/store"). -benchtime=Nx runs N pairs:
 //
 //	go test -run='^$' -bench=VsRawBatch -benchtime=5x ./persist/boltstore/
 func BenchmarkVsRawBatch(b *testing.B) {
 	const callers = 1000
 	for _, n := range []int{2000, 20000, 100000} {
 		b.Run(fmt.Sprintf("transitions=%d", n), func(b *testing.B) {
-			var storeT, rawT time.Duration
+			var storeT, rawT, storeCPU, rawCPU time.Duration
 			for range b.N {
 				b.StopTimer()
-				storeT += timeStoreRun(b, callers, n)
-				rawT += timeRawBatchRun(b, callers, n)
+				st, sc := timeStoreRun(b, callers, n)
+				rt, rc := timeRawBatchRun(b, callers, n)
+				storeT, storeCPU, rawT, rawCPU = storeT+st, storeCPU+sc, rawT+rt, rawCPU+rc
 				b.StartTimer()
 			}
 			runs := float64(b.N * n)
 			b.ReportMetric(runs/storeT.Seconds(), "store_tr/s")
 			b.ReportMetric(runs/rawT.Seconds(), "raw_tr/s")
 			b.ReportMetric(rawT.Seconds()/storeT.Seconds(), "store/raw")
+			b.ReportMetric(float64(storeCPU.Microseconds())/runs, "store_cpu_us/tr")
+			b.ReportMetric(float64(rawCPU.Microseconds())/runs, "raw_cpu_us/tr")
+			b.ReportMetric(rawCPU.Seconds()/storeCPU.Seconds(), "cpu_raw/store")
 		})
 	}
 }
 
 // timeStoreRun times n transitions by callers goroutines through
-// Store.Apply on a fresh store whose tasks are polling.
-func timeStoreRun(b *testing.B, callers, n int) time.Duration {
+// Store.Apply on a fresh store whose tasks are polling, in wall and CPU
+// time.
+func timeStoreRun(b *testing.B, callers, n int) (wall, cpu time.Duration) {
 	s, err := Open(filepath.Join(b.TempDir(), "bench.db"), &Options{NoSync: benchNoSync})
 	if err != nil {
 		b.Fatal(err)
@@ -314,8 +322,8 @@ func timeStoreRun(b *testing.B, callers, n int) time.Duration {
 
 // timeRawBatchRun times n puts of a transition's bytes by callers
 // goroutines through bbolt's Batch, on a fresh file holding as much per
-// caller as the store's does before its run.
-func timeRawBatchRun(b *testing.B, callers, n int) time.Duration {
+// caller as the store's does before its run, in wall and CPU time.
+func timeRawBatchRun(b *testing.B, callers, n int) (wall, cpu time.Duration) {
 	db, err := bbolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, &bbolt.Options{NoSync: benchNoSync})
 	if err != nil {
 		b.Fatal(err)
@@ -349,8 +357,8 @@ func timeRawBatchRun(b *testing.B, callers, n int) time.Duration {
 }
 
 // timeCallers runs n operations on callers goroutines, as runCallers
-// does, and returns the time they took.
-func timeCallers(b *testing.B, callers, n int, op func(caller, i int) error) time.Duration {
+// does, and returns the wall and CPU time they took.
+func timeCallers(b *testing.B, callers, n int, op func(caller, i int) error) (wall, cpu time.Duration) {
 	var next atomic.Int64
 	var failed atomic.Pointer[error]
 	var wg sync.WaitGroup
@@ -370,12 +378,23 @@ func timeCallers(b *testing.B, callers, n int, op func(caller, i int) error) tim
 			}
 		})
 	}
+	c0 := processCPU()
 	t := time.Now()
 	close(start)
 	wg.Wait()
 	elapsed := time.Since(t)
+	used := processCPU() - c0
 	if err := failed.Load(); err != nil {
 		b.Fatal(*err)
 	}
-	return elapsed
+	return elapsed, used
+}
+
+// processCPU returns the user and system time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -3,12 +3,14 @@ package boltstore
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime/debug"
 	"runtime/metrics"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -241,7 +243,8 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 			s.preparing.Add(-1)
 		}
 	}()
-	r := &applyReq{task: *t, from: rec.From, oldSeq: t.Seq, done: make(chan error, 1)}
+	r := newApplyReq()
+	r.task, r.from, r.oldSeq = *t, rec.From, t.Seq
 	r.task.Params = nil
 	r.task.Seq = t.Seq + 1
 	r.task.Intent = rec.Event == transitions.SubmitSending
@@ -309,34 +312,80 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 	case err = <-r.done:
 	case <-ctx.Done():
 		if r.state.CompareAndSwap(reqQueued, reqAbandoned) {
+			// The loop will still see r: it is not reused.
 			return fmt.Errorf("boltstore: apply %s: %w", t.ID, ctx.Err())
 		}
 		err = <-r.done
 	}
-	if err != nil {
-		return err
+	if err == nil {
+		t.Seq, rec.Seq = r.task.Seq, r.task.Seq
+		rec.At = rc.At
+		t.Updated = r.task.Updated
+		t.Intent = r.task.Intent
 	}
-	t.Seq, rec.Seq = r.task.Seq, r.task.Seq
-	rec.At = rc.At
-	t.Updated = r.task.Updated
-	t.Intent = r.task.Intent
-	return nil
+	r.release()
+	return err
 }
 
-// keys computes the keys r's commit writes.
+// applyReqs recycles requests, with their channels: a busy engine makes
+// tens of thousands a second.
+var applyReqs = sync.Pool{New: func() any { return &applyReq{done: make(chan error, 1)} }}
+
+func newApplyReq() *applyReq {
+	r := applyReqs.Get().(*applyReq)
+	r.state.Store(reqQueued)
+	return r
+}
+
+// release returns r to the pool once its caller has its outcome: the loop
+// sent it as its last use of r.
+func (r *applyReq) release() {
+	r.task = persist.Task{}
+	r.from, r.oldSeq, r.oldNext = "", 0, time.Time{}
+	r.stored, r.rec, r.taskVal = nil, nil, nil
+	r.submitAt, r.trusted = time.Time{}, false
+	r.histKey, r.stateDel, r.statePut, r.dueDel, r.duePut = nil, nil, nil, nil, nil
+	r.err = nil
+	applyReqs.Put(r)
+}
+
+// keys computes the keys r's commit writes, in one allocation.
 func (r *applyReq) keys() {
 	id, to := r.task.ID, r.task.State
-	r.histKey = historyKey(id, r.task.Seq)
-	if to != r.from {
-		r.stateDel, r.statePut = indexKey(r.from, id), indexKey(to, id)
-	}
 	wasDue, isDue := persist.Active(r.from), persist.Active(to)
 	same := wasDue && isDue && r.oldNext.Equal(r.task.NextAt)
+	size := len(id) + 9
+	if to != r.from {
+		size += len(r.from) + len(to) + 2*(len(id)+1)
+	}
+	if !same {
+		size += 2 * (timeKeyLen + len(id))
+	}
+	buf := make([]byte, 0, size)
+	// cut ends the key built from start and keeps it from growing into
+	// the next one.
+	cut := func(start int) []byte { return buf[start:len(buf):len(buf)] }
+	start := len(buf)
+	buf = append(append(buf, id...), 0)
+	buf = binary.BigEndian.AppendUint64(buf, r.task.Seq)
+	r.histKey = cut(start)
+	if to != r.from {
+		start = len(buf)
+		buf = append(append(append(buf, r.from...), 0), id...)
+		r.stateDel = cut(start)
+		start = len(buf)
+		buf = append(append(append(buf, to...), 0), id...)
+		r.statePut = cut(start)
+	}
 	if wasDue && !same {
-		r.dueDel = dueKey(r.oldNext, id)
+		start = len(buf)
+		buf = append(appendTimeKey(buf, r.oldNext), id...)
+		r.dueDel = cut(start)
 	}
 	if isDue && !same {
-		r.duePut = dueKey(r.task.NextAt, id)
+		start = len(buf)
+		buf = append(appendTimeKey(buf, r.task.NextAt), id...)
+		r.duePut = cut(start)
 	}
 }
 
@@ -654,3 +703,4 @@ func raiseLastSubmit(meta *bbolt.Bucket, at time.Time) error {
 	}
 	return meta.Put(keyLastSubmit, timeKey(at))
 }
+
