@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/captchafsm/captchafsm/fsm"
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/provider"
 	"github.com/captchafsm/captchafsm/states"
@@ -164,6 +165,7 @@ type Engine struct {
 	store  persist.Store
 	api    API
 	pol    Policy
+	limits transitions.Limits // pol's figures, as decisions read them
 	log    *slog.Logger
 	hook   func(Transition)
 	coster CostAPI // nil unless Config.FetchCost
@@ -222,18 +224,12 @@ type task struct {
 	lost   bool      // another engine took the lease over
 	slot   time.Time // the fleet's in.php slot booked for the task
 
-	// pending is the move an in.php answer called for whose commit
+	// pending is the decision an in.php answer called for whose commit
 	// failed: the next try commits it instead of sending again.
-	pending *pendingMove
+	pending *transitions.Decision
 	// hold is when a step that could not be committed is tried again; the
 	// breaker's parking honours it too.
 	hold time.Time
-}
-
-// pendingMove is a move an in.php answer called for.
-type pendingMove struct {
-	ev transitions.Event
-	s  step
 }
 
 type jobKind int
@@ -275,7 +271,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	ectx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
-		store: cfg.Store, api: cfg.API, pol: pol, log: log, hook: cfg.OnTransition,
+		store: cfg.Store, api: cfg.API, pol: pol, limits: pol.Limits(), log: log, hook: cfg.OnTransition,
 		batchN: batchN, window: window,
 		ctx: ectx, cancel: cancel,
 		jobs:    make(chan job),
@@ -322,8 +318,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 // Parked tasks stay parked, with the breaker open: the account was not
 // fixed when the engine stopped.
 func (e *Engine) resume(ctx context.Context) error {
-	list, err := e.store.List(ctx, persist.ListOptions{States: []states.State{
-		states.Submitting, states.Backoff, states.Polling, states.Resubmitting, states.NeedsAccountFix}})
+	list, err := e.store.List(ctx, persist.ListOptions{States: append(states.ActiveStates(), states.NeedsAccountFix)})
 	if err != nil {
 		return fmt.Errorf("engine: resume: %w", err)
 	}
@@ -449,7 +444,7 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Result, error) {
 		e.mu.Lock()
 		tk, inMem := e.tasks[id]
 		var ch chan struct{}
-		if inMem && !settled(tk.t.State) {
+		if inMem && !tk.t.State.Settled() {
 			ch = make(chan struct{})
 			e.waiters[id] = append(e.waiters[id], ch)
 		}
@@ -465,7 +460,7 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Result, error) {
 					return nil, fmt.Errorf("engine: wait %s: %w", id, err)
 				}
 				snap = t
-				if !settled(t.State) {
+				if !t.State.Settled() {
 					if e.leaser == nil {
 						return ResultOf(t), fmt.Errorf("engine: wait %s: task is %s and not driven by this engine", id, t.State)
 					}
@@ -480,7 +475,7 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Result, error) {
 					}
 				}
 			}
-			return outcome(snap)
+			return resultOf(snap)
 		}
 		select {
 		case <-ch:
@@ -492,28 +487,17 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Result, error) {
 	}
 }
 
-func settled(s states.State) bool { return s.Terminal() || s == states.NeedsAccountFix }
-
-func outcome(t *persist.Task) (*Result, error) {
+// resultOf is a settled task's Result, with a *TaskError unless it is Done.
+func resultOf(t *persist.Task) (*Result, error) {
 	r := ResultOf(t)
 	if t.State == states.Done {
 		return r, nil
 	}
-	return r, &TaskError{ID: t.ID, State: t.State, Code: t.Code, Class: classOf(t.Code)}
-}
-
-func classOf(code string) transitions.Class {
-	switch code {
-	case "":
-		return ""
-	case transitions.CodePollTimeout, transitions.CodeCancelled:
-		return transitions.ClassPermanent
-	case transitions.CodeBreakerOpen:
-		return transitions.ClassAccount
-	case transitions.CodeTransport:
-		return transitions.ClassTransient
+	var class transitions.Class
+	if t.Code != "" {
+		class = transitions.Classify(t.Code)
 	}
-	return transitions.Classify(code)
+	return r, &TaskError{ID: t.ID, State: t.State, Code: t.Code, Class: class}
 }
 
 // Solve submits req and waits for its outcome. Cancelling ctx cancels the
@@ -543,7 +527,7 @@ func (e *Engine) Solve(ctx context.Context, req Request) (*Result, error) {
 func (e *Engine) Cancel(ctx context.Context, id string) error {
 	e.mu.Lock()
 	tk, ok := e.tasks[id]
-	if !ok || settled(tk.t.State) {
+	if !ok || tk.t.State.Settled() {
 		e.mu.Unlock()
 		if !ok {
 			if _, err := e.store.Get(ctx, id); err != nil {
@@ -560,7 +544,7 @@ func (e *Engine) Cancel(ctx context.Context, id string) error {
 	e.removeLocked(tk)
 	tk.busy = true
 	e.mu.Unlock()
-	err := e.move(ctx, tk, transitions.Cancelled, step{code: transitions.CodeCancelled, detail: "cancelled by the caller"})
+	err := e.cancelOwned(ctx, tk)
 	e.release(tk)
 	return err
 }
@@ -581,7 +565,7 @@ func (e *Engine) AccountFixed(ctx context.Context) (int, error) {
 	n := 0
 	var errs []error
 	for _, tk := range parked {
-		if err := e.move(ctx, tk, transitions.AccountFixed, accountFixedStep()); err != nil {
+		if err := e.decideAndCommit(ctx, tk, transitions.Input{What: transitions.Fixed}); err != nil {
 			errs = append(errs, err)
 		} else {
 			n++
@@ -600,14 +584,6 @@ func (e *Engine) AccountFixed(ctx context.Context) (int, error) {
 	return n, errors.Join(errs...)
 }
 
-// accountFixedStep is the move out of NeedsAccountFix: submit again now.
-func accountFixedStep() step {
-	return step{detail: "account fixed", mutate: func(t *persist.Task) {
-		t.NextAt = time.Now()
-		t.Code = ""
-	}}
-}
-
 // ReleaseAccountFix moves every NeedsAccountFix task of store back to
 // Submitting without an engine running (the CLI's account-fixed). The next
 // engine opened on the store drives them.
@@ -622,18 +598,15 @@ func ReleaseAccountFix(ctx context.Context, store persist.Store) (int, error) {
 		return 0, fmt.Errorf("engine: account fixed: %w", err)
 	}
 	n := 0
-	fixed := accountFixedStep()
 	for _, t := range list {
-		to, err := stepMachine(t.State, transitions.AccountFixed)
+		d, err := transitions.Decide(transitions.Input{State: t.State, What: transitions.Fixed, Now: time.Now()})
 		if err != nil {
 			return n, err
 		}
-		now := time.Now()
-		next := t.Clone()
-		next.State = to
-		next.Updated = now
-		fixed.mutate(next)
-		rec := &persist.Record{At: now, From: t.State, Event: transitions.AccountFixed, To: to, Detail: fixed.detail}
+		next, rec, err := fsm.Apply(t, d)
+		if err != nil {
+			return n, err
+		}
 		if err := store.Apply(ctx, next, rec); err != nil {
 			return n, fmt.Errorf("engine: account fixed: task %s: %w", t.ID, err)
 		}

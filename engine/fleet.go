@@ -103,7 +103,7 @@ func (e *Engine) adopt(ctx context.Context, list []*persist.Task) error {
 				errs = append(errs, fmt.Errorf("task %s: %w", t.ID, err))
 				continue
 			}
-			if n := len(hist); n > 0 && hist[n-1].Event == transitions.SubmitSending {
+			if n := len(hist); n > 0 && transitions.InDoubt(hist[n-1].Event) {
 				tk.intent = true
 			}
 		}
@@ -168,7 +168,7 @@ func (e *Engine) dropLocked(tk *task) {
 	delete(e.waiters, tk.t.ID)
 	if _, ok := e.tasks[tk.t.ID]; ok {
 		delete(e.tasks, tk.t.ID)
-		if !settled(tk.t.State) {
+		if !tk.t.State.Settled() {
 			e.addActiveLocked(-1)
 		}
 	}
@@ -248,5 +248,9 @@ func (e *Engine) storeActive(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return counts[states.Submitting] + counts[states.Backoff] + counts[states.Polling] + counts[states.Resubmitting], nil
+	n := 0
+	for _, s := range states.ActiveStates() {
+		n += counts[s]
+	}
+	return n, nil
 }

@@ -25,67 +25,77 @@ const (
 	keyCode  = "code"
 )
 
-// stepMachine checks a move against the machine built from the transition
-// table: an illegal move is an error, never a silent state change.
-func stepMachine(from states.State, ev transitions.Event) (states.State, error) {
-	return fsm.Step(from, ev)
-}
-
-// step describes one transition: its code, detail and the changes to the
-// task beyond its state.
-type step struct {
-	code     string
-	detail   string
-	charged  bool
-	provider string
-	mutate   func(*persist.Task)
-}
-
-// move commits one transition of tk, then updates the engine's view of it.
-// The caller owns tk (tk.busy). On error nothing changed.
-func (e *Engine) move(ctx context.Context, tk *task, ev transitions.Event, s step) error {
-	from := tk.t.State
-	to, err := stepMachine(from, ev)
+// decide asks the decision table what in calls for, with tk's state and
+// counters, the breaker and the engine's limits filled in. The caller owns
+// tk.
+func (e *Engine) decide(tk *task, in transitions.Input) (transitions.Decision, error) {
+	t := tk.t
+	in.State = t.State
+	if in.What == transitions.Due {
+		in.Code = t.Code // a backoff keeps the code it waits for
+	}
+	in.Retries, in.Resubmits, in.PollSince = t.Retries, t.Resubmits, t.PollSince
+	in.TokenMethod = provider.IsTokenMethod(t.Method)
+	in.BreakerOpen = e.BreakerOpen()
+	in.Now = time.Now()
+	in.Jitter = rand.Float64()
+	in.Limits = e.limits
+	d, err := transitions.Decide(in)
 	if err != nil {
-		e.log.Error("illegal move refused", keyTask, tk.t.ID, keyState, from, keyEvent, ev, "err", err)
+		e.log.Error("no decision", keyTask, t.ID, keyState, t.State, "what", in.What, keyCode, in.Code, "err", err)
+	}
+	return d, err
+}
+
+// commit is the gate every change of a task passes: it builds the record
+// of d, commits it, and only then updates the engine's view of tk (waiters,
+// hook, subscribers, counts) and runs d's effects (a ban, the breaker). On
+// error nothing changed and no effect ran. The caller owns tk.
+func (e *Engine) commit(ctx context.Context, tk *task, d transitions.Decision) error {
+	from := tk.t.State
+	next, rec, err := fsm.Apply(tk.t, d)
+	if err != nil {
+		e.log.Error("illegal move refused", keyTask, tk.t.ID, keyState, from, keyEvent, d.Event, "err", err)
 		return err
 	}
-	now := time.Now()
-	next := tk.t.Clone()
-	next.State = to
-	next.Code = s.code
-	next.Updated = now
-	if s.mutate != nil {
-		s.mutate(next)
-	}
-	pid := s.provider
-	if pid == "" {
-		pid = next.ProviderID
-	}
-	rec := &persist.Record{At: now, From: from, Event: ev, To: to, Code: s.code, Detail: s.detail,
-		ProviderID: pid, PossiblyCharged: s.charged}
 	if err := e.store.Apply(ctx, next, rec); err != nil {
 		e.stats.storeErr.Add(1)
-		e.log.Error("transition not committed", keyTask, tk.t.ID, keyState, from, keyEvent, ev, "err", err)
+		e.log.Error("transition not committed", keyTask, tk.t.ID, keyState, from, keyEvent, d.Event, "err", err)
 		if errors.Is(err, persist.ErrConflict) {
 			e.reload(ctx, tk)
 		}
-		return fmt.Errorf("engine: task %s: %s on %s: %w", tk.t.ID, from, ev, err)
+		return fmt.Errorf("engine: task %s: %s on %s: %w", tk.t.ID, from, d.Event, err)
 	}
 	e.stats.transitions.Add(1)
-	if s.charged {
+	if d.Charged {
 		e.stats.charged.Add(1)
 	}
+	switch d.Event {
+	case transitions.TransientError:
+		if from == states.Submitting {
+			e.stats.retries.Add(1)
+		}
+	case transitions.ResubmitNeeded:
+		e.stats.resubmits.Add(1)
+	}
 	level := slog.LevelInfo
-	if ev == transitions.NotReady || ev == transitions.SubmitSending {
+	if d.Event == transitions.NotReady || d.Event == transitions.SubmitSending {
 		level = slog.LevelDebug
 	}
 	// Checked first: the arguments would cost allocations on every
 	// transition even when nothing is logged.
 	if e.log.Enabled(ctx, level) {
-		e.log.Log(ctx, level, "transition", keyTask, next.ID, "from", from, keyState, to, keyEvent, ev, keyCode, s.code)
+		e.log.Log(ctx, level, "transition", keyTask, next.ID, "from", from, keyState, next.State, keyEvent, d.Event, keyCode, d.Code)
 	}
 	e.applied(tk, from, next, *rec)
+	for _, fx := range d.Effects {
+		switch fx {
+		case transitions.Ban:
+			e.ban(d.Ban)
+		case transitions.OpenBreaker:
+			e.openBreaker(d.Code)
+		}
+	}
 	return nil
 }
 
@@ -96,19 +106,19 @@ func (e *Engine) applied(tk *task, from states.State, next *persist.Task, rec pe
 	to := next.State
 	e.mu.Lock()
 	tk.t = next
-	tk.intent = rec.Event == transitions.SubmitSending
+	tk.intent = transitions.InDoubt(rec.Event)
 	tk.hold = time.Time{}
 	if to != states.Submitting {
 		tk.pending = nil
 	}
-	wasActive, isActive := !settled(from), !settled(to)
+	wasActive, isActive := from.Active(), to.Active()
 	switch {
 	case wasActive && !isActive:
 		e.addActiveLocked(-1)
 	case !wasActive && isActive:
 		e.addActiveLocked(1)
 	}
-	if settled(to) {
+	if to.Settled() {
 		for _, ch := range e.waiters[next.ID] {
 			close(ch)
 		}
@@ -173,9 +183,9 @@ func (e *Engine) reload(ctx context.Context, tk *task) {
 // applied, and an unsettled task is queued again.
 func (e *Engine) release(tk *task) {
 	e.mu.Lock()
-	if tk.cancel && !settled(tk.t.State) {
+	if tk.cancel && !tk.t.State.Settled() {
 		e.mu.Unlock()
-		err := e.move(e.ctx, tk, transitions.Cancelled, step{code: transitions.CodeCancelled, detail: "cancelled by the caller"})
+		err := e.cancelOwned(e.ctx, tk)
 		e.mu.Lock()
 		if err == nil {
 			tk.cancel = false
@@ -190,18 +200,33 @@ func (e *Engine) release(tk *task) {
 	fix := tk.t.State == states.NeedsAccountFix && !e.breaker && e.leaser == nil && !e.closed
 	e.mu.Unlock()
 	if fix {
-		_ = e.move(e.ctx, tk, transitions.AccountFixed, accountFixedStep())
+		_ = e.decideAndCommit(e.ctx, tk, transitions.Input{What: transitions.Fixed})
 	}
 	e.mu.Lock()
 	tk.busy = false
 	switch {
 	case tk.lost:
 		e.dropLocked(tk)
-	case !settled(tk.t.State) && !e.closed:
+	case !tk.t.State.Settled() && !e.closed:
 		e.pushLocked(tk)
 	}
 	e.mu.Unlock()
 	e.kick()
+}
+
+// cancelOwned ends tk in Failed with CANCELLED. The caller owns tk.
+func (e *Engine) cancelOwned(ctx context.Context, tk *task) error {
+	return e.decideAndCommit(ctx, tk, transitions.Input{What: transitions.Cancel})
+}
+
+// decideAndCommit decides what in calls for and commits it. The caller
+// owns tk.
+func (e *Engine) decideAndCommit(ctx context.Context, tk *task, in transitions.Input) error {
+	d, err := e.decide(tk, in)
+	if err != nil {
+		return err
+	}
+	return e.commit(ctx, tk, d)
 }
 
 // retryLater keeps tk's state and moves its next action (in memory only)
@@ -369,60 +394,36 @@ func (e *Engine) worker() {
 	}
 }
 
-// runSubmit takes a task waiting to submit through to its in.php answer.
+// runSubmit takes a task waiting to submit through to its in.php answer:
+// it executes the decisions of a due task (a backoff's end, a resubmit, a
+// submit in doubt, the breaker) until one says to send.
 func (e *Engine) runSubmit(tk *task) {
 	defer e.release(tk)
 	ctx := e.ctx
 	again := func() { e.retryLater(tk, time.Now().Add(time.Second)) }
-	park := func() {
-		err := e.move(ctx, tk, transitions.BreakerOpen, step{code: transitions.CodeBreakerOpen,
-			detail: "submits stopped by an account error; waiting for account-fixed"})
+	var send transitions.Decision
+	for {
+		if tk.t.State == states.Submitting && tk.pending != nil {
+			// An in.php answer whose commit failed: commit it now; the
+			// request is not sent (and paid for) again.
+			e.commitOutcome(tk, *tk.pending)
+			return
+		}
+		d, err := e.decide(tk, transitions.Input{What: transitions.Due, InDoubt: tk.intent})
 		if err != nil {
-			again()
-		}
-	}
-	switch tk.t.State {
-	case states.Backoff:
-		if e.BreakerOpen() {
-			park()
 			return
 		}
-		if e.move(ctx, tk, transitions.BackoffElapsed, step{code: tk.t.Code}) != nil {
+		if d.Has(transitions.Send) {
+			send = d
+			break
+		}
+		if e.commit(ctx, tk, d) != nil {
 			again()
 			return
 		}
-	case states.Resubmitting:
-		if e.BreakerOpen() {
-			park()
-			return
+		if tk.t.State != states.Submitting {
+			return // parked
 		}
-		err := e.move(ctx, tk, transitions.ResubmitStarted, step{detail: "new task with the same parameters",
-			mutate: func(t *persist.Task) { t.ProviderID = ""; t.Token = "" }})
-		if err != nil {
-			again()
-			return
-		}
-	case states.Submitting:
-	default:
-		return
-	}
-	if p := tk.pending; p != nil {
-		// An in.php answer whose commit failed: commit it now; the request
-		// is not sent (and paid for) again.
-		e.commitOutcome(tk, p.ev, p.s)
-		return
-	}
-	if tk.intent {
-		err := e.move(ctx, tk, transitions.PossiblyCharged, step{charged: true, provider: tk.t.ProviderID,
-			detail: "a submit was being sent when the engine stopped; the provider may have charged it"})
-		if err != nil {
-			again()
-			return
-		}
-	}
-	if e.BreakerOpen() {
-		park()
-		return
 	}
 	e.mu.Lock()
 	paused, cancelled := e.pauseSubmit, tk.cancel
@@ -445,7 +446,7 @@ func (e *Engine) runSubmit(tk *task) {
 	}
 	// The intent is durable before the request leaves: a crash from here
 	// on is seen on resume and recorded as possibly charged.
-	if e.move(ctx, tk, transitions.SubmitSending, step{mutate: func(t *persist.Task) { t.Submits++ }}) != nil {
+	if e.commit(ctx, tk, send) != nil {
 		// A commit reported failed may have been written: when the reload
 		// after the conflict shows this very intent on disk (nothing was
 		// sent since), it is durable and the request may go.
@@ -460,7 +461,10 @@ func (e *Engine) runSubmit(tk *task) {
 	// The breaker may have opened while the intent was committed: the
 	// request has not left, so the task is parked unsent.
 	if e.BreakerOpen() {
-		park()
+		d, err := e.decide(tk, transitions.Input{What: transitions.Due})
+		if err == nil && e.commit(ctx, tk, d) != nil {
+			again()
+		}
 		return
 	}
 	rctx, cancel := context.WithTimeout(ctx, e.pol.RequestTimeout)
@@ -528,151 +532,79 @@ func (e *Engine) fleetSlotReady(ctx context.Context, tk *task) bool {
 }
 
 func (e *Engine) onSubmit(tk *task, pid string, err error) {
-	now := time.Now()
+	in := transitions.Input{What: transitions.Accepted, ProviderID: pid}
 	if err == nil {
-		e.budget.noteLocked(&e.mu, now, 0, 1)
-		first := e.pol.FirstPollDelay
-		if provider.IsTokenMethod(tk.t.Method) {
-			first = e.pol.FirstPollDelayToken
-		}
-		e.commitOutcome(tk, transitions.SubmitAccepted, step{provider: pid, mutate: func(t *persist.Task) {
-			t.ProviderID = pid
-			t.PollSince = now
-			t.NextAt = now.Add(first)
-		}})
+		e.budget.noteLocked(&e.mu, time.Now(), 0, 1)
+	} else {
+		in = answerInput(err, true)
+	}
+	d, derr := e.decide(tk, in)
+	if derr != nil {
+		e.retryLater(tk, time.Now().Add(time.Second))
 		return
 	}
+	e.commitOutcome(tk, d)
+}
+
+// answerInput is the decision input for a failed request: the provider's
+// code, trouble below the API (possibly charged when the request may have
+// arrived), or, for a submit, a request that no longer validates.
+func answerInput(err error, submit bool) transitions.Input {
+	in := transitions.Input{What: transitions.Answer}
 	var apiErr *provider.APIError
 	var te *provider.TransportError
 	switch {
 	case errors.As(err, &apiErr):
-		e.onSubmitCode(tk, apiErr.Code)
+		in.Code = apiErr.Code
 	case errors.As(err, &te):
-		e.transient(tk, transitions.CodeTransport, te.Error(), te.PossiblyCharged)
+		in.Code, in.Detail, in.Charged = transitions.CodeTransport, te.Error(), te.PossiblyCharged
+	case !submit:
+		in.Code, in.Detail = transitions.CodeTransport, err.Error()
 	default:
 		// The stored parameters no longer pass validation: sending them
 		// again cannot help.
-		e.commitOutcome(tk, transitions.PermanentError, step{code: "INVALID_REQUEST", detail: err.Error()})
+		in.Code, in.Detail = transitions.CodeInvalidRequest, err.Error()
 	}
+	return in
 }
 
 // commitOutcome commits the move an in.php answer calls for. Should the
-// commit fail, the task keeps the move and its next try commits it again:
-// an accepted submit is not resent (and paid twice), a permanent error is
-// not sent again, a backoff keeps its count.
-func (e *Engine) commitOutcome(tk *task, ev transitions.Event, s step) {
-	tk.pending = &pendingMove{ev: ev, s: s}
-	if e.commit(tk, ev, s) {
+// commit fail, the task keeps the decision and its next try commits it
+// again: an accepted submit is not resent (and paid twice), a permanent
+// error is not sent again, a backoff keeps its count.
+func (e *Engine) commitOutcome(tk *task, d transitions.Decision) {
+	tk.pending = &d
+	if e.commitOrRetry(tk, d) {
 		tk.pending = nil
 	}
 }
 
-func (e *Engine) onSubmitCode(tk *task, code string) {
-	entry, known := transitions.Lookup(code)
-	class := transitions.Classify(code)
-	if known && entry.IsBan() {
-		until := e.ban(entry)
-		if class == transitions.ClassTransient {
-			e.commitOutcome(tk, transitions.RateLimited, step{code: code, detail: "engine-wide ban until " + until.Format(time.RFC3339),
-				mutate: func(t *persist.Task) { t.NextAt = until }})
-			return
-		}
-	}
-	switch class {
-	case transitions.ClassTransient:
-		e.transient(tk, code, "", false)
-	case transitions.ClassPermanent:
-		e.commitOutcome(tk, transitions.PermanentError, step{code: code, detail: entry.Meaning})
-	case transitions.ClassAccount:
-		e.openBreaker(code)
-		e.commitOutcome(tk, transitions.AccountError, step{code: code, detail: entry.Meaning})
-	default:
-		e.commitOutcome(tk, transitions.UnknownError, step{code: code, detail: "unexpected answer to in.php"})
-	}
-}
-
-// transient handles a transient in.php outcome: a backoff, or the end when
-// the retries are spent.
-func (e *Engine) transient(tk *task, code, detail string, charged bool) {
-	limit := max(e.pol.MaxRetries, 0)
-	if tk.t.Retries >= limit {
-		e.commitOutcome(tk, transitions.RetriesExhausted, step{code: code, charged: charged,
-			detail: join(detail, fmt.Sprintf("gave up after %d retries", tk.t.Retries))})
-		return
-	}
-	delay := e.retryDelay(code, tk.t.Retries+1)
-	e.stats.retries.Add(1)
-	e.commitOutcome(tk, transitions.TransientError, step{code: code, charged: charged,
-		detail: join(detail, fmt.Sprintf("retry %d of %d in %s", tk.t.Retries+1, limit, delay.Round(time.Millisecond))),
-		mutate: func(t *persist.Task) {
-			t.Retries++
-			t.NextAt = time.Now().Add(delay)
-		}})
-}
-
-func join(a, b string) string {
-	if a == "" {
-		return b
-	}
-	return a + "; " + b
-}
-
-// retryDelay is the wait before retry attempt n (1-based) after code: the
-// policy's or the catalogue's delay for the code, else exponential backoff
-// with jitter, capped.
-func (e *Engine) retryDelay(code string, n int) time.Duration {
-	if d, ok := e.pol.RetryDelays[code]; ok {
-		return d
-	}
-	entry, _ := transitions.Lookup(code)
-	if entry.RetryDelay > 0 {
-		return entry.RetryDelay
-	}
-	lo, hi := e.pol.BackoffBase, e.pol.BackoffMax
-	if entry.BackoffMin > 0 {
-		lo, hi = entry.BackoffMin, entry.BackoffMax
-	}
-	return backoff(lo, hi, n, rand.Float64())
-}
-
-// backoff returns lo·2^(n-1), capped at hi, with ±20 % jitter kept inside
-// [lo, hi]. r is a uniform draw in [0, 1).
-func backoff(lo, hi time.Duration, n int, r float64) time.Duration {
-	d := lo
-	for i := 1; i < n && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	d = time.Duration(float64(d) * (0.8 + 0.4*r))
-	return min(max(d, lo), hi)
-}
-
-// ban stops requests engine-wide for the code's ban (the policy's retry
-// delay for the code, when it sets one) and returns when it ends.
-func (e *Engine) ban(entry transitions.Entry) time.Time {
-	d := entry.Ban
-	if p, ok := e.pol.RetryDelays[entry.Code]; ok {
-		d = p
-	}
-	until := time.Now().Add(d)
-	e.stats.bans.Add(1)
-	submits, polls := entry.Where != transitions.ResPHP, entry.Where != transitions.InPHP
+// ban stops the requests b covers engine-wide until it ends. The tasks of
+// one batched poll each carry the same ban: only the first to arrive
+// extends the pauses, counts it and tells the fleet.
+func (e *Engine) ban(b transitions.BanOrder) {
 	e.mu.Lock()
-	if submits && until.After(e.pauseSubmit) {
-		e.pauseSubmit = until
+	fresh := false
+	if b.Submits && b.Until.After(e.pauseSubmit) {
+		e.pauseSubmit = b.Until
+		fresh = true
 	}
-	if polls && until.After(e.pausePoll) {
-		e.extendPollPauseLocked(until)
+	if b.Polls && b.Until.After(e.pausePoll) {
+		e.extendPollPauseLocked(b.Until)
+		fresh = true
 	}
 	e.mu.Unlock()
+	if !fresh {
+		return
+	}
+	e.stats.bans.Add(1)
 	if e.fleet != nil {
-		if err := e.fleet.Pause(e.ctx, submits, polls, until); err != nil {
-			e.log.Error("share a ban with the fleet", keyCode, entry.Code, "err", err)
+		if err := e.fleet.Pause(e.ctx, b.Submits, b.Polls, b.Until); err != nil {
+			e.log.Error("share a ban with the fleet", keyCode, b.Code, "err", err)
 		}
 	}
-	e.log.Warn("rate ban: engine waits", keyCode, entry.Code, "until", until)
+	e.log.Warn("rate ban: engine waits", keyCode, b.Code, "until", b.Until)
 	e.kick()
-	return until
 }
 
 // extendPollPauseLocked stops polls until until and moves the poll
@@ -714,10 +646,10 @@ func (e *Engine) openBreaker(code string) {
 	}
 }
 
-// commit is move with the store failure handled: the step stops, the task
-// keeps its state and is tried again shortly.
-func (e *Engine) commit(tk *task, ev transitions.Event, s step) bool {
-	if err := e.move(e.ctx, tk, ev, s); err != nil {
+// commitOrRetry is commit with the store failure handled: the step stops,
+// the task keeps its state and is tried again shortly.
+func (e *Engine) commitOrRetry(tk *task, d transitions.Decision) bool {
+	if err := e.commit(e.ctx, tk, d); err != nil {
 		e.retryLater(tk, time.Now().Add(time.Second))
 		return false
 	}
@@ -763,71 +695,33 @@ func (e *Engine) runPoll(batch []*task) {
 	if err == nil && len(answers) != len(batch) {
 		err = &provider.TransportError{Endpoint: "res.php", Err: fmt.Errorf("got %d answers for %d ids", len(answers), len(batch))}
 	}
-	// A ban answered to the whole request is one ban, whatever the number
-	// of tasks it carried.
-	var banned time.Time
-	var apiErr *provider.APIError
-	if errors.As(err, &apiErr) {
-		if entry, ok := transitions.Lookup(apiErr.Code); ok && entry.IsBan() {
-			banned = e.ban(entry)
-		}
-	}
 	// Each answer is its own transition; committing them concurrently lets
 	// the store put them in one commit.
 	var wg sync.WaitGroup
 	for i, tk := range batch {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			defer e.release(tk)
-			if err != nil {
-				e.onPollError(tk, err, banned)
+			var in transitions.Input
+			switch {
+			case err != nil:
+				in = answerInput(err, false)
+			case answers[i].Token != "":
+				e.stats.answers.Add(1)
+				in = transitions.Input{What: transitions.Token, Token: answers[i].Token,
+					Cost: e.cost(tk.t.ProviderID), Polled: true}
+			default:
+				e.stats.answers.Add(1)
+				in = transitions.Input{What: transitions.Answer, Code: answers[i].Code, Polled: true}
+			}
+			d, derr := e.decide(tk, in)
+			if derr != nil {
+				e.retryLater(tk, time.Now().Add(time.Second))
 				return
 			}
-			e.stats.answers.Add(1)
-			e.onAnswer(tk, answers[i])
-		}()
+			e.commitOrRetry(tk, d)
+		})
 	}
 	wg.Wait()
-}
-
-// onPollError handles a poll request that failed as a whole; banned is the
-// end of the ban it announced, already applied.
-func (e *Engine) onPollError(tk *task, err error, banned time.Time) {
-	var apiErr *provider.APIError
-	if errors.As(err, &apiErr) {
-		e.onPollCode(tk, apiErr.Code, false, banned)
-		return
-	}
-	var te *provider.TransportError
-	detail := err.Error()
-	if errors.As(err, &te) {
-		detail = te.Error()
-	}
-	if e.pollTimedOut(tk) {
-		e.commit(tk, transitions.PollTimeout, step{code: transitions.CodePollTimeout, detail: "no answer within poll_timeout; last: " + detail})
-		return
-	}
-	e.commit(tk, transitions.TransientError, step{code: transitions.CodeTransport, detail: detail,
-		mutate: func(t *persist.Task) { t.NextAt = time.Now().Add(e.pol.PollInterval) }})
-}
-
-func (e *Engine) pollTimedOut(tk *task) bool {
-	return !tk.t.PollSince.IsZero() && time.Since(tk.t.PollSince) >= e.pol.PollTimeout
-}
-
-func (e *Engine) onAnswer(tk *task, a provider.Answer) {
-	if a.Token != "" {
-		cost := e.cost(tk.t.ProviderID)
-		e.commit(tk, transitions.Solved, step{mutate: func(t *persist.Task) {
-			t.Polls++
-			t.Token = a.Token
-			t.Cost = cost
-			t.NextAt = time.Time{}
-		}})
-		return
-	}
-	e.onPollCode(tk, a.Code, true, time.Time{})
 }
 
 // cost asks the provider for a solved task's price when Config.FetchCost is
@@ -845,75 +739,4 @@ func (e *Engine) cost(pid string) string {
 		return ""
 	}
 	return cost
-}
-
-// onPollCode handles a code res.php answered for tk. banned, when set, is
-// the end of the ban the code announced, already applied.
-func (e *Engine) onPollCode(tk *task, code string, answered bool, banned time.Time) {
-	polls := 0
-	if answered {
-		polls = 1
-	}
-	entry, known := transitions.Lookup(code)
-	class := transitions.Classify(code)
-	interval := e.pol.PollInterval
-	switch {
-	case known && entry.IsBan() && class == transitions.ClassTransient:
-		until := banned
-		if until.IsZero() {
-			until = e.ban(entry)
-		}
-		e.commit(tk, transitions.RateLimited, step{code: code, detail: "engine-wide ban until " + until.Format(time.RFC3339),
-			mutate: func(t *persist.Task) {
-				t.Polls += polls
-				t.NextAt = until
-				// A ban must not fail the task: the timeout pauses with it.
-				t.PollSince = t.PollSince.Add(time.Until(until))
-			}})
-	case class == transitions.ClassNotReady || class == transitions.ClassTransient:
-		if e.pollTimedOut(tk) {
-			e.commit(tk, transitions.PollTimeout, step{code: transitions.CodePollTimeout,
-				detail: fmt.Sprintf("no answer within %s", e.pol.PollTimeout),
-				mutate: func(t *persist.Task) { t.Polls += polls }})
-			return
-		}
-		ev := transitions.NotReady
-		if class == transitions.ClassTransient {
-			ev = transitions.TransientError
-			interval = max(interval, e.retryDelay(code, 1))
-		}
-		e.commit(tk, ev, step{code: code, mutate: func(t *persist.Task) {
-			t.Polls += polls
-			t.NextAt = time.Now().Add(interval)
-		}})
-	case class == transitions.ClassResubmit:
-		limit := max(e.pol.MaxResubmits, 0)
-		if tk.t.Resubmits >= limit {
-			e.commit(tk, transitions.ResubmitsExhausted, step{code: code,
-				detail: fmt.Sprintf("gave up after %d resubmits", tk.t.Resubmits),
-				mutate: func(t *persist.Task) { t.Polls += polls }})
-			return
-		}
-		e.stats.resubmits.Add(1)
-		e.commit(tk, transitions.ResubmitNeeded, step{code: code,
-			detail: fmt.Sprintf("resubmit %d of %d", tk.t.Resubmits+1, limit),
-			mutate: func(t *persist.Task) {
-				t.Polls += polls
-				t.Resubmits++
-				t.NextAt = time.Now()
-			}})
-	case class == transitions.ClassPermanent:
-		e.commit(tk, transitions.PermanentError, step{code: code, detail: entry.Meaning,
-			mutate: func(t *persist.Task) { t.Polls += polls }})
-	case class == transitions.ClassAccount:
-		if known && entry.IsBan() && banned.IsZero() {
-			e.ban(entry)
-		}
-		e.openBreaker(code)
-		e.commit(tk, transitions.AccountError, step{code: code, detail: entry.Meaning,
-			mutate: func(t *persist.Task) { t.Polls += polls }})
-	default:
-		e.commit(tk, transitions.UnknownError, step{code: code, detail: "unknown answer from res.php",
-			mutate: func(t *persist.Task) { t.Polls += polls }})
-	}
 }
