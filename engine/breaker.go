@@ -17,12 +17,36 @@ type breaker struct {
 	// fleetSawOpen: the fleet's breaker was seen open since this one
 	// opened, so a closed fleet breaker means a person fixed it.
 	fleetSawOpen bool
+	changed      chan struct{} // closed (and replaced) when open flips
 }
 
 func (b *breaker) isOpen() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.open
+}
+
+// watch returns whether the breaker is open and a channel closed when
+// that changes.
+func (b *breaker) watch() (bool, chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.changed == nil {
+		b.changed = make(chan struct{})
+	}
+	return b.open, b.changed
+}
+
+// setLocked sets open and wakes the watchers when it flips.
+func (b *breaker) setLocked(open bool) {
+	if b.open == open {
+		return
+	}
+	b.open = open
+	if b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
 }
 
 // trip opens the breaker for code; opened is true when it was closed.
@@ -32,7 +56,8 @@ func (b *breaker) trip(code string) (opened bool) {
 	if b.open {
 		return false
 	}
-	b.open, b.code, b.fleetSawOpen = true, code, false
+	b.setLocked(true)
+	b.code, b.fleetSawOpen = code, false
 	return true
 }
 
@@ -40,7 +65,8 @@ func (b *breaker) trip(code string) (opened bool) {
 func (b *breaker) reset() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.open, b.code, b.fleetSawOpen = false, "", false
+	b.setLocked(false)
+	b.code, b.fleetSawOpen = "", false
 }
 
 // follow takes the fleet's conditions: it opens with the fleet's breaker,
@@ -54,12 +80,14 @@ func (b *breaker) follow(c persist.Conditions) (opened bool, republish string) {
 	opened = c.BreakerOpen && !b.open
 	switch {
 	case c.BreakerOpen:
-		b.open, b.fleetSawOpen = true, true
+		b.setLocked(true)
+		b.fleetSawOpen = true
 		if opened {
 			b.code = c.BreakerCode
 		}
 	case b.open && b.fleetSawOpen:
-		b.open, b.code, b.fleetSawOpen = false, "", false
+		b.setLocked(false)
+		b.code, b.fleetSawOpen = "", false
 	case b.open:
 		republish = b.code
 	}

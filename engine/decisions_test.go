@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -228,6 +229,17 @@ func TestCancel(t *testing.T) {
 }
 
 func TestAccountBreakerAndFix(t *testing.T) {
+	for _, delay := range []time.Duration{0, time.Millisecond} {
+		t.Run(fmt.Sprintf("release delayed %s", delay), func(t *testing.T) {
+			if delay > 0 {
+				defer engine.SetReleaseDelay(delay)()
+			}
+			accountBreakerAndFix(t)
+		})
+	}
+}
+
+func accountBreakerAndFix(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := setup(t, engine.Policy{Concurrency: 4})
 		b.api.submitPlan = []error{apiErr("in.php", "ERROR_ZERO_BALANCE")}

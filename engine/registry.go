@@ -68,17 +68,19 @@ type registry struct {
 
 	mu      sync.Mutex
 	tasks   map[string]*task
-	waiters map[string][]chan struct{}
+	waiters map[string][]chan struct{} // closed when the task settles
+	movers  map[string][]chan struct{} // closed at the task's next move
 	subs    map[int]chan Transition
 	nextSub int
 	active  int           // tasks still to drive (not settled)
-	idle    chan struct{} // closed while active == 0
+	parkedN int           // tasks held in NeedsAccountFix
+	changed chan struct{} // closed (and replaced) when active or parkedN changes
 }
 
 func newRegistry(hook func(Transition), keepParked bool) *registry {
 	r := &registry{hook: hook, keepParked: keepParked, tasks: map[string]*task{},
-		waiters: map[string][]chan struct{}{}, subs: map[int]chan Transition{}, idle: make(chan struct{})}
-	close(r.idle)
+		waiters: map[string][]chan struct{}{}, movers: map[string][]chan struct{}{},
+		subs: map[int]chan Transition{}, changed: make(chan struct{})}
 	return r
 }
 
@@ -91,9 +93,7 @@ func (r *registry) add(tk *task) bool {
 		return false
 	}
 	r.tasks[id] = tk
-	if tk.cur().State.Active() {
-		r.addActiveLocked(1)
-	}
+	r.countLocked(tk.cur().State, 1)
 	return true
 }
 
@@ -102,6 +102,19 @@ func (r *registry) get(id string) *task {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.tasks[id]
+}
+
+// parked returns the tasks held in NeedsAccountFix.
+func (r *registry) parked() []*task {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*task
+	for _, tk := range r.tasks {
+		if tk.cur().State == states.NeedsAccountFix {
+			out = append(out, tk)
+		}
+	}
+	return out
 }
 
 // all returns every task held, in no order.
@@ -140,6 +153,16 @@ func (r *registry) watch(id string) (snap *persist.Task, ch chan struct{}, held 
 	return snap, ch, true
 }
 
+// nextMove returns a channel closed at the next move published for id (or
+// when the engine lets it go).
+func (r *registry) nextMove(id string) chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ch := make(chan struct{})
+	r.movers[id] = append(r.movers[id], ch)
+	return ch
+}
+
 // publish makes next, reached from from by rec, tk's snapshot: the counts
 // Drain watches follow, waiters of a settled task wake, a terminal task (or
 // a parked one in a fleet) leaves the engine, and the subscribers and the
@@ -148,16 +171,16 @@ func (r *registry) publish(tk *task, from states.State, next *persist.Task, rec 
 	to := next.State
 	r.mu.Lock()
 	tk.snap.Store(next)
-	switch wasActive, isActive := from.Active(), to.Active(); {
-	case wasActive && !isActive:
-		r.addActiveLocked(-1)
-	case !wasActive && isActive:
-		r.addActiveLocked(1)
+	r.movedLocked(next.ID)
+	if from != to {
+		r.countLocked(from, -1)
+		r.countLocked(to, 1)
 	}
 	if to.Settled() {
 		r.wakeLocked(next.ID)
 		if to.Terminal() || !r.keepParked {
 			delete(r.tasks, next.ID)
+			r.countLocked(to, -1)
 		}
 	}
 	var tr Transition
@@ -183,11 +206,19 @@ func (r *registry) drop(tk *task) {
 	defer r.mu.Unlock()
 	id := tk.cur().ID
 	r.wakeLocked(id)
+	r.movedLocked(id)
 	if _, ok := r.tasks[id]; ok {
 		delete(r.tasks, id)
-		if tk.cur().State.Active() {
-			r.addActiveLocked(-1)
+		r.countLocked(tk.cur().State, -1)
+	}
+}
+
+func (r *registry) movedLocked(id string) {
+	if chs, ok := r.movers[id]; ok {
+		for _, ch := range chs {
+			close(ch)
 		}
+		delete(r.movers, id)
 	}
 }
 
@@ -205,24 +236,31 @@ func (r *registry) wakeAll() {
 	for id := range r.waiters {
 		r.wakeLocked(id)
 	}
-}
-
-func (r *registry) addActiveLocked(n int) {
-	was := r.active
-	r.active += n
-	if was == 0 && r.active > 0 {
-		r.idle = make(chan struct{})
-	} else if was > 0 && r.active == 0 {
-		close(r.idle)
+	for id := range r.movers {
+		r.movedLocked(id)
 	}
 }
 
-// activity returns how many tasks are still to drive and a channel closed
-// once none is.
-func (r *registry) activity() (int, chan struct{}) {
+// countLocked adds n tasks in state s to the counts Drain watches.
+func (r *registry) countLocked(s states.State, n int) {
+	switch {
+	case s.Active():
+		r.active += n
+	case s == states.NeedsAccountFix:
+		r.parkedN += n
+	default:
+		return
+	}
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// activity returns how many tasks are still to drive, how many are parked,
+// and a channel closed when either count changes.
+func (r *registry) activity() (active, parked int, changed chan struct{}) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.active, r.idle
+	return r.active, r.parkedN, r.changed
 }
 
 // subscribe adds a subscriber; the function ends the subscription.

@@ -28,8 +28,12 @@ type job struct {
 // window. No goroutine sleeps per task. Its lock guards the heaps and the
 // flags of every task (busy, cancel, lost).
 type scheduler struct {
-	lim     *limiter
-	brk     *breaker
+	lim *limiter
+	brk *breaker
+	// unparks: a parked task found with the breaker closed is queued, to
+	// be released by a worker (a lone engine; in a fleet parked tasks
+	// belong to the store).
+	unparks bool
 	batchN  int           // ids per batched poll
 	window  time.Duration // how early a task may join a batch
 	maxJobs int           // jobs handed out per round
@@ -40,8 +44,8 @@ type scheduler struct {
 	pollQ   taskHeap
 }
 
-func newScheduler(lim *limiter, brk *breaker, batchN int, window time.Duration, concurrency int) *scheduler {
-	return &scheduler{lim: lim, brk: brk, batchN: batchN, window: window, maxJobs: 4 * concurrency,
+func newScheduler(lim *limiter, brk *breaker, unparks bool, batchN int, window time.Duration, concurrency int) *scheduler {
+	return &scheduler{lim: lim, brk: brk, unparks: unparks, batchN: batchN, window: window, maxJobs: 4 * concurrency,
 		wake: make(chan struct{}, 1)}
 }
 
@@ -69,6 +73,13 @@ func (s *scheduler) pushLocked(tk *task) {
 	case states.Polling:
 		q = &s.pollQ
 	case states.Submitting, states.Backoff, states.Resubmitting:
+		q = &s.submitQ
+	case states.NeedsAccountFix:
+		if !s.unparks || s.brk.isOpen() {
+			return
+		}
+		// Parked while the breaker closed (a person's fix raced with
+		// the move that parked it): a worker releases it.
 		q = &s.submitQ
 	default:
 		return
@@ -102,21 +113,6 @@ func (s *scheduler) claim(tk *task, cancel bool) bool {
 	return true
 }
 
-// claimParked claims every task of list parked in NeedsAccountFix that no
-// one owns.
-func (s *scheduler) claimParked(list []*task) []*task {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []*task
-	for _, tk := range list {
-		if tk.cur().State == states.NeedsAccountFix && !tk.busy {
-			tk.busy = true
-			out = append(out, tk)
-		}
-	}
-	return out
-}
-
 // cancelRequested reports whether a cancellation was asked while tk was
 // busy.
 func (s *scheduler) cancelRequested(tk *task) bool {
@@ -142,7 +138,7 @@ func (s *scheduler) giveBack(tk *task, requeue bool) (lost bool) {
 	case tk.lost:
 		s.removeLocked(tk)
 		lost = true
-	case !tk.cur().State.Settled() && requeue:
+	case requeue && (!tk.cur().State.Settled() || tk.cur().State == states.NeedsAccountFix):
 		s.pushLocked(tk)
 	}
 	s.mu.Unlock()

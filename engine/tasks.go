@@ -198,18 +198,21 @@ func (e *Engine) History(ctx context.Context, id string) ([]persist.Record, erro
 func (e *Engine) Subscribe(buf int) (<-chan Transition, func()) { return e.reg.subscribe(buf) }
 
 // Drain blocks until no task is left for the engine to drive: every task it
-// knows is terminal or parked in NeedsAccountFix.
+// knows is terminal or parked in NeedsAccountFix while the breaker is open
+// (a task parked while the breaker is closed is about to be released).
 func (e *Engine) Drain(ctx context.Context) error {
 	if e.fleet != nil {
 		return e.drainFleet(ctx)
 	}
 	for {
-		n, idle := e.reg.activity()
-		if n == 0 {
+		active, parked, changed := e.reg.activity()
+		open, flipped := e.brk.watch()
+		if active == 0 && (parked == 0 || open) {
 			return nil
 		}
 		select {
-		case <-idle:
+		case <-changed:
+		case <-flipped:
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-e.done:
@@ -224,7 +227,7 @@ func (e *Engine) drainFleet(ctx context.Context) error {
 	tick := time.NewTicker(e.fleet.every)
 	defer tick.Stop()
 	for {
-		if mine, _ := e.reg.activity(); mine == 0 {
+		if mine, _, _ := e.reg.activity(); mine == 0 {
 			n, err := e.storeActive(ctx)
 			if err != nil {
 				return fmt.Errorf("engine: drain: %w", err)

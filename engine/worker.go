@@ -37,6 +37,13 @@ func (e *Engine) runSubmit(tk *task) {
 	again := func() { retryLater(tk, time.Now().Add(time.Second)) }
 	var send transitions.Decision
 	for {
+		if tk.cur().State == states.NeedsAccountFix {
+			// Queued because it parked while the breaker closed.
+			if e.brk.isOpen() || e.unpark(ctx, tk, "") != nil {
+				return
+			}
+			continue
+		}
 		if tk.cur().State == states.Submitting && tk.pending != nil {
 			// An in.php answer whose commit failed: commit it now; the
 			// request is not sent (and paid for) again.
@@ -238,9 +245,12 @@ func (e *Engine) cost(pid string) string {
 }
 
 // release ends its owner's hold on tk: a cancellation asked meanwhile is
-// carried out, a task parked while a person released the parked ones is
-// released too, and an unsettled task is queued again.
+// carried out, and the task is given back to the scheduler, which queues it
+// again if it is still to drive (or parked while the breaker closed).
 func (e *Engine) release(tk *task) {
+	if testHookRelease != nil {
+		testHookRelease()
+	}
 	if e.sched.cancelRequested(tk) && !tk.cur().State.Settled() {
 		if err := e.decideAndCommit(e.ctx, tk, transitions.Input{What: transitions.Cancel}); err == nil {
 			e.sched.cancelDone(tk)
@@ -248,12 +258,11 @@ func (e *Engine) release(tk *task) {
 			retryLater(tk, time.Now().Add(time.Second))
 		}
 	}
-	// AccountFixed skips a task a worker holds: one that parked meanwhile
-	// is released here.
-	if tk.cur().State == states.NeedsAccountFix && !e.brk.isOpen() && e.fleet == nil && !e.isClosed() {
-		_ = e.decideAndCommit(e.ctx, tk, transitions.Input{What: transitions.Fixed})
-	}
 	if e.sched.giveBack(tk, !e.isClosed()) {
 		e.reg.drop(tk)
 	}
 }
+
+// testHookRelease, when set by a test, runs at the start of every release:
+// it widens the window between a worker's last move and its release.
+var testHookRelease func()
