@@ -95,7 +95,33 @@ var (
 	ErrClosed = errors.New("engine: closed")
 	// ErrNotCancellable: the task is terminal or parked in NeedsAccountFix.
 	ErrNotCancellable = errors.New("engine: task cannot be cancelled in its state")
+	// ErrRefConflict: a request names a ref that a task with another
+	// method or other parameters already has. Nothing was stored or sent.
+	ErrRefConflict = errors.New("engine: ref names another request")
 )
+
+// PendingError is returned by Wait and Solve when the caller's context ends
+// before the task settles. The caller stopped waiting; the task goes on,
+// and Wait with its id or ref collects it later (a restarted bot collects
+// its answers that way). errors.Is matches the context's error.
+type PendingError struct {
+	ID    string
+	Ref   string
+	State states.State // the task's state when the wait stopped
+	Err   error        // the context's error
+}
+
+func (e *PendingError) Error() string {
+	name := e.ID
+	if e.Ref != "" {
+		name = fmt.Sprintf("%s (ref %q)", e.ID, e.Ref)
+	}
+	return fmt.Sprintf("engine: stopped waiting for task %s, still %s: %v; the task goes on: collect it with Wait(ctx, %q)",
+		name, e.State, e.Err, e.ID)
+}
+
+// Unwrap returns the context's error.
+func (e *PendingError) Unwrap() error { return e.Err }
 
 // Stats are the engine's counters since Open.
 type Stats struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/captchafsm/captchafsm/persist"
@@ -26,8 +27,12 @@ func (e *Engine) Submit(ctx context.Context, req Request) (string, error) {
 
 // SubmitMany validates every request, then stores the new ones in one
 // transaction and schedules them. A request whose Ref is already in the
-// store adds no task: its existing id is returned. It returns the ids in
-// request order and how many tasks were added.
+// store with the same method and parameters adds no task: it attaches to
+// the existing one, whose id is returned (a restarted bot collects its
+// answers that way). A Ref that names a task with another method or other
+// parameters is an error wrapping ErrRefConflict, before anything is
+// stored or sent. It returns the ids in request order and how many tasks
+// were added.
 func (e *Engine) SubmitMany(ctx context.Context, reqs []Request) (ids []string, added int, err error) {
 	for i, r := range reqs {
 		if err := provider.Validate(provider.Request{Method: r.Method, Params: r.Params}); err != nil {
@@ -43,21 +48,25 @@ func (e *Engine) SubmitMany(ctx context.Context, reqs []Request) (ids []string, 
 	now := time.Now()
 	ids = make([]string, len(reqs))
 	var fresh []*persist.Task
-	seenRef := map[string]string{}
+	seenRef := map[string]*persist.Task{}
 	for i, r := range reqs {
 		if r.Ref != "" {
-			if id, ok := seenRef[r.Ref]; ok {
-				ids[i] = id
-				continue
+			old, ok := seenRef[r.Ref]
+			if !ok {
+				var err error
+				old, err = e.store.GetByRef(ctx, r.Ref)
+				if err != nil && !errors.Is(err, persist.ErrNotFound) {
+					return nil, 0, fmt.Errorf("engine: submit: %w", err)
+				}
 			}
-			old, err := e.store.GetByRef(ctx, r.Ref)
-			if err == nil {
+			if old != nil {
+				if old.Method != r.Method || !maps.Equal(old.Params, r.Params) {
+					return nil, 0, fmt.Errorf("engine: ref %q: %w: it names task %s, a %s request with other parameters; "+
+						"use another ref, or the same request to attach to that task", r.Ref, ErrRefConflict, old.ID, old.Method)
+				}
 				ids[i] = old.ID
-				seenRef[r.Ref] = old.ID
+				seenRef[r.Ref] = old
 				continue
-			}
-			if !errors.Is(err, persist.ErrNotFound) {
-				return nil, 0, fmt.Errorf("engine: submit: %w", err)
 			}
 		}
 		params := make(map[string]string, len(r.Params))
@@ -72,7 +81,7 @@ func (e *Engine) SubmitMany(ctx context.Context, reqs []Request) (ids []string, 
 		fresh = append(fresh, t)
 		ids[i] = t.ID
 		if r.Ref != "" {
-			seenRef[r.Ref] = t.ID
+			seenRef[r.Ref] = t
 		}
 	}
 	if len(fresh) == 0 {
@@ -90,10 +99,16 @@ func (e *Engine) SubmitMany(ctx context.Context, reqs []Request) (ids []string, 
 	return ids, len(fresh), nil
 }
 
-// Wait blocks until the task is terminal or parked in NeedsAccountFix, or
-// ctx is done. A Done task gives its Result; any other end gives the Result
-// and a *TaskError.
-func (e *Engine) Wait(ctx context.Context, id string) (*Result, error) {
+// Wait blocks until the task (named by its id or its ref) is terminal or
+// parked in NeedsAccountFix, or ctx is done. A Done task gives its Result;
+// any other end gives the Result and a *TaskError. When ctx ends first, the
+// task goes on and Wait returns a *PendingError: ctx bounds the wait, never
+// the task.
+func (e *Engine) Wait(ctx context.Context, key string) (*Result, error) {
+	id, err := e.resolve(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("engine: wait %s: %w", key, err)
+	}
 	for {
 		snap, ch, held := e.reg.watch(id)
 		if ch != nil {
@@ -101,7 +116,10 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Result, error) {
 			case <-ch:
 				continue
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				if tk := e.reg.get(id); tk != nil {
+					snap = tk.cur()
+				}
+				return nil, &PendingError{ID: snap.ID, Ref: snap.Ref, State: snap.State, Err: ctx.Err()}
 			case <-e.done:
 				return nil, ErrClosed
 			}
@@ -123,44 +141,48 @@ func (e *Engine) Wait(ctx context.Context, id string) (*Result, error) {
 		select {
 		case <-time.After(e.fleet.every):
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, &PendingError{ID: t.ID, Ref: t.Ref, State: t.State, Err: ctx.Err()}
 		case <-e.done:
 			return nil, ErrClosed
 		}
 	}
 }
 
-// Solve submits req and waits for its outcome. Cancelling ctx cancels the
-// task: it ends Failed with code CANCELLED.
+// Solve submits req and waits for its outcome, as Submit then Wait. When
+// ctx ends first, Solve stops waiting and returns a *PendingError: the
+// task, durable and maybe paid for already, goes on, and Wait collects it
+// later. To stop a task, Cancel it.
 func (e *Engine) Solve(ctx context.Context, req Request) (*Result, error) {
 	id, err := e.Submit(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	res, err := e.Wait(ctx, id)
-	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		cctx, cancel := context.WithTimeout(context.Background(), e.pol.RequestTimeout)
-		defer cancel()
-		if cerr := e.Cancel(cctx, id); cerr != nil && !errors.Is(cerr, ErrNotCancellable) {
-			return nil, errors.Join(err, cerr)
-		}
-		if r, werr := e.Wait(cctx, id); r != nil {
-			return r, errors.Join(err, werr)
-		}
-	}
-	return res, err
+	return e.Wait(ctx, id)
 }
 
-// Cancel ends the task in Failed with code CANCELLED. A request in flight
-// for it completes first; its answer is recorded, then the task is
-// cancelled if it is not terminal by then.
-func (e *Engine) Cancel(ctx context.Context, id string) error {
+// resolve returns the id of the task key names: its id, else its ref.
+func (e *Engine) resolve(ctx context.Context, key string) (string, error) {
+	if e.reg.get(key) != nil {
+		return key, nil
+	}
+	t, err := persist.Find(ctx, e.store, key)
+	if err != nil {
+		return "", err
+	}
+	return t.ID, nil
+}
+
+// Cancel ends the task (named by its id or ref) in Failed with code
+// CANCELLED. A request in flight for it completes first; its answer is
+// recorded, then the task is cancelled if it is not terminal by then.
+func (e *Engine) Cancel(ctx context.Context, key string) error {
+	id, err := e.resolve(ctx, key)
+	if err != nil {
+		return fmt.Errorf("engine: cancel %s: %w", key, err)
+	}
 	tk := e.reg.get(id)
 	if tk == nil {
-		if _, err := e.store.Get(ctx, id); err != nil {
-			return fmt.Errorf("engine: cancel %s: %w", id, err)
-		}
-		return fmt.Errorf("engine: cancel %s: %w", id, ErrNotCancellable)
+		return fmt.Errorf("engine: cancel %s: %w", key, ErrNotCancellable)
 	}
 	if tk.cur().State.Settled() {
 		return fmt.Errorf("engine: cancel %s: %w", id, ErrNotCancellable)
@@ -172,14 +194,14 @@ func (e *Engine) Cancel(ctx context.Context, id string) error {
 		e.release(tk)
 		return fmt.Errorf("engine: cancel %s: %w", id, ErrNotCancellable)
 	}
-	err := e.decideAndCommit(ctx, tk, transitions.Input{What: transitions.Cancel})
+	err = e.decideAndCommit(ctx, tk, transitions.Input{What: transitions.Cancel})
 	e.release(tk)
 	return err
 }
 
-// Get returns the stored task.
-func (e *Engine) Get(ctx context.Context, id string) (*persist.Task, error) {
-	return e.store.Get(ctx, id)
+// Get returns the stored task named by its id or its ref.
+func (e *Engine) Get(ctx context.Context, key string) (*persist.Task, error) {
+	return persist.Find(ctx, e.store, key)
 }
 
 // List returns stored tasks.
@@ -187,8 +209,12 @@ func (e *Engine) List(ctx context.Context, opts persist.ListOptions) ([]*persist
 	return e.store.List(ctx, opts)
 }
 
-// History returns a task's transitions.
-func (e *Engine) History(ctx context.Context, id string) ([]persist.Record, error) {
+// History returns the transitions of the task named by its id or its ref.
+func (e *Engine) History(ctx context.Context, key string) ([]persist.Record, error) {
+	id, err := e.resolve(ctx, key)
+	if err != nil {
+		return nil, err
+	}
 	return e.store.History(ctx, id)
 }
 
