@@ -145,6 +145,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	e.reg = newRegistry(cfg.OnTransition, e.fleet == nil)
 	e.lim = newLimiter(pol.SubmitRate, e.fleet == nil || e.fleet.shared == nil)
 	e.sched = newScheduler(e.lim, e.brk, e.fleet == nil, batchN, window, pol.Concurrency)
+	e.sched.maxInFlight, e.sched.polling = pol.MaxInFlight, e.reg.polling
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if e.fleet != nil {
 		e.wg.Add(1)

@@ -25,11 +25,12 @@ type task struct {
 	snap atomic.Pointer[persist.Task]
 
 	// Guarded by scheduler.mu.
-	idx    int       // index in q, -1 when not queued
-	q      *taskHeap // the queue holding the task, nil when not queued
-	busy   bool      // a goroutine owns the task
-	cancel bool      // Cancel asked while the task was busy
-	lost   bool      // another engine took the lease over
+	idx     int       // index in q, -1 when not queued
+	q       *taskHeap // the queue holding the task, nil when not queued
+	busy    bool      // a goroutine owns the task
+	sending bool      // handed out to submit: counted at the provider
+	cancel  bool      // Cancel asked while the task was busy
+	lost    bool      // another engine took the lease over
 
 	// The owner's.
 	intent  bool                  // the last committed record is the intent to submit
@@ -74,6 +75,7 @@ type registry struct {
 	nextSub int
 	active  int           // tasks still to drive (not settled)
 	parkedN int           // tasks held in NeedsAccountFix
+	pollN   int           // tasks held in Polling: at the provider
 	changed chan struct{} // closed (and replaced) when active or parkedN changes
 }
 
@@ -243,6 +245,9 @@ func (r *registry) wakeAll() {
 
 // countLocked adds n tasks in state s to the counts Drain watches.
 func (r *registry) countLocked(s states.State, n int) {
+	if s == states.Polling {
+		r.pollN += n
+	}
 	switch {
 	case s.Active():
 		r.active += n
@@ -261,6 +266,13 @@ func (r *registry) activity() (active, parked int, changed chan struct{}) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.active, r.parkedN, r.changed
+}
+
+// polling is how many tasks held are in Polling.
+func (r *registry) polling() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pollN
 }
 
 // subscribe adds a subscriber; the function ends the subscription.

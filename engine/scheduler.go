@@ -38,10 +38,16 @@ type scheduler struct {
 	window  time.Duration // how early a task may join a batch
 	maxJobs int           // jobs handed out per round
 	wake    chan struct{}
+	// maxInFlight bounds the tasks at the provider (Policy.MaxInFlight, 0:
+	// none): those polling, counted by polling, and those handed out to
+	// submit.
+	maxInFlight int
+	polling     func() int
 
 	mu      sync.Mutex
 	submitQ taskHeap
 	pollQ   taskHeap
+	sending int // submit jobs handed out and not given back
 }
 
 func newScheduler(lim *limiter, brk *breaker, unparks bool, batchN int, window time.Duration, concurrency int) *scheduler {
@@ -134,6 +140,7 @@ func (s *scheduler) cancelDone(tk *task) {
 func (s *scheduler) giveBack(tk *task, requeue bool) (lost bool) {
 	s.mu.Lock()
 	tk.busy = false
+	s.doneSendingLocked(tk)
 	switch {
 	case tk.lost:
 		s.removeLocked(tk)
@@ -173,8 +180,21 @@ func (s *scheduler) unclaim(jobs []job) {
 	for _, j := range jobs {
 		for _, tk := range j.tasks {
 			tk.busy = false
+			s.doneSendingLocked(tk)
 		}
 	}
+}
+
+func (s *scheduler) doneSendingLocked(tk *task) {
+	if tk.sending {
+		tk.sending = false
+		s.sending--
+	}
+}
+
+// atCapacity reports whether MaxInFlight tasks are at the provider already.
+func (s *scheduler) atCapacityLocked() bool {
+	return s.maxInFlight > 0 && s.sending+s.polling() >= s.maxInFlight
 }
 
 // shiftPollTimers moves the poll timeout of every queued polling task by
@@ -278,12 +298,20 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 				later(at)
 				break
 			}
+			if s.atCapacityLocked() {
+				break // a task leaving Polling kicks the loop
+			}
 			if d := s.lim.submitDelay(now); d > 0 {
 				later(now.Add(d))
 				break
 			}
 		}
-		jobs = append(jobs, job{kind: jobSubmit, tasks: []*task{take(&s.submitQ)}})
+		tk = take(&s.submitQ)
+		if !breakerOpen {
+			tk.sending = true
+			s.sending++
+		}
+		jobs = append(jobs, job{kind: jobSubmit, tasks: []*task{tk}})
 		if len(jobs) >= s.maxJobs {
 			later(now)
 			break
