@@ -73,6 +73,12 @@ func (e *Engine) unpark(ctx context.Context, tk *task, detail string) error {
 // engine opened on the store drives them. Each move is decided by the
 // decision table and built by fsm.Apply, as the engine's are.
 func ReleaseAccountFix(ctx context.Context, store persist.Store) (int, error) {
+	return releaseAccountFix(ctx, store, "")
+}
+
+// releaseAccountFix is ReleaseAccountFix noting why in each history
+// (detail, else "account fixed").
+func releaseAccountFix(ctx context.Context, store persist.Store, detail string) (int, error) {
 	if f, ok := store.(persist.Fleet); ok {
 		if err := f.SetBreaker(ctx, false, ""); err != nil {
 			return 0, fmt.Errorf("engine: account fixed: close the fleet's breaker: %w", err)
@@ -84,7 +90,7 @@ func ReleaseAccountFix(ctx context.Context, store persist.Store) (int, error) {
 	}
 	n := 0
 	for _, t := range list {
-		d, err := transitions.Decide(transitions.Input{State: t.State, What: transitions.Fixed, Now: time.Now()})
+		d, err := transitions.Decide(transitions.Input{State: t.State, What: transitions.Fixed, Detail: detail, Now: time.Now()})
 		if err != nil {
 			return n, err
 		}

@@ -49,6 +49,13 @@ func (b *breaker) setLocked(open bool) {
 	}
 }
 
+// openedBy is the code that opened the breaker ("" when closed or unknown).
+func (b *breaker) openedBy() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.code
+}
+
 // trip opens the breaker for code; opened is true when it was closed.
 func (b *breaker) trip(code string) (opened bool) {
 	b.mu.Lock()

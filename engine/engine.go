@@ -97,7 +97,7 @@ type Engine struct {
 	wg     sync.WaitGroup
 
 	stats struct {
-		transitions, submits, polls, answers, retries, resubmits, bans, trips, charged, storeErr atomic.Int64
+		transitions, submits, polls, answers, retries, resubmits, bans, trips, charged, storeErr, probes atomic.Int64
 	}
 }
 
@@ -163,6 +163,10 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		defer e.wg.Done()
 		e.sched.run(e.jobs, e.done)
 	}()
+	if b, ok := cfg.API.(BalanceAPI); ok && pol.AccountProbeInterval > 0 {
+		e.wg.Add(1)
+		go e.probeLoop(b)
+	}
 	return e, nil
 }
 
@@ -212,7 +216,7 @@ func (e *Engine) Stats() Stats {
 		Transitions: s.transitions.Load(), SubmitRequests: s.submits.Load(), PollRequests: s.polls.Load(),
 		PolledAnswers: s.answers.Load(), Retries: s.retries.Load(), Resubmits: s.resubmits.Load(),
 		BansWaited: s.bans.Load(), BreakerTrips: s.trips.Load(), PossiblyCharged: s.charged.Load(),
-		StoreErrors: s.storeErr.Load(),
+		StoreErrors: s.storeErr.Load(), AccountProbes: s.probes.Load(),
 	}
 }
 

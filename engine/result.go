@@ -135,4 +135,5 @@ type Stats struct {
 	BreakerTrips    int64 // account errors that opened the breaker
 	PossiblyCharged int64 // submits recorded as possibly charged
 	StoreErrors     int64 // transitions the store refused or failed to commit
+	AccountProbes   int64 // getbalance requests of the half-open breaker
 }
