@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/captchafsm/captchafsm/provider"
 )
 
 const (
@@ -292,8 +294,8 @@ func (s *Sim) submitAnswer(now int64, req request, fp Fingerprint) answer {
 	if s.rules {
 		if s.submitWin.full(now) {
 			s.submitWin.reset()
-			s.startBan(&s.submitBan, now, codeMaxUserTurn, submitBurstBan)
-			return errAnswer(codeMaxUserTurn)
+			s.startBan(&s.submitBan, now, provider.CodeSubmitBurst, submitBurstBan)
+			return errAnswer(provider.CodeSubmitBurst)
 		}
 		s.submitWin.add(now)
 	}
@@ -341,9 +343,9 @@ func (s *Sim) flood(now int64, code string) answer {
 	var d time.Duration
 	switch code {
 	case "ERROR_NO_SLOT_AVAILABLE":
-		w, banCode, d = &s.noSlotWin, codeNoSlotFlood, noSlotFloodBan
+		w, banCode, d = &s.noSlotWin, provider.CodeNoSlotFlood, noSlotFloodBan
 	case "ERROR_ZERO_BALANCE":
-		w, banCode, d = &s.zeroBalWin, codeZeroBalFlood, zeroBalFloodBan
+		w, banCode, d = &s.zeroBalWin, provider.CodeZeroBalanceFlood, zeroBalFloodBan
 	}
 	if w != nil && s.rules {
 		w.add(now)
@@ -489,11 +491,11 @@ func (s *Sim) result(now int64, req request) answer {
 	if s.rules {
 		s.hour.add(now, 1, 0)
 		polls, accepts := s.hour.sum(now)
-		if polls > pollPerCaptcha*accepts+pollBase {
+		if polls > provider.PollBudget(accepts) {
 			s.hour.resetPolls()
-			s.startBan(&s.resultBan, now, codePollFlood, pollFloodBan)
-			s.answers[codePollFlood]++
-			return errAnswer(codePollFlood)
+			s.startBan(&s.resultBan, now, provider.CodePollBudget, pollFloodBan)
+			s.answers[provider.CodePollBudget]++
+			return errAnswer(provider.CodePollBudget)
 		}
 	}
 	if req.badBody != "" {

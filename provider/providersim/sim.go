@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/captchafsm/captchafsm/provider"
 )
 
 // firstID is the provider id of the first task; ids increase by one.
@@ -113,9 +115,9 @@ func New(cfg Config) *Sim {
 		bans:     map[string]int{},
 		faultN:   map[FaultKey]int{},
 
-		submitWin:  newWindow(submitBurst, submitBurstWindow),
-		noSlotWin:  newWindow(floodAnswers, floodWindow),
-		zeroBalWin: newWindow(floodAnswers, floodWindow),
+		submitWin:  newWindow(provider.SubmitBurst, provider.SubmitBurstWindow),
+		noSlotWin:  newWindow(provider.FloodAnswers, provider.FloodWindow),
+		zeroBalWin: newWindow(provider.FloodAnswers, provider.FloodWindow),
 	}
 	if s.now == nil {
 		s.now = time.Now
