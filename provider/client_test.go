@@ -149,6 +149,10 @@ func TestPollSingle(t *testing.T) {
 			provider.Answer{Token: `{"geetest_challenge":"a","geetest_validate":"b"}`}, "", ""},
 		{"json not ready", `{"status":0,"request":"CAPCHA_NOT_READY"}`, provider.Answer{Code: "CAPCHA_NOT_READY", Class: transitions.ClassNotReady}, "", ""},
 		{"plain not ready", "CAPCHA_NOT_READY", provider.Answer{Code: "CAPCHA_NOT_READY", Class: transitions.ClassNotReady}, "", ""},
+		// Issue 12 point 9: the spelling some compatible services use is
+		// not ready, not unknown (which would fail a paid task).
+		{"captcha not ready", `{"status":0,"request":"CAPTCHA_NOT_READY"}`, provider.Answer{Code: "CAPTCHA_NOT_READY", Class: transitions.ClassNotReady}, "", ""},
+		{"plain image text with underscore", "OK|AB_CD", provider.Answer{Token: "AB_CD"}, "", ""},
 		{"unsolvable", "ERROR_CAPTCHA_UNSOLVABLE", provider.Answer{Code: "ERROR_CAPTCHA_UNSOLVABLE", Class: transitions.ClassResubmit}, "", ""},
 		{"wrong id", `{"status":0,"request":"ERROR_WRONG_CAPTCHA_ID"}`, provider.Answer{Code: "ERROR_WRONG_CAPTCHA_ID", Class: transitions.ClassPermanent}, "", ""},
 		{"unknown task code", "ERROR_NEW_THING", provider.Answer{Code: "ERROR_NEW_THING", Class: transitions.ClassUnknown}, "", ""},
@@ -207,6 +211,14 @@ func TestPollBatch(t *testing.T) {
 			{Token: "t2"},
 			{Code: "ERROR_TOKEN_EXPIRED", Class: transitions.ClassResubmit},
 			{Code: "ERROR_FRESH_CODE", Class: transitions.ClassUnknown},
+		}, "", false},
+		// Issue 12 point 10: an image answer that looks like a code is an
+		// answer; only catalogue codes and the ERROR family are codes.
+		{"image answers like codes", `{"status":1,"request":"AB_CD|CAPTCHA_NOT_READY|NEW_LIMIT|ERROR_NEW"}`, []provider.Answer{
+			{Token: "AB_CD"},
+			{Code: "CAPTCHA_NOT_READY", Class: transitions.ClassNotReady},
+			{Token: "NEW_LIMIT"},
+			{Code: "ERROR_NEW", Class: transitions.ClassUnknown},
 		}, "", false},
 		{"whole-request key error", "ERROR_WRONG_USER_KEY", nil, "ERROR_WRONG_USER_KEY", false},
 		{"whole-request json", `{"status":0,"request":"ERROR_IP_NOT_ALLOWED"}`, nil, "ERROR_IP_NOT_ALLOWED", false},
