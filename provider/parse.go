@@ -17,7 +17,13 @@ type answer struct {
 	request string
 	// price is the JSON answer's "price" field (get2), "" if absent.
 	price string
+	// errorText is the JSON answer's "error_text", made printable and
+	// bounded; "" if absent.
+	errorText string
 }
+
+// maxErrorText bounds the error_text kept: it ends up in history.
+const maxErrorText = 512
 
 // ParseAnswer reads an answer of in.php or res.php in either format:
 //
@@ -71,6 +77,25 @@ func parseAnswer(body []byte) (answer, error) {
 	return a, nil
 }
 
+// printable replaces control characters with spaces, trims, and cuts s to
+// at most n bytes on a rune boundary.
+func printable(s string, n int) string {
+	s = strings.TrimSpace(strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?")))
+	if len(s) > n {
+		i := n
+		for i > 0 && !utf8.RuneStart(s[i]) {
+			i--
+		}
+		s = s[:i]
+	}
+	return s
+}
+
 func hasControl(s string) bool {
 	return strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0
 }
@@ -80,6 +105,9 @@ func parseJSON(b []byte) (answer, error) {
 		Status  json.RawMessage `json:"status"`
 		Request json.RawMessage `json:"request"`
 		Price   json.RawMessage `json:"price"`
+		// error_text is an explanation, never worth rejecting an answer
+		// for: a value that is not a string is ignored.
+		ErrorText any `json:"error_text"`
 	}
 	if err := json.Unmarshal(b, &v); err != nil {
 		return answer{}, malformed("invalid JSON")
@@ -105,6 +133,9 @@ func parseJSON(b []byte) (answer, error) {
 		if a.request == "" || v.Request[0] != '"' {
 			return answer{}, malformed("JSON status 0 without a code")
 		}
+	}
+	if t, ok := v.ErrorText.(string); ok {
+		a.errorText = printable(t, maxErrorText)
 	}
 	if len(v.Price) > 0 {
 		if a.price, err = jsonText(v.Price); err != nil {
