@@ -106,6 +106,18 @@ func (p Policy) WithDefaults() Policy {
 	return p
 }
 
+// Limits returns p's figures as the decision table reads them
+// (transitions.Decide).
+func (p Policy) Limits() transitions.Limits {
+	return transitions.Limits{
+		MaxRetries: p.MaxRetries, MaxResubmits: p.MaxResubmits,
+		FirstPollDelay: p.FirstPollDelay, FirstPollDelayToken: p.FirstPollDelayToken,
+		PollInterval: p.PollInterval, PollTimeout: p.PollTimeout,
+		BackoffBase: p.BackoffBase, BackoffMax: p.BackoffMax,
+		RetryDelays: p.RetryDelays,
+	}
+}
+
 // Validate reports the first field with a bad value, naming its policy key.
 func (p Policy) Validate() error {
 	durs := []struct {

@@ -91,7 +91,7 @@ func TestAgainstSimulator(t *testing.T) {
 		for _, id := range ids {
 			tk, err := b.store.Get(ctx, id)
 			require.NoError(t, err)
-			require.True(t, tk.State.Terminal() || tk.State == states.NeedsAccountFix, "task %s ended %s", id, tk.State)
+			require.True(t, tk.State.Settled(), "task %s ended %s", id, tk.State)
 			if tk.State == states.Done {
 				done++
 			}

@@ -46,6 +46,9 @@ const (
 	InPHP  Where = "in.php"
 	ResPHP Where = "res.php"
 	Both   Where = "both"
+	// Engine marks the engine's own codes: outcomes that are not a
+	// provider's answer but are classified like one.
+	Engine Where = "engine"
 )
 
 // Entry is one code of the catalogue.
@@ -282,6 +285,36 @@ var catalogue = []Entry{
 	{Code: "ERROR: 1005", Class: ClassTransient, Where: ResPHP, Ban: 10 * time.Minute,
 		Meaning: "Too many res.php requests (over 20 × captchas + 1200): blocked for 10 minutes.",
 		Fix:     "Nothing: the engine waits the ban out; raise poll_interval if it recurs."},
+
+	// ---- The engine's own codes ----
+	// Outcomes that are not a provider's answer, written into histories by
+	// the engine and classified like answers, so that a task's class is
+	// never "unknown" for a reason the engine itself knows.
+	//
+	// A request that failed below the API may go through on a second try;
+	// the contract makes it transient with backoff.
+	{Code: CodeTransport, Class: ClassTransient, Where: Engine,
+		Meaning: "The request failed below the API: connection refused or reset, timeout, HTTP 5xx, an HTML or malformed body.",
+		Fix:     "Nothing: retried with backoff; check the network or --api-url if it recurs."},
+	// The provider never answered in time: polling longer is what the
+	// policy forbids, so the task ends.
+	{Code: CodePollTimeout, Class: ClassPermanent, Where: Engine,
+		Meaning: "poll_timeout passed without an answer.",
+		Fix:     "Nothing for this task; raise poll_timeout if the provider is often this slow."},
+	// A person's decision, final for the task.
+	{Code: CodeCancelled, Class: ClassPermanent, Where: Engine,
+		Meaning: "The task was cancelled by its caller.",
+		Fix:     "Nothing: submit it again if it is still wanted."},
+	// The stored request no longer passes validation (written by an older
+	// version, or edited): sending it again cannot help.
+	{Code: CodeInvalidRequest, Class: ClassPermanent, Where: Engine,
+		Meaning: "The task's request does not pass validation; it was never sent.",
+		Fix:     "Submit a corrected request."},
+	// Parked because another task's account error opened the breaker: the
+	// account is what a person must fix.
+	{Code: CodeBreakerOpen, Class: ClassAccount, Where: Engine,
+		Meaning: "The task was parked without sending because an account error opened the breaker.",
+		Fix:     "Fix the account (see the code that opened the breaker), then run account-fixed."},
 }
 
 var byCode = func() map[string]Entry {
