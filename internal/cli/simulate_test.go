@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -75,10 +76,29 @@ type simulating struct {
 	stop func() (code int, stderr string)
 }
 
+// lockedBuilder is a strings.Builder the command writes while the test
+// may read it.
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 func startSimulate(t *testing.T, w *world, args ...string) simulating {
 	t.Helper()
 	pr, pw := io.Pipe()
-	var errb strings.Builder
+	var errb lockedBuilder
 	root := w.root()
 	root.SetOut(pw)
 	root.SetErr(&errb)
