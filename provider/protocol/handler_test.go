@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/captchafsm/captchafsm/provider"
 	"github.com/captchafsm/captchafsm/provider/protocol"
 	"github.com/captchafsm/captchafsm/transitions"
 )
@@ -292,4 +293,23 @@ func TestReplyCodes(t *testing.T) {
 	_, rep = h.Parse(postForm("/x", form()))
 	require.NotNil(t, rep)
 	assert.Nil(t, rep.Codes)
+}
+
+func TestErrorOf(t *testing.T) {
+	assert.Nil(t, protocol.ErrorOf(nil))
+	assert.Equal(t, &protocol.Error{Code: protocol.CodeInternal}, protocol.ErrorOf(errBoom), "no internal text leaks")
+	for _, tc := range []struct {
+		req  provider.Request
+		code string
+	}{
+		{provider.Request{Method: "hcaptcha", Params: map[string]string{"sitekey": "k", "pageurl": "x"}}, "ERROR_PAGEURL"},
+		{provider.Request{Method: "userrecaptcha", Params: map[string]string{"pageurl": "https://a.test"}}, "ERROR_GOOGLEKEY"},
+		{provider.Request{Method: "base64", Params: map[string]string{"body": "!!"}}, "ERROR_UPLOAD"},
+		{provider.Request{Method: "userrecaptcha", Params: map[string]string{"googlekey": "k", "pageurl": "https://a.test", "invisible": "false"}}, "ERROR_BAD_PARAMETERS"},
+	} {
+		e := protocol.ErrorOf(provider.Validate(tc.req))
+		require.NotNil(t, e)
+		assert.Equal(t, tc.code, e.Code)
+		assert.NotEmpty(t, e.Text)
+	}
 }

@@ -3,11 +3,14 @@ package protocol
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"hash/fnv"
 	"io"
 	"net/url"
 	"sort"
 	"strings"
+
+	"github.com/captchafsm/captchafsm/provider"
 )
 
 // The endpoints a Handler serves, under any path prefix.
@@ -211,4 +214,32 @@ func ParseID(s string) (int64, bool) {
 		n = n*10 + int64(c-'0')
 	}
 	return n, true
+}
+
+// ErrorOf is the answer a server gives for an error of the client's
+// provider.Validate (a *provider.FieldError), when it checks a task as the
+// engine would before accepting it: the provider's code for the field
+// (pageurl: ERROR_PAGEURL, googlekey: ERROR_GOOGLEKEY, body: ERROR_UPLOAD,
+// anything else ERROR_BAD_PARAMETERS) with the field and problem as its
+// text. Any other error is CodeInternal; nil is nil.
+func ErrorOf(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	var fe *provider.FieldError
+	if !errors.As(err, &fe) {
+		return &Error{Code: CodeInternal}
+	}
+	code := "ERROR_BAD_PARAMETERS"
+	switch fe.Field {
+	case "pageurl":
+		code = "ERROR_PAGEURL"
+	case "googlekey":
+		code = "ERROR_GOOGLEKEY"
+	case "body":
+		code = "ERROR_UPLOAD"
+	case "key":
+		code = "ERROR_WRONG_USER_KEY"
+	}
+	return &Error{Code: code, Text: fe.Field + ": " + fe.Problem}
 }
