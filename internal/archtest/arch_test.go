@@ -59,7 +59,8 @@ var layers = map[string][]string{
 	"persist/persisttest":         {"persist", "states", "transitions"},
 	"persist/pgstore/pgstoretest": {"persist", "persist/pgstore"},
 	"provider":                    {"states", "transitions"},
-	"provider/providersim":        {"provider", "states", "transitions"},
+	"provider/protocol":           {"provider", "states", "transitions"},
+	"provider/providersim":        {"provider", "provider/protocol", "states", "transitions"},
 	"engine":                      {"provider", "fsm", "persist", "states", "transitions"},
 	"metrics":                     {"engine", "provider", "persist", "states", "transitions"},
 	"dashboard":                   {"engine", "metrics", "provider", "fsm", "persist", "states", "transitions"},
@@ -68,6 +69,7 @@ var layers = map[string][]string{
 	"internal/crashtest":          {"provider", "provider/providersim", "fsm", "persist", "states", "transitions"},
 	"internal/fleettest":          {},
 	"internal/archtest":           {},
+	"internal/npmtest":            {},
 	"cmd/captchafsm":              {"internal/cli"},
 }
 
