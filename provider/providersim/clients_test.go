@@ -190,6 +190,13 @@ type pingbacks struct {
 	path []string
 }
 
+// seen returns a copy of what the bot received so far.
+func (p *pingbacks) seen() (got []url.Values, at []time.Time, path []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]url.Values(nil), p.got...), append([]time.Time(nil), p.at...), append([]string(nil), p.path...)
+}
+
 func (p *pingbacks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = r.ParseForm()
 	p.mu.Lock()
@@ -223,15 +230,17 @@ func TestPingback(t *testing.T) {
 		bad := h.mustID(h.in(append(task[:len(task)-1:len(task)-1], cb+"?task=2")...))
 		advance(19 * time.Second)
 		synctest.Wait()
-		assert.Empty(t, bot.got, "nothing before the task ends")
+		got, _, _ := bot.seen()
+		assert.Empty(t, got, "nothing before the task ends")
 		advance(time.Second)
 		synctest.Wait()
-		require.Len(t, bot.got, 2)
-		assert.Equal(t, []string{"POST /captcha/done application/x-www-form-urlencoded", "POST /captcha/done application/x-www-form-urlencoded"}, bot.path)
-		byID := map[string]string{bot.got[0].Get("id"): bot.got[0].Get("code"), bot.got[1].Get("id"): bot.got[1].Get("code")}
+		got, at, path := bot.seen()
+		require.Len(t, got, 2)
+		assert.Equal(t, []string{"POST /captcha/done application/x-www-form-urlencoded", "POST /captcha/done application/x-www-form-urlencoded"}, path)
+		byID := map[string]string{got[0].Get("id"): got[0].Get("code"), got[1].Get("id"): got[1].Get("code")}
 		assert.Equal(t, h.mustID(h.res("action", "get", "id", id)), byID[id], "the token, as a poll gives it")
 		assert.Equal(t, "ERROR_CAPTCHA_UNSOLVABLE", byID[bad])
-		assert.Equal(t, 20*time.Second, bot.at[0].Sub(start))
+		assert.Equal(t, 20*time.Second, at[0].Sub(start))
 		assert.Equal(t, 2, h.sim.Ledger().Pingbacks)
 
 		// Close drops pingbacks not yet due.
@@ -242,7 +251,8 @@ func TestPingback(t *testing.T) {
 		h.sim.Close()
 		advance(time.Minute)
 		synctest.Wait()
-		assert.Len(t, bot.got, 2)
+		got, _, _ = bot.seen()
+		assert.Len(t, got, 2)
 	})
 }
 
