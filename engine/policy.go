@@ -45,6 +45,17 @@ type Policy struct {
 	SubmitRate float64
 	// RetryDelays overrides the catalogue's retry delay per code.
 	RetryDelays map[string]time.Duration
+	// MaxInFlight bounds the tasks submitted and not yet answered at the
+	// provider (0: no bound). Plans sold by concurrent threads answer
+	// ERROR_ZERO_BALANCE to a submit beyond them: set it to the plan's
+	// threads and the rest wait, durable, in Submitting.
+	MaxInFlight int
+	// AccountProbeInterval is how often an open account breaker checks the
+	// account with a free getbalance request and, when it is usable again,
+	// releases the parked tasks itself (default 60s, the provider's advised
+	// wait after ERROR_ZERO_BALANCE; negative: no probing, a person's
+	// account-fixed only).
+	AccountProbeInterval time.Duration
 }
 
 // DefaultPolicy returns the defaults: the error guide's figures.
@@ -65,6 +76,7 @@ func DefaultPolicy() Policy {
 			"ERROR_NO_SLOT_AVAILABLE": 5 * time.Second,
 			"MAX_USER_TURN":           10 * time.Second,
 		},
+		AccountProbeInterval: time.Minute,
 	}
 }
 
@@ -83,6 +95,7 @@ func (p Policy) WithDefaults() Policy {
 	setD(&p.BackoffBase, d.BackoffBase)
 	setD(&p.BackoffMax, d.BackoffMax)
 	setD(&p.RequestTimeout, d.RequestTimeout)
+	setD(&p.AccountProbeInterval, d.AccountProbeInterval)
 	if p.MaxRetries == 0 {
 		p.MaxRetries = d.MaxRetries
 	}
@@ -104,6 +117,18 @@ func (p Policy) WithDefaults() Policy {
 	}
 	p.RetryDelays = merged
 	return p
+}
+
+// Limits returns p's figures as the decision table reads them
+// (transitions.Decide).
+func (p Policy) Limits() transitions.Limits {
+	return transitions.Limits{
+		MaxRetries: p.MaxRetries, MaxResubmits: p.MaxResubmits,
+		FirstPollDelay: p.FirstPollDelay, FirstPollDelayToken: p.FirstPollDelayToken,
+		PollInterval: p.PollInterval, PollTimeout: p.PollTimeout,
+		BackoffBase: p.BackoffBase, BackoffMax: p.BackoffMax,
+		RetryDelays: p.RetryDelays,
+	}
 }
 
 // Validate reports the first field with a bad value, naming its policy key.
@@ -148,6 +173,12 @@ func (p Policy) Validate() error {
 	if p.MaxResubmits > 100 {
 		return fmt.Errorf("engine: policy: max_resubmits: at most 100 (got %d)", p.MaxResubmits)
 	}
+	if p.MaxInFlight < 0 || p.MaxInFlight > 1_000_000 {
+		return fmt.Errorf("engine: policy: max_in_flight: must be between 0 (no bound) and 1000000 (got %d)", p.MaxInFlight)
+	}
+	if p.AccountProbeInterval > 0 && p.AccountProbeInterval < time.Second {
+		return fmt.Errorf("engine: policy: account_probe_interval: at least 1s, or \"0s\" for no probing (got %s)", p.AccountProbeInterval)
+	}
 	for code, v := range p.RetryDelays {
 		if _, ok := transitions.Lookup(code); !ok {
 			return fmt.Errorf("engine: policy: retry_delays: unknown code %q", code)
@@ -180,7 +211,7 @@ type policyJSON struct {
 func PolicyKeys() []string {
 	return []string{"first_poll_delay", "first_poll_delay_token", "poll_interval", "poll_timeout",
 		"max_retries", "backoff_base", "backoff_max", "max_resubmits", "request_timeout",
-		"concurrency", "submit_rate", "retry_delays"}
+		"concurrency", "submit_rate", "retry_delays", "max_in_flight", "account_probe_interval"}
 }
 
 // ParsePolicy reads a policy file (JSON). Omitted keys keep the defaults;
@@ -277,6 +308,25 @@ func setPolicyKey(p *Policy, key string, v json.RawMessage) error {
 			return fmt.Errorf("engine: policy: submit_rate: want a number above 0 (got %s)", bytes.TrimSpace(v))
 		}
 		p.SubmitRate = f
+	case "max_in_flight":
+		var n int
+		if err := json.Unmarshal(v, &n); err != nil || n < 0 {
+			return fmt.Errorf("engine: policy: max_in_flight: want a whole number, 0 for no bound (got %s)", bytes.TrimSpace(v))
+		}
+		p.MaxInFlight = n
+	case "account_probe_interval":
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return fmt.Errorf("engine: policy: %s: want a duration string such as \"60s\", or \"0s\" for no probing (got %s)", key, bytes.TrimSpace(v))
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			return fmt.Errorf("engine: policy: %s: %q is not a duration (such as \"60s\", or \"0s\" for no probing)", key, s)
+		}
+		if d == 0 {
+			d = -1 // no probing: the struct's zero means the default
+		}
+		p.AccountProbeInterval = d
 	case "retry_delays":
 		var m map[string]string
 		if err := json.Unmarshal(v, &m); err != nil {

@@ -57,10 +57,11 @@ type Task struct {
 	// store uses it to refuse a transition computed from a stale copy.
 	Seq uint64 `json:"seq"`
 	// Intent is set by the store, never by the caller: it is true when the
-	// task's last history record is a transitions.SubmitSending, that is,
-	// when an in.php request may have left without its answer being
-	// recorded. Apply sets it from the record it commits (and ignores the
-	// value it is given); Create sets it false.
+	// task's last history record leaves a submit in doubt
+	// (transitions.InDoubt: a transitions.SubmitSending), that is, when an
+	// in.php request may have left without its answer being recorded.
+	// Apply sets it from the record it commits (and ignores the value it
+	// is given); Create sets it false.
 	Intent bool `json:"intent,omitempty"`
 }
 
@@ -116,8 +117,8 @@ type DueCursor struct {
 	ID string
 }
 
-// DueOptions pages through the active tasks (see Active) by next-action
-// time.
+// DueOptions pages through the active tasks (states.State.Active:
+// Submitting, Backoff, Polling, Resubmitting) by next-action time.
 type DueOptions struct {
 	// After: the zero cursor starts from the first task; otherwise only
 	// tasks strictly after (After.At, After.ID) in the order are returned.
@@ -128,17 +129,6 @@ type DueOptions struct {
 	Until time.Time
 	// Limit caps the number of tasks returned; 0 means no cap.
 	Limit int
-}
-
-// Active reports whether the engine drives a task in state s: Submitting,
-// Backoff, Polling and Resubmitting. Terminal tasks and tasks parked in
-// NeedsAccountFix are not active.
-func Active(s states.State) bool {
-	switch s {
-	case states.Submitting, states.Backoff, states.Polling, states.Resubmitting:
-		return true
-	}
-	return false
 }
 
 // Store keeps tasks and their histories. Every method is safe for
@@ -163,10 +153,10 @@ type Store interface {
 	// Created are kept as created), in one transaction. t.State must equal
 	// rec.To. The stored task must be in rec.From with Seq equal to t.Seq,
 	// else ErrConflict. On success rec.Seq and t.Seq are set to the new
-	// record's sequence and t.Intent to whether rec.Event is
-	// transitions.SubmitSending. The same transaction keeps the due index
-	// (see Due) and LastSubmit. Apply returns only once the commit is
-	// durable; concurrent callers share commits.
+	// record's sequence and t.Intent to transitions.InDoubt(rec.Event).
+	// The same transaction keeps the due index (see Due) and LastSubmit.
+	// Apply returns only once the commit is durable; concurrent callers
+	// share commits.
 	Apply(ctx context.Context, t *Task, rec *Record) error
 
 	// Get returns the task with its Params, or ErrNotFound.
@@ -190,9 +180,9 @@ type Store interface {
 	// opts.States is still passed at most once. fn owns the tasks it gets.
 	Scan(ctx context.Context, opts ListOptions, fn func(*Task) error) error
 	// Due returns up to opts.Limit active tasks (Submitting, Backoff,
-	// Polling, Resubmitting; see Active), without Params, in (NextAt, ID)
-	// order: the earliest next action first, a zero NextAt before all
-	// others, ids breaking ties. It reads an index that every Create and
+	// Polling, Resubmitting: states.State.Active), without Params, in
+	// (NextAt, ID) order: the earliest next action first, a zero NextAt
+	// before all others, ids breaking ties. It reads an index that every Create and
 	// Apply keeps in the same transaction as the task, so a task is
 	// returned exactly when its committed state is active, under its
 	// committed NextAt: a task leaves the index when it settles (terminal

@@ -18,12 +18,8 @@ import (
 	"github.com/captchafsm/captchafsm/states"
 )
 
-// settled reports whether the engine is done with a task: terminal, or
-// parked until a person fixes the account.
-func settled(s states.State) bool { return s.Terminal() || s == states.NeedsAccountFix }
-
 // activeStates are the states an engine drives.
-var activeStates = []states.State{states.Submitting, states.Backoff, states.Polling, states.Resubmitting}
+var activeStates = states.ActiveStates()
 
 // tracker learns, through the engine's OnTransition hook, which tasks
 // settle. The hook only queues; a printer goroutine writes.
@@ -42,7 +38,7 @@ func newTracker() *tracker {
 
 // hook is the engine's OnTransition.
 func (t *tracker) hook(tr engine.Transition) {
-	if settled(tr.Record.To) {
+	if tr.Record.To.Settled() {
 		t.add(tr.Task)
 		return
 	}
@@ -321,7 +317,7 @@ func (b *batch) watch(ctx context.Context, ids []string) error {
 		if err != nil {
 			return err
 		}
-		if settled(t.State) {
+		if t.State.Settled() {
 			t.Params = nil
 			b.tr.add(t)
 		}
@@ -388,7 +384,7 @@ func (b *batch) drive(ctx context.Context) error {
 			if err != nil {
 				continue
 			}
-			if settled(t.State) {
+			if t.State.Settled() {
 				final[t.State]++
 			} else {
 				unsettled++

@@ -42,7 +42,7 @@ func findTask(ctx context.Context, s persist.Store, key string) (*persist.Task, 
 // inFlight reports whether a history ends with the intent to submit: the
 // request may have reached the provider and no answer is recorded.
 func inFlight(h []persist.Record) bool {
-	return len(h) > 0 && h[len(h)-1].Event == transitions.SubmitSending
+	return len(h) > 0 && transitions.InDoubt(h[len(h)-1].Event)
 }
 
 func (a *app) historyCmd() *cobra.Command {
@@ -76,7 +76,7 @@ learnt. Proxy logins and passwords are shown as ***.`,
 			}()
 			// The submit in flight, if any: the task's last record is the
 			// intent to submit and no answer followed.
-			pending := t.Intent && !settled(t.State)
+			pending := t.Intent && !t.State.Settled()
 			if a.json {
 				return historyJSONOut(ctx, store, t, pending, out)
 			}

@@ -50,11 +50,11 @@ func TestUpgradeFinishesOldTasks(t *testing.T) {
 		eng, err := engine.Open(ctx, engine.Config{Store: st, API: simClient(t, sim)})
 		require.NoError(t, err)
 		require.NoError(t, eng.Drain(ctx))
-		// The parked task kept the breaker open: the tasks that were to
-		// submit waited beside it.
-		parked, err := eng.AccountFixed(ctx)
+		// The parked task kept the breaker open (until the engine's own
+		// probe of the account, or a person, closes it): release whatever
+		// is still parked.
+		_, err = eng.AccountFixed(ctx)
 		require.NoError(t, err)
-		assert.GreaterOrEqual(t, parked, 1)
 		require.NoError(t, eng.Drain(ctx))
 		require.NoError(t, eng.Close())
 

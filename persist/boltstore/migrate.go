@@ -10,7 +10,6 @@ import (
 
 	"go.etcd.io/bbolt"
 
-	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/states"
 	"github.com/captchafsm/captchafsm/transitions"
 )
@@ -147,7 +146,7 @@ func migrateChunkTx(tx *bbolt.Tx) (n int, done bool, err error) {
 		}
 		// Puts wait until the cursor is done with the bucket.
 		rewrites = append(rewrites, rewrite{bytes.Clone(k), nv})
-		if persist.Active(t.State) {
+		if t.State.Active() {
 			if err := b.due.Put(dueKey(t.NextAt, t.ID), []byte{}); err != nil {
 				return 0, false, err
 			}
@@ -190,5 +189,5 @@ func lastIsIntent(history *bbolt.Bucket, id string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return rec.Event == transitions.SubmitSending, nil
+	return transitions.InDoubt(rec.Event), nil
 }

@@ -79,7 +79,7 @@ func checkFixture(t *testing.T, s persist.Store) {
 			require.NoError(t, err)
 			assert.Equal(t, want.ID, byRef.ID)
 		}
-		if persist.Active(want.State) {
+		if want.State.Active() {
 			active = append(active, want)
 		}
 		if want.Updated.After(latest) {

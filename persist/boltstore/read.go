@@ -297,7 +297,7 @@ func (s *Store) Due(ctx context.Context, opts persist.DueOptions) ([]*persist.Ta
 			if err != nil {
 				return fmt.Errorf("boltstore: due: the index names a task that cannot be read: %w", err)
 			}
-			if !persist.Active(t.State) || !t.NextAt.Equal(at) {
+			if !t.State.Active() || !t.NextAt.Equal(at) {
 				return fmt.Errorf("boltstore: due: %w", damaged("the index has task %s due at %v, the task is %s due at %v",
 					id, at, t.State, t.NextAt))
 			}

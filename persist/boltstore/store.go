@@ -113,6 +113,8 @@ type Store struct {
 	// arrived wakes the loop while it waits for more requests before a
 	// commit (one token, dropped when one is pending).
 	arrived chan struct{}
+	// reqs recycles Apply's requests (see newApplyReq).
+	reqs sync.Pool
 	// shut mirrors closed for methods that do not take mu.
 	shut atomic.Bool
 

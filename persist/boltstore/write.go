@@ -6,11 +6,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -243,11 +243,11 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 			s.preparing.Add(-1)
 		}
 	}()
-	r := newApplyReq()
+	r := s.newApplyReq()
 	r.task, r.from, r.oldSeq = *t, rec.From, t.Seq
 	r.task.Params = nil
 	r.task.Seq = t.Seq + 1
-	r.task.Intent = rec.Event == transitions.SubmitSending
+	r.task.Intent = transitions.InDoubt(rec.Event)
 	rc := *rec
 	rc.Seq = r.task.Seq
 	if rc.At.IsZero() {
@@ -323,36 +323,39 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 		t.Updated = r.task.Updated
 		t.Intent = r.task.Intent
 	}
-	r.release()
+	s.releaseApplyReq(r)
 	return err
 }
 
-// applyReqs recycles requests, with their channels: a busy engine makes
-// tens of thousands a second.
-var applyReqs = sync.Pool{New: func() any { return &applyReq{done: make(chan error, 1)} }}
-
-func newApplyReq() *applyReq {
-	r := applyReqs.Get().(*applyReq)
+// newApplyReq returns a request from the store's pool, which recycles them
+// with their channels: a busy engine makes tens of thousands a second. The
+// pool is the store's own, not the package's, so that a channel made in a
+// testing/synctest bubble (with the store) stays in it.
+func (s *Store) newApplyReq() *applyReq {
+	r, _ := s.reqs.Get().(*applyReq)
+	if r == nil {
+		r = &applyReq{done: make(chan error, 1)}
+	}
 	r.state.Store(reqQueued)
 	return r
 }
 
-// release returns r to the pool once its caller has its outcome: the loop
-// sent it as its last use of r.
-func (r *applyReq) release() {
+// releaseApplyReq returns r to the pool once its caller has its outcome:
+// the loop sent it as its last use of r.
+func (s *Store) releaseApplyReq(r *applyReq) {
 	r.task = persist.Task{}
 	r.from, r.oldSeq, r.oldNext = "", 0, time.Time{}
 	r.stored, r.rec, r.taskVal = nil, nil, nil
 	r.submitAt, r.trusted = time.Time{}, false
 	r.histKey, r.stateDel, r.statePut, r.dueDel, r.duePut = nil, nil, nil, nil, nil
 	r.err = nil
-	applyReqs.Put(r)
+	s.reqs.Put(r)
 }
 
 // keys computes the keys r's commit writes, in one allocation.
 func (r *applyReq) keys() {
 	id, to := r.task.ID, r.task.State
-	wasDue, isDue := persist.Active(r.from), persist.Active(to)
+	wasDue, isDue := r.from.Active(), to.Active()
 	same := wasDue && isDue && r.oldNext.Equal(r.task.NextAt)
 	size := len(id) + 9
 	if to != r.from {
@@ -389,12 +392,16 @@ func (r *applyReq) keys() {
 	}
 }
 
-// How long the group-commit loop lets callers catch up before a commit:
-// while a caller may be about to queue, it waits for the next request at
-// most idleWait, and for all of them at most maxWait.
+// How the group-commit loop lets callers catch up before a commit (see
+// gather): it waits for a request being prepared at most idleWait (a
+// safety net: the request arrives in microseconds, or its caller failed),
+// yields at most idleYields times in a row while no request arrives, and
+// gathers for at most maxWait (and maxRounds rounds) in all.
 const (
-	idleWait = 250 * time.Microsecond
-	maxWait  = 10 * time.Millisecond
+	idleWait   = 250 * time.Microsecond
+	maxWait    = 10 * time.Millisecond
+	idleYields = 64
+	maxRounds  = 1 << 14
 )
 
 // runnableMetric counts the goroutines waiting for a CPU (Go 1.26).
@@ -418,6 +425,57 @@ func (s *Store) queued() int {
 	return len(s.queue)
 }
 
+// gather lets the callers that are about to queue a request do so before
+// the loop takes the queue, so that they share the commit instead of
+// waiting for the next; a lone caller's request is committed at once
+// (bbolt's Batch makes it wait 10 ms). last is the size of the last batch.
+//
+// While a caller is preparing its request (encoding it, checking it
+// against the committed task), or while more requests have come than the
+// last commit took (a burst: its callers may be held up a moment, by the
+// garbage collector for one), the loop waits, parked, for the next
+// request, at most idleWait: parked, so that its CPU runs the callers.
+// Else, while any goroutine of the process waits to run (it may be a
+// caller that has not reached Apply yet), it yields, until the queue has
+// not grown for idleYields yields; with nothing runnable it stops at once.
+// It sleeps on a timer only while requests are arriving, so that in a
+// testing/synctest bubble a lone caller's commit takes no virtual time.
+func (s *Store) gather(sample []metrics.Sample, idle *time.Timer, last int) {
+	deadline := time.Now().Add(maxWait)
+	n, still := s.queued(), 0
+	for range maxRounds {
+		if !time.Now().Before(deadline) {
+			return
+		}
+		if s.preparing.Load() > 0 || (n > last && n > 1) {
+			// A request is on its way, or more requests than the last
+			// commit took have come: a burst, whose callers may be held
+			// up a moment (by the garbage collector, for one). Wait,
+			// parked, for the next.
+			idle.Reset(idleWait)
+			select {
+			case <-s.arrived:
+				idle.Stop() // since Go 1.23 no stale tick is left behind
+			case <-idle.C:
+				if s.preparing.Load() == 0 && s.queued() == n {
+					return // none for idleWait
+				}
+			}
+			n, still = s.queued(), 0
+			continue
+		}
+		if runnable(sample) == 0 {
+			return
+		}
+		if q := s.queued(); q != n {
+			n, still = q, 0
+		} else if still++; still >= idleYields {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
 // loop is the group-commit goroutine: it takes all queued requests at once
 // and commits them in one transaction, never waiting for more to arrive.
 func (s *Store) loop() {
@@ -427,37 +485,14 @@ func (s *Store) loop() {
 	sample := []metrics.Sample{{Name: runnableMetric}}
 	idle := time.NewTimer(time.Hour)
 	idle.Stop()
+	last := 0 // the size of the last batch
 	for {
 		s.mu.Lock()
 		for len(s.queue) == 0 && !s.closed {
 			s.cond.Wait()
 		}
 		s.mu.Unlock()
-		// Callers that are runnable (just answered, or just arrived) are
-		// about to queue: let them, so that they share this commit
-		// instead of waiting for the next. While an Apply is being
-		// prepared, or any goroutine waits to run, the loop waits for the
-		// next request, parked (so that its CPU runs the callers), for at
-		// most idleWait, and for all at most maxWait. With nothing else to
-		// run (a lone caller) it commits at once: bbolt's Batch makes a
-		// lone caller wait 10 ms.
-		deadline := time.Now().Add(maxWait)
-		for s.preparing.Load() > 0 || runnable(sample) > 0 {
-			wait := min(idleWait, time.Until(deadline))
-			if wait <= 0 {
-				break
-			}
-			idle.Reset(wait)
-			select {
-			case <-s.arrived:
-				idle.Stop() // since Go 1.23 no stale tick is left behind
-				continue
-			case <-idle.C:
-			}
-			if s.preparing.Load() == 0 {
-				break // nothing arrived for idleWait: not callers
-			}
-		}
+		s.gather(sample, idle, last)
 		s.mu.Lock()
 		for len(s.queue) == 0 && !s.closed {
 			s.cond.Wait()
@@ -473,6 +508,7 @@ func (s *Store) loop() {
 		}
 		batch, s.queue = s.queue, batch[:0]
 		s.mu.Unlock()
+		last = len(batch)
 		s.commit(batch)
 		clear(batch)
 	}
@@ -703,4 +739,3 @@ func raiseLastSubmit(meta *bbolt.Bucket, at time.Time) error {
 	}
 	return meta.Put(keyLastSubmit, timeKey(at))
 }
-

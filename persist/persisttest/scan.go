@@ -260,7 +260,7 @@ func dueIDs(t *testing.T, s persist.Store, opts persist.DueOptions) []string {
 	ids := []string{}
 	for _, task := range got {
 		assert.Nil(t, task.Params, "Due returned params")
-		assert.True(t, persist.Active(task.State), "Due returned a %s task", task.State)
+		assert.True(t, task.State.Active(), "Due returned a %s task", task.State)
 		ids = append(ids, task.ID)
 	}
 	return ids

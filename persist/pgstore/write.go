@@ -155,7 +155,7 @@ WITH u AS (
     UPDATE tasks SET state = $5, code = $6, submits = $7, retries = $8, resubmits = $9, polls = $10,
         provider_id = $11, next_at = $12, next_at_ns = $13, poll_since = $14, poll_since_ns = $15,
         token = $16, cost = $17, updated = $18, updated_ns = $19, seq = seq + 1,
-        intent = $22::text = 'submit_sending'
+        intent = $22::text = 'submit_sending' -- transitions.InDoubt
     WHERE id = $1 AND state = $2 AND seq = $3 AND ($4 = '' OR owner = '' OR owner = $4)
     RETURNING id, seq, owner, lease_until, lease_until_ns
 ), h AS (
@@ -239,7 +239,7 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 	}
 	t.Seq, rec.Seq = uint64(seq), uint64(seq)
 	rec.At, t.Updated = at, updatedT
-	t.Intent = rec.Event == transitions.SubmitSending
+	t.Intent = transitions.InDoubt(rec.Event)
 	t.Owner, t.LeaseUntil = owner, joinTime(lease, leaseNs)
 	return nil
 }
