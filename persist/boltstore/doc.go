@@ -36,12 +36,17 @@
 // goroutine then takes every queued Apply, checks that each task is still
 // the one its caller read, and commits them all in one transaction, so a
 // thousand concurrent transitions cost a few fsyncs, not a thousand. Before
-// it takes a batch the goroutine yields while callers are still arriving,
-// but it never sleeps: a lone caller does not wait for company (bbolt's own
-// Batch waits up to 10 ms for it). The loop remembers the tasks it wrote
-// last, until they end, so the next transition of a task in flight needs
-// no read. One transition writes its record and task and, when they change,
-// its by-state and due index entries and LastSubmit.
+// it takes a batch the goroutine lets the callers on their way catch up:
+// it waits while a request is being prepared or a burst is arriving, and
+// yields while other goroutines are runnable (the runtime counts them for
+// it), but with nothing else to run it commits at once: a lone caller does
+// not wait for company (bbolt's own Batch waits up to 10 ms for it). The
+// loop remembers the tasks it wrote last, until they end, so the next
+// transition of a task in flight needs no read, and no check when the
+// stored value is the one it wrote. The requests of a batch are written
+// bucket by bucket in key order. One transition writes its record and task
+// and, when they change, its by-state and due index entries and
+// LastSubmit.
 //
 // # Caveats
 //

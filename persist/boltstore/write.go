@@ -476,8 +476,9 @@ func (s *Store) gather(sample []metrics.Sample, idle *time.Timer, last int) {
 	}
 }
 
-// loop is the group-commit goroutine: it takes all queued requests at once
-// and commits them in one transaction, never waiting for more to arrive.
+// loop is the group-commit goroutine: it lets the callers on their way
+// catch up (gather), then takes all queued requests at once and commits
+// them in one transaction.
 func (s *Store) loop() {
 	defer close(s.loopDone)
 	debug.SetPanicOnFault(true)
