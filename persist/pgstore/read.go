@@ -143,15 +143,21 @@ func (s *Store) scan(ctx context.Context, op string, opts persist.ListOptions, f
 }
 
 // dueSQL reads active tasks in exact (NextAt, ID) order through the index
-// tasks_due; $2..$4 are the cursor (a zero NextAt is -infinity), $5 and $6
-// the bound, $7 whether the cursor applies.
+// tasks_due: a zero NextAt (NULL) is -infinity. The cursor and the bound
+// are index conditions of their own variant of the statement (an OR on a
+// parameter would make a generic plan filter every row from the start).
 const dueSQL = `
 SELECT ` + taskCols + ` FROM tasks t
-WHERE t.state IN ('Submitting', 'Backoff', 'Polling', 'Resubmitting')
-    AND (NOT $7 OR (COALESCE(t.next_at, '-infinity'::timestamptz), t.next_at_ns, t.id) > ($2::timestamptz, $3::smallint, $4::text))
-    AND ($5::timestamptz IS NULL OR (COALESCE(t.next_at, '-infinity'::timestamptz), t.next_at_ns) <= ($5::timestamptz, $6::smallint))
+WHERE t.state IN ('Submitting', 'Backoff', 'Polling', 'Resubmitting')%s
 ORDER BY COALESCE(t.next_at, '-infinity'::timestamptz), t.next_at_ns, t.id
 LIMIT $1`
+
+const (
+	dueAfter = `
+    AND (COALESCE(t.next_at, '-infinity'::timestamptz), t.next_at_ns, t.id) > ($%d::timestamptz, $%d::smallint, $%d::text)`
+	dueUntil = `
+    AND (COALESCE(t.next_at, '-infinity'::timestamptz), t.next_at_ns) <= ($%d::timestamptz, $%d::smallint)`
+)
 
 // Due returns active tasks without Params in (NextAt, ID) order, in one
 // query; see persist.Store.
@@ -167,17 +173,22 @@ func (s *Store) Due(ctx context.Context, opts persist.DueOptions) ([]*persist.Ta
 		n := int64(opts.Limit)
 		limit = &n
 	}
-	cursor := opts.After != (persist.DueCursor{})
-	if cursor && opts.After.ID != "" && checkKey("id", opts.After.ID) != nil {
-		return nil, fmt.Errorf("pgstore: due: DueOptions.After.ID %q is not an id", opts.After.ID)
+	args := []any{limit}
+	var where string
+	if opts.After != (persist.DueCursor{}) {
+		if checkKey("id", opts.After.ID) != nil {
+			return nil, fmt.Errorf("pgstore: due: DueOptions.After.ID %q is not an id", opts.After.ID)
+		}
+		at, ns := dueTime(opts.After.At)
+		args = append(args, at, ns, opts.After.ID)
+		where += fmt.Sprintf(dueAfter, len(args)-2, len(args)-1, len(args))
 	}
-	at, atNs := dueTime(opts.After.At)
-	var until any
-	untilNs := int16(0)
 	if !opts.Until.IsZero() {
-		until, untilNs = dueTime(opts.Until)
+		at, ns := dueTime(opts.Until)
+		args = append(args, at, ns)
+		where += fmt.Sprintf(dueUntil, len(args)-1, len(args))
 	}
-	rows, err := s.pool.Query(ctx, dueSQL, limit, at, atNs, opts.After.ID, until, untilNs, cursor)
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(dueSQL, where), args...)
 	if err != nil {
 		return nil, s.fail(ctx, "due", err)
 	}
