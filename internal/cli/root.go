@@ -172,7 +172,7 @@ The API key comes from $CAPTCHAFSM_API_KEY or --key-file, never from a flag
 		a.solveCmd(), a.runCmd(), a.resumeCmd(), a.accountFixedCmd(),
 		a.listCmd(), a.historyCmd(), a.replayCmd(),
 		a.errorsCmd(), a.diagramCmd(), a.simulateCmd(),
-		a.balanceCmd(), a.reportCmd(), a.pruneCmd(), a.serveCmd(),
+		a.balanceCmd(), a.reportCmd(), a.pruneCmd(), a.serveCmd(), a.gatewayCmd(),
 	)
 	return root
 }
