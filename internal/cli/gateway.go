@@ -162,6 +162,10 @@ func (a *app) gateway(cmd *cobra.Command, o gatewayOptions) error {
 	if err != nil {
 		return err
 	}
+	fp, err := a.failpoint() // test-only: see failpoint.go
+	if err != nil {
+		return err
+	}
 	upKey, _ := a.apiKey() // checked by client()
 	for _, c := range clients {
 		if subtle.ConstantTimeCompare([]byte(strings.ToLower(c.Key)), []byte(strings.ToLower(upKey))) == 1 {
@@ -194,7 +198,7 @@ func (a *app) gateway(cmd *cobra.Command, o gatewayOptions) error {
 	m.Registry().MustRegister(gm, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gw, err := gateway.Open(ctx, gateway.Config{
-		Engine: engine.Config{Store: store, API: m.InstrumentAPI(client), Policy: pol,
+		Engine: engine.Config{Store: fp.store(store), API: m.InstrumentAPI(fp.api(client)), Policy: pol,
 			Logger: log, OnTransition: m.Observe},
 		Clients:       clients,
 		Upstream:      client,
