@@ -314,7 +314,7 @@ func TestCrashRestart(t *testing.T) {
 		"in_php_lost_to_the_kill": inLost, "polls_refused_while_down": pollErrors,
 		"charged": report.Charged, "orphaned": report.Orphaned, "possibly_charged": report.PossiblyCharged,
 		"submits_at_kills": []int{atFirstKill.Requests[providersim.KindSubmit], atSecondKill.Requests[providersim.KindSubmit]},
-		"submits": led.Requests[providersim.KindSubmit], "res_php_upstream": led.Requests[providersim.KindPoll], "bans": led.Bans,
+		"submits":          led.Requests[providersim.KindSubmit], "res_php_upstream": led.Requests[providersim.KindPoll], "bans": led.Bans,
 	}
 	b, _ := json.Marshal(figures)
 	t.Logf("gateway-crash-figures: %s", b)
