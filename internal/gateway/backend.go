@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/captchafsm/captchafsm/engine"
@@ -65,7 +66,7 @@ func (b backend) Submit(ctx context.Context, r *protocol.Request, t protocol.Tas
 	// does not reach the store.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.opTimout)
 	defer cancel()
-	req := engine.Request{Method: t.Method, Params: t.Params}
+	req := engine.Request{Method: t.Method, Params: normalize(t.Params)}
 	for range refTries {
 		id := g.ids.next()
 		k := key{r.Client, id}
@@ -259,4 +260,25 @@ func (g *Gateway) observe(tr engine.Transition) {
 		}
 		g.pings.send(client, id, after.pingback, answer)
 	}
+}
+
+// normalize writes the values the provider takes in more than one
+// spelling the one way the engine's validation (provider.Validate) takes
+// them, so that what the provider accepts the gateway accepts: the flags
+// invisible and enterprise as 0 or 1 (the community `2captcha` client
+// sends invisible=false), proxytype in upper case.
+func normalize(p map[string]string) map[string]string {
+	for _, flag := range []string{"invisible", "enterprise"} {
+		switch v, ok := p[flag]; {
+		case !ok:
+		case strings.EqualFold(v, "true"):
+			p[flag] = "1"
+		case strings.EqualFold(v, "false"), v == "":
+			p[flag] = "0"
+		}
+	}
+	if v, ok := p["proxytype"]; ok {
+		p["proxytype"] = strings.ToUpper(v)
+	}
+	return p
 }

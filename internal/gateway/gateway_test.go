@@ -99,7 +99,16 @@ func TestBadInputCreatesNothing(t *testing.T) {
 		list, err := w.store.List(context.Background(), persist.ListOptions{})
 		require.NoError(t, err)
 		assert.Empty(t, list, "no bad task is stored")
+
 		assert.Zero(t, w.sim.Ledger().Requests[providersim.KindSubmit], "no bad task is sent")
+
+		// What the provider takes in other spellings, the gateway takes too:
+		// the community client's invisible=false, a lower-case proxytype.
+		id := mustID(t, w.in(aliceKey, "method", "userrecaptcha", "googlekey", "6Le-wvkSAAAAAPBMRTvw0Q4Muexq9bi0DJwx_mJ-",
+			"pageurl", "https://a.example", "invisible", "false", "proxy", "u:p@10.0.0.1:3128", "proxytype", "http"))
+		tk := w.task("alice", id)
+		assert.Equal(t, "0", tk.Params["invisible"])
+		assert.Equal(t, "HTTP", tk.Params["proxytype"])
 	})
 }
 
