@@ -197,12 +197,16 @@ func (a *app) gateway(cmd *cobra.Command, o gatewayOptions) error {
 	gm := metrics.NewGateway(nil)
 	m.Registry().MustRegister(gm, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	dedupWindow := o.dedupWindow
+	if dedupWindow == 0 {
+		dedupWindow = -1 // the flag's 0 is "never"; the Config's is the default
+	}
 	gw, err := gateway.Open(ctx, gateway.Config{
 		Engine: engine.Config{Store: fp.store(store), API: m.InstrumentAPI(fp.api(client)), Policy: pol,
 			Logger: log, OnTransition: m.Observe},
 		Clients:       clients,
 		Upstream:      client,
-		DedupWindow:   o.dedupWindow,
+		DedupWindow:   dedupWindow,
 		BalanceTTL:    o.balanceTTL,
 		PingbackHosts: o.pingbackHosts,
 		Observer:      gm,

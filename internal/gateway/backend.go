@@ -60,6 +60,11 @@ func (b backend) Submit(ctx context.Context, r *protocol.Request, t protocol.Tas
 			return a.id, nil
 		}
 		dl.a = a
+		if a == nil && ctx.Err() != nil {
+			// The client gave up while its first try was being answered:
+			// nothing is created for an answer no one will read.
+			return 0, protocol.Errorf(protocol.CodeInternal, "the request was cancelled")
+		}
 	}
 	// The task is created whatever becomes of the client's connection, so
 	// that a retry of a lost answer finds it: the request's cancellation

@@ -41,7 +41,8 @@ type view struct {
 
 	mu      sync.Mutex
 	m       map[key]*entry
-	settled []settledAt // in the order tasks settled, for eviction
+	settled []settledAt // in the order tasks settled, for eviction; settled[head:] are live
+	head    int
 }
 
 type settledAt struct {
@@ -132,9 +133,8 @@ func (v *view) update(k key, f func(*entry)) bool {
 // evictLocked forgets tasks settled more than retain ago (a task that
 // moved on since, such as a parked one released, stays).
 func (v *view) evictLocked(now time.Time) {
-	i := 0
-	for ; i < len(v.settled); i++ {
-		s := v.settled[i]
+	for ; v.head < len(v.settled); v.head++ {
+		s := v.settled[v.head]
 		if now.Sub(s.at) < v.retain {
 			break
 		}
@@ -142,8 +142,11 @@ func (v *view) evictLocked(now time.Time) {
 			delete(v.m, s.k)
 		}
 	}
-	if i > 0 {
-		v.settled = append(v.settled[:0:0], v.settled[i:]...)
+	// Compact once the evicted prefix is the larger half: amortised O(1).
+	if v.head > 0 && v.head >= len(v.settled)/2 {
+		n := copy(v.settled, v.settled[v.head:])
+		clear(v.settled[n:])
+		v.settled, v.head = v.settled[:n], 0
 	}
 }
 
