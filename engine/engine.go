@@ -51,8 +51,9 @@ type Config struct {
 	OnTransition func(Transition)
 	// PollBatch caps the ids of one batched poll (default 100).
 	PollBatch int
-	// BatchWindow is how far ahead of its due time a task may be polled so
-	// that it joins a batch (default PollInterval/5, at most 1s).
+	// BatchWindow is how long a task due to be polled waits for others to
+	// fall due and join its batch (default PollInterval/5, at most 1s). No
+	// task is polled before its due time.
 	BatchWindow time.Duration
 	// Owner names this engine in leases when the store is shared
 	// (persist.Leaser); default host/pid/random.

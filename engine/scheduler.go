@@ -35,7 +35,7 @@ type scheduler struct {
 	// belong to the store).
 	unparks bool
 	batchN  int           // ids per batched poll
-	window  time.Duration // how early a task may join a batch
+	window  time.Duration // how long a due poll waits for others to join its batch
 	maxJobs int           // jobs handed out per round
 	wake    chan struct{}
 	// maxInFlight bounds the tasks at the provider (Policy.MaxInFlight, 0:
@@ -317,8 +317,11 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 			break
 		}
 	}
-	// Polls, batched: when the first is due, every task due within the
-	// batch window joins it.
+	// Polls, batched: when the first is due, it waits up to the window
+	// for the next ones to fall due and join its batch (a lone task does
+	// not wait), then every task due goes. No task is polled before its
+	// time: the provider penalises polls sooner than its minimum, and the
+	// policy's waits are at least that.
 	if s.pollQ.Len() > 0 {
 		first := s.pollQ[0].cur().NextAt
 		ok, retry := s.lim.pollAllowed(now)
@@ -330,21 +333,34 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 		case !ok:
 			later(retry)
 		default:
-			horizon := now.Add(s.window)
-			var batch []*task
-			for s.pollQ.Len() > 0 && !s.pollQ[0].cur().NextAt.After(horizon) {
-				batch = append(batch, take(&s.pollQ))
-				if len(batch) == s.batchN {
-					jobs = append(jobs, job{kind: jobPoll, tasks: batch})
-					batch = nil
-					if !s.lim.notePoll(now) {
-						break
+			var due []*task
+			for s.pollQ.Len() > 0 && !s.pollQ[0].cur().NextAt.After(now) {
+				due = append(due, take(&s.pollQ))
+			}
+			if s.pollQ.Len() > 0 && len(due) < s.batchN {
+				if at := s.pollQ[0].cur().NextAt; !at.After(first.Add(s.window)) {
+					// The next falls due within the window: wait for it.
+					for _, tk := range due {
+						tk.busy = false
+						tk.q = &s.pollQ
+						heap.Push(&s.pollQ, tk)
 					}
+					later(at)
+					break
 				}
 			}
-			if len(batch) > 0 {
-				jobs = append(jobs, job{kind: jobPoll, tasks: batch})
-				s.lim.notePoll(now)
+			for len(due) > 0 {
+				n := min(len(due), s.batchN)
+				jobs = append(jobs, job{kind: jobPoll, tasks: due[:n:n]})
+				due = due[n:]
+				if !s.lim.notePoll(now) && len(due) > 0 {
+					for _, tk := range due {
+						tk.busy = false
+						tk.q = &s.pollQ
+						heap.Push(&s.pollQ, tk)
+					}
+					break
+				}
 			}
 			if s.pollQ.Len() > 0 {
 				later(s.pollQ[0].cur().NextAt)

@@ -101,6 +101,16 @@ func (e *Engine) runSubmit(tk *task) {
 		}
 		return
 	}
+	// Paced where it leaves: the provider counts arrivals.
+	if err := e.lim.awaitSend(ctx); err != nil {
+		// Not sent: the intent on disk is this engine's own, known unsent.
+		tk.intent = false
+		var p errPaused
+		if errors.As(err, &p) {
+			retryLater(tk, p.until)
+		}
+		return
+	}
 	rctx, cancel := context.WithTimeout(ctx, e.pol.RequestTimeout)
 	pid, err := e.api.Submit(rctx, provider.Request{Method: full.Method, Params: full.Params})
 	cancel()
@@ -131,7 +141,7 @@ func answerInput(err error, submit bool) transitions.Input {
 	var te *provider.TransportError
 	switch {
 	case errors.As(err, &apiErr):
-		in.Code = apiErr.Code
+		in.Code, in.Detail = apiErr.Code, apiErr.ErrorText
 	case errors.As(err, &te):
 		in.Code, in.Detail, in.Charged = transitions.CodeTransport, te.Error(), te.PossiblyCharged
 	case !submit:
