@@ -61,9 +61,11 @@ type Config struct {
 	// LeaseTTL is how long a lease lasts without renewal (default 30s): an
 	// engine that dies is replaced that long after its last renewal.
 	LeaseTTL time.Duration
-	// FetchCost asks the provider for each solved task's price (one get2
-	// request per solve, when API implements CostAPI) and records it in the
-	// task. Batched polls do not carry prices, so it is off by default.
+	// FetchCost records each solved task's price in the task, when API
+	// implements CostAPI. Batched polls carry no price: the engine learns
+	// each method's price from one res.php?action=get2 and reuses it,
+	// asking again every 250 solves of the method or 15 minutes, inside
+	// the res.php budget. Off by default.
 	FetchCost bool
 }
 
@@ -82,8 +84,10 @@ type Engine struct {
 	pol    Policy
 	limits transitions.Limits // pol's figures, as decisions read them
 	log    *slog.Logger
-	coster CostAPI  // nil unless Config.FetchCost
-	fleet  *leasing // nil: this engine owns every task of the store
+	coster CostAPI       // nil unless Config.FetchCost
+	prices prices        // each method's learnt price (Config.FetchCost)
+	fleet  *leasing      // nil: this engine owns every task of the store
+	slots  chan struct{} // one per HTTP request in flight: Policy.Concurrency
 
 	reg   *registry
 	sched *scheduler
@@ -128,7 +132,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		window = min(pol.PollInterval/5, time.Second)
 	}
 	e := &Engine{store: cfg.Store, api: cfg.API, pol: pol, limits: pol.Limits(), log: log,
-		brk: &breaker{}, jobs: make(chan job), done: make(chan struct{})}
+		brk: &breaker{}, jobs: make(chan job), done: make(chan struct{}), slots: make(chan struct{}, pol.Concurrency)}
 	if c, ok := cfg.API.(CostAPI); ok && cfg.FetchCost {
 		e.coster = c
 	}

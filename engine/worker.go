@@ -111,9 +111,11 @@ func (e *Engine) runSubmit(tk *task) {
 		}
 		return
 	}
-	rctx, cancel := context.WithTimeout(ctx, e.pol.RequestTimeout)
-	pid, err := e.api.Submit(rctx, provider.Request{Method: full.Method, Params: full.Params})
-	cancel()
+	var pid string
+	err = e.request(ctx, func(ctx context.Context) (err error) {
+		pid, err = e.api.Submit(ctx, provider.Request{Method: full.Method, Params: full.Params})
+		return err
+	})
 	e.stats.submits.Add(1)
 	if ctx.Err() != nil {
 		return // aborted by Shutdown: resume records it as possibly charged
@@ -195,9 +197,11 @@ func (e *Engine) runPoll(batch []*task) {
 	for i, tk := range batch {
 		ids[i] = tk.cur().ProviderID
 	}
-	rctx, cancel := context.WithTimeout(ctx, e.pol.RequestTimeout)
-	answers, err := e.api.Poll(rctx, ids)
-	cancel()
+	var answers []provider.Answer
+	err := e.request(ctx, func(ctx context.Context) (err error) {
+		answers, err = e.api.Poll(ctx, ids)
+		return err
+	})
 	e.stats.polls.Add(1)
 	if ctx.Err() != nil {
 		for _, tk := range batch {
@@ -221,7 +225,7 @@ func (e *Engine) runPoll(batch []*task) {
 			case answers[i].Token != "":
 				e.stats.answers.Add(1)
 				in = transitions.Input{What: transitions.Token, Token: answers[i].Token,
-					Cost: e.cost(tk.cur().ProviderID), Polled: true}
+					Cost: e.cost(tk.cur().Method, tk.cur().ProviderID), Polled: true}
 			default:
 				e.stats.answers.Add(1)
 				in = transitions.Input{What: transitions.Answer, Code: answers[i].Code, Polled: true}
@@ -235,23 +239,6 @@ func (e *Engine) runPoll(batch []*task) {
 		})
 	}
 	wg.Wait()
-}
-
-// cost asks the provider for a solved task's price when Config.FetchCost is
-// set; "" when unknown. A failure only loses the price, never the token.
-func (e *Engine) cost(pid string) string {
-	if e.coster == nil {
-		return ""
-	}
-	ctx, cancel := context.WithTimeout(e.ctx, e.pol.RequestTimeout)
-	defer cancel()
-	_, cost, err := e.coster.Cost(ctx, pid)
-	e.stats.polls.Add(1)
-	if err != nil {
-		e.log.Warn("cost not fetched", "provider_id", pid, "err", err)
-		return ""
-	}
-	return cost
 }
 
 // release ends its owner's hold on tk: a cancellation asked meanwhile is
