@@ -21,8 +21,9 @@ const (
 // prices holds each method's last known price. It owns its map behind its
 // own lock.
 type prices struct {
-	mu sync.Mutex
-	m  map[string]*price
+	mu       sync.Mutex
+	m        map[string]*price
+	learning map[string]chan struct{} // a look-up in flight, per method
 }
 
 type price struct {
@@ -32,16 +33,43 @@ type price struct {
 }
 
 // known returns method's price when it is fresh at now, counting the solve
-// it prices.
-func (p *prices) known(method string, now time.Time) (string, bool) {
+// it prices. When it is not, ask says whether the caller looks it up (and
+// must call learn or forget); a caller that finds a look-up in flight
+// waits for it.
+func (p *prices) known(method string, now time.Time) (value string, fresh, ask bool) {
+	for {
+		p.mu.Lock()
+		pr := p.m[method]
+		if pr != nil && pr.solves < priceRecheckSolves && now.Sub(pr.at) < priceRecheckAge {
+			pr.solves++
+			p.mu.Unlock()
+			return pr.value, true, false
+		}
+		wait, busy := p.learning[method]
+		if !busy {
+			if p.learning == nil {
+				p.learning = map[string]chan struct{}{}
+			}
+			p.learning[method] = make(chan struct{})
+			p.mu.Unlock()
+			return "", false, true
+		}
+		p.mu.Unlock()
+		<-wait
+		if v := p.stale(method); v != "" {
+			return v, true, false // the look-up it waited for failed: the last price stands
+		}
+	}
+}
+
+// forget ends a look-up of method that learnt nothing.
+func (p *prices) forget(method string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	pr := p.m[method]
-	if pr == nil || pr.solves >= priceRecheckSolves || now.Sub(pr.at) >= priceRecheckAge {
-		return "", false
+	if ch, ok := p.learning[method]; ok {
+		close(ch)
+		delete(p.learning, method)
 	}
-	pr.solves++
-	return pr.value, true
 }
 
 // learn records method's price as of now.
@@ -51,7 +79,11 @@ func (p *prices) learn(method, value string, now time.Time) {
 	if p.m == nil {
 		p.m = map[string]*price{}
 	}
-	p.m[method] = &price{value: value, at: now}
+	p.m[method] = &price{value: value, at: now, solves: 1}
+	if ch, ok := p.learning[method]; ok {
+		close(ch)
+		delete(p.learning, method)
+	}
 }
 
 // stale returns method's last price, fresh or not ("" when never learnt).
@@ -74,10 +106,15 @@ func (e *Engine) cost(method, pid string) string {
 		return ""
 	}
 	now := time.Now()
-	if v, ok := e.prices.known(method, now); ok {
+	v, fresh, ask := e.prices.known(method, now)
+	if fresh {
 		return v
 	}
+	if !ask {
+		return ""
+	}
 	if ok, _ := e.lim.pollAllowed(now); !ok {
+		e.prices.forget(method)
 		return e.prices.stale(method)
 	}
 	e.lim.notePoll(now)
@@ -89,6 +126,7 @@ func (e *Engine) cost(method, pid string) string {
 	e.stats.polls.Add(1)
 	if err != nil {
 		e.log.Warn("cost not fetched", "provider_id", pid, "err", err)
+		e.prices.forget(method)
 		return e.prices.stale(method)
 	}
 	e.prices.learn(method, cost, time.Now())

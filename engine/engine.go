@@ -93,6 +93,7 @@ type Engine struct {
 	sched *scheduler
 	lim   *limiter
 	brk   *breaker
+	unrec *unrecorded // the store breaker
 
 	ctx    context.Context // cancelled to abort requests at shutdown
 	cancel context.CancelFunc
@@ -148,9 +149,10 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		e.fleet.every = min(time.Second, e.fleet.ttl/3)
 	}
 	e.reg = newRegistry(cfg.OnTransition, e.fleet == nil)
+	e.unrec = newUnrecorded(pol.StoreFailureLimit)
 	e.lim = newLimiter(pol.SubmitRate, e.fleet == nil || e.fleet.shared == nil)
 	e.sched = newScheduler(e.lim, e.brk, e.fleet == nil, batchN, window, pol.Concurrency)
-	e.sched.maxInFlight, e.sched.polling = pol.MaxInFlight, e.reg.polling
+	e.sched.maxInFlight, e.sched.polling, e.sched.storeBroken = pol.MaxInFlight, e.reg.polling, e.unrec.open
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if e.fleet != nil {
 		e.wg.Add(1)
@@ -221,7 +223,7 @@ func (e *Engine) Stats() Stats {
 		Transitions: s.transitions.Load(), SubmitRequests: s.submits.Load(), PollRequests: s.polls.Load(),
 		PolledAnswers: s.answers.Load(), Retries: s.retries.Load(), Resubmits: s.resubmits.Load(),
 		BansWaited: s.bans.Load(), BreakerTrips: s.trips.Load(), PossiblyCharged: s.charged.Load(),
-		StoreErrors: s.storeErr.Load(), AccountProbes: s.probes.Load(),
+		StoreErrors: s.storeErr.Load(), AccountProbes: s.probes.Load(), Unrecorded: int64(e.unrec.count()),
 	}
 }
 
@@ -232,7 +234,10 @@ func (e *Engine) Close() error { return e.Shutdown(context.Background()) }
 
 // Shutdown is Close with a deadline: when ctx is done before the requests in
 // flight complete, they are aborted (a submit aborted that way is recorded
-// as possibly charged when the task resumes).
+// as possibly charged when the task resumes). In.php answers the store has
+// not recorded are tried once more; those it still cannot record are
+// named in a *StoreFailureError (errors.Is ErrUnrecorded): their tasks are
+// recorded as possibly charged when they resume.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	first := false
 	e.once.Do(func() {
@@ -253,9 +258,30 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 	}
 	e.cancel()
+	e.recordHeld()
 	e.releaseLeases()
 	e.reg.wakeAll()
+	if r := e.unrec.report(); r != nil {
+		e.log.Error("stopped with in.php answers not recorded: their tasks will be recorded as possibly charged", "err", r)
+		return errors.Join(err, r)
+	}
 	return err
+}
+
+// recordHeld tries once more to commit the in.php answers held in memory,
+// at shutdown, when no worker owns a task any more.
+func (e *Engine) recordHeld() {
+	for _, tk := range e.reg.all() {
+		if tk.pending == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), e.pol.RequestTimeout)
+		if e.commit(ctx, tk, *tk.pending) == nil {
+			tk.pending = nil
+			e.unrec.drop(tk.cur().ID)
+		}
+		cancel()
+	}
 }
 
 func (e *Engine) isClosed() bool {

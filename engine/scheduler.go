@@ -43,6 +43,9 @@ type scheduler struct {
 	// submit.
 	maxInFlight int
 	polling     func() int
+	// storeBroken reports the store breaker: while it is open only tasks
+	// holding an unrecorded answer are handed out (to record it).
+	storeBroken func() bool
 
 	mu      sync.Mutex
 	submitQ taskHeap
@@ -256,6 +259,7 @@ func (s *scheduler) run(jobs chan<- job, done <-chan struct{}) {
 // time at which more work falls due (zero: none queued).
 func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 	breakerOpen := s.brk.isOpen()
+	storeBroken := s.storeBroken != nil && s.storeBroken()
 	submitUntil, pollUntil := s.lim.pauses()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -272,9 +276,7 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 		tk.busy = true
 		return tk
 	}
-	// Submits. With the breaker open every waiting task is handed out at
-	// once, to be parked, but for those whose last step failed to commit
-	// (held a moment).
+	// Submits, in order of next-action time.
 	var held []*task
 	defer func() {
 		for _, tk := range held {
@@ -284,30 +286,44 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 	}()
 	for s.submitQ.Len() > 0 {
 		tk := s.submitQ[0]
-		if breakerOpen && tk.hold.After(now) {
-			held = append(held, heap.Pop(&s.submitQ).(*task))
-			later(tk.hold)
-			continue
-		}
-		if !breakerOpen {
-			if now.Before(submitUntil) {
-				later(submitUntil)
-				break
+		if breakerOpen {
+			// Handed out at once, to be parked, but for a task whose
+			// last step failed to commit (held a moment).
+			if tk.hold.After(now) {
+				held = append(held, heap.Pop(&s.submitQ).(*task))
+				later(tk.hold)
+				continue
 			}
+		} else {
 			if at := tk.cur().NextAt; at.After(now) {
 				later(at)
 				break
 			}
-			if s.atCapacityLocked() {
-				break // a task leaving Polling kicks the loop
-			}
-			if d := s.lim.submitDelay(now); d > 0 {
-				later(now.Add(d))
-				break
+			// A task holding an unrecorded answer sends nothing: it only
+			// records the answer, whatever paces the sends.
+			if tk.pending == nil {
+				if storeBroken {
+					// New money waits for the store; looked at again
+					// each second.
+					held = append(held, heap.Pop(&s.submitQ).(*task))
+					later(now.Add(time.Second))
+					continue
+				}
+				if now.Before(submitUntil) {
+					later(submitUntil)
+					break
+				}
+				if s.atCapacityLocked() {
+					break // a task leaving Polling kicks the loop
+				}
+				if d := s.lim.submitDelay(now); d > 0 {
+					later(now.Add(d))
+					break
+				}
 			}
 		}
 		tk = take(&s.submitQ)
-		if !breakerOpen {
+		if !breakerOpen && tk.pending == nil {
 			tk.sending = true
 			s.sending++
 		}

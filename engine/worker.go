@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -101,6 +102,13 @@ func (e *Engine) runSubmit(tk *task) {
 		}
 		return
 	}
+	// The store breaker: an answer already paid for is not on disk yet.
+	// Spending more waits for the store.
+	if e.unrec.open() {
+		tk.intent = false
+		again()
+		return
+	}
 	// Paced where it leaves: the provider counts arrivals.
 	if err := e.lim.awaitSend(ctx); err != nil {
 		// Not sent: the intent on disk is this engine's own, known unsent.
@@ -159,22 +167,38 @@ func answerInput(err error, submit bool) transitions.Input {
 // commitOutcome commits the move an in.php answer calls for. Should the
 // commit fail, the task keeps the decision and its next try commits it
 // again: an accepted submit is not resent (and paid twice), a permanent
-// error is not sent again, a backoff keeps its count.
+// error is not sent again, a backoff keeps its count. Meanwhile the store
+// breaker holds every new in.php request back.
 func (e *Engine) commitOutcome(tk *task, d transitions.Decision) {
 	tk.pending = &d
-	if e.commitOrRetry(tk, d) {
+	err := e.commitOrRetry(tk, d)
+	if err == nil {
 		tk.pending = nil
+		e.unrec.drop(tk.cur().ID)
+		return
+	}
+	pid := d.ProviderID
+	if pid == "" {
+		pid = tk.cur().ProviderID
+	}
+	u := Unrecorded{TaskID: tk.cur().ID, ProviderID: pid, Event: d.Event}
+	if e.unrec.hold(u, err) {
+		e.log.Error("store failing: in.php answers not recorded; no new in.php request until they are",
+			"unrecorded", e.unrec.count(), keyTask, u.TaskID, "provider_id", pid, keyEvent, d.Event, "err", err)
 	}
 }
 
 // commitOrRetry is commit with the store failure handled: the step stops,
-// the task keeps its state and is tried again shortly.
-func (e *Engine) commitOrRetry(tk *task, d transitions.Decision) bool {
+// the task keeps its state and is tried again after a backoff that grows
+// with its failed commits (1 s to 30 s).
+func (e *Engine) commitOrRetry(tk *task, d transitions.Decision) error {
 	if err := e.commit(e.ctx, tk, d); err != nil {
-		retryLater(tk, time.Now().Add(time.Second))
-		return false
+		tk.failures++
+		retryLater(tk, time.Now().Add(transitions.Backoff(time.Second, 30*time.Second, tk.failures, rand.Float64())))
+		return err
 	}
-	return true
+	tk.failures = 0
+	return nil
 }
 
 // runPoll asks res.php for a batch of tasks and commits each answer.
@@ -235,7 +259,7 @@ func (e *Engine) runPoll(batch []*task) {
 				retryLater(tk, time.Now().Add(time.Second))
 				return
 			}
-			e.commitOrRetry(tk, d)
+			_ = e.commitOrRetry(tk, d)
 		})
 	}
 	wg.Wait()
