@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/captchafsm/captchafsm/transitions"
@@ -71,6 +72,7 @@ func (e *StoreFailureError) Unwrap() error { return e.Err }
 // behind its own lock.
 type unrecorded struct {
 	limit time.Duration
+	n     atomic.Int32 // len(held), read without the lock on every commit
 
 	mu      sync.Mutex
 	held    map[string]Unrecorded
@@ -97,6 +99,7 @@ func (r *unrecorded) hold(u Unrecorded, err error) (logNow bool) {
 		u.Since = now
 	}
 	r.held[u.TaskID] = u
+	r.n.Store(int32(len(r.held)))
 	r.lastErr = err
 	if r.since.IsZero() {
 		r.since = now
@@ -113,12 +116,16 @@ func (r *unrecorded) hold(u Unrecorded, err error) (logNow bool) {
 // drop forgets the answer of task id, now recorded; the outage ends with
 // the last one.
 func (r *unrecorded) drop(id string) {
+	if r.n.Load() == 0 {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.held[id]; !ok {
 		return
 	}
 	delete(r.held, id)
+	r.n.Store(int32(len(r.held)))
 	if len(r.held) == 0 {
 		r.since, r.loud = time.Time{}, time.Time{}
 		if r.timer != nil {
@@ -141,18 +148,10 @@ func (r *unrecorded) expire(start time.Time) {
 }
 
 // open reports whether an answer is held: no new in.php may leave.
-func (r *unrecorded) open() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.held) > 0
-}
+func (r *unrecorded) open() bool { return r.n.Load() > 0 }
 
 // count is how many answers are held.
-func (r *unrecorded) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.held)
-}
+func (r *unrecorded) count() int { return int(r.n.Load()) }
 
 // report returns the held answers as an error, nil when none is held.
 func (r *unrecorded) report() *StoreFailureError {

@@ -177,6 +177,9 @@ func (e *Engine) commitOutcome(tk *task, d transitions.Decision) {
 		e.unrec.drop(tk.cur().ID)
 		return
 	}
+	if tk.pending == nil {
+		return // found on disk after all (a commit reported failed but written)
+	}
 	pid := d.ProviderID
 	if pid == "" {
 		pid = tk.cur().ProviderID

@@ -138,7 +138,10 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // in flight when the disk filled. Once there is space, resume finishes
 // every task: the paid answers that were not recorded are at most
 // concurrency, and each is recorded as possibly charged (issue 11, point
-// 1). It needs root (mount).
+// 1). bbolt reuses the pages its file holds, so on the full disk some
+// commits still succeed: in.php goes on while every paid answer can be
+// recorded, and stops at the first that cannot (TestStoreBreaker pins that
+// bound in virtual time). It needs root (mount).
 func TestDiskFullThroughCLI(t *testing.T) {
 	t.Parallel()
 	const concurrency = 8
@@ -179,7 +182,6 @@ func TestDiskFullThroughCLI(t *testing.T) {
 			sent := sim.Ledger().Requests[providersim.KindSubmit] - atFault
 			stderr := run.stderr.String()
 			assert.Equal(t, tc.exit, code, "stderr: %s", stderr)
-			assert.LessOrEqual(t, sent, concurrency, "no new in.php once an answer could not be recorded")
 			assert.Contains(t, stderr, "no space left on device", "the outage is said on stderr")
 			if strings.Contains(stderr, "paid") {
 				assert.Contains(t, stderr, "possibly charged")
