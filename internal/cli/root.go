@@ -27,6 +27,10 @@ const (
 	ExitFailed = 2
 	// ExitNeedsAccountFix: some task waits in NeedsAccountFix (takes precedence over ExitFailed).
 	ExitNeedsAccountFix = 3
+	// ExitStoreFailed: the database failed to record paid answers for longer
+	// than the engine's bound (or at the stop); the message names them, and
+	// resume records each as possibly charged.
+	ExitStoreFailed = 4
 	// ExitInterrupted: SIGINT or SIGTERM; unfinished tasks stay in the database.
 	ExitInterrupted = 130
 )
