@@ -203,7 +203,7 @@ func (a *app) gateway(cmd *cobra.Command, o gatewayOptions) error {
 	}
 	gw, err := gateway.Open(ctx, gateway.Config{
 		Engine: engine.Config{Store: fp.store(store), API: m.InstrumentAPI(fp.api(client)), Policy: pol,
-			Logger: log, OnTransition: m.Observe},
+			Logger: log, OnTransition: m.Observe, FetchCost: true},
 		Clients:       clients,
 		Upstream:      client,
 		DedupWindow:   dedupWindow,

@@ -58,14 +58,12 @@ func binary(t *testing.T) string {
 	return binPath
 }
 
-// crashPolicy is the engine's timing scaled to the simulator's speed (20).
-// submit_rate stays below the default 20: the engine books its in.php
-// window when it hands a submit out, not when the request leaves, and
-// right after a restart (a backlog, commits under load) the requests
-// bunch enough to cross the provider's 60 in 3 s (MAX_USER_TURN) at 20/s.
+// crashPolicy is the engine's timing scaled to the simulator's speed (20),
+// with the default submit_rate: the provider's 60-in-3-s rule holds across
+// the restarts.
 const crashPolicy = `{"first_poll_delay": "250ms", "first_poll_delay_token": "500ms", "poll_interval": "250ms",
  "poll_timeout": "30s", "backoff_base": "100ms", "backoff_max": "500ms", "request_timeout": "5s",
- "max_retries": 20, "max_resubmits": 10, "submit_rate": 15, "retry_delays": {"ERROR_NO_SLOT_AVAILABLE": "250ms"}}`
+ "max_retries": 20, "max_resubmits": 10, "retry_delays": {"ERROR_NO_SLOT_AVAILABLE": "250ms"}}`
 
 // gatewayProc is one life of the gateway binary.
 type gatewayProc struct {
