@@ -146,8 +146,8 @@ func (a *app) gateway(cmd *cobra.Command, o gatewayOptions) error {
 		return usageErr("--balance-cache %s: must be positive", o.balanceTTL)
 	}
 	for _, h := range o.pingbackHosts {
-		if strings.TrimSpace(h) == "" || strings.ContainsAny(h, "/@ ") {
-			return usageErr("--pingback-allow %q: want host names or addresses, comma-separated", h)
+		if strings.TrimSpace(h) == "" || strings.ContainsAny(h, "/@ ") || strings.Contains(h, ":") && net.ParseIP(h) == nil {
+			return usageErr("--pingback-allow %q: want host names or addresses without a port, comma-separated", h)
 		}
 	}
 	token, err := a.serveToken(o.tokenFile)

@@ -42,6 +42,7 @@ func TestGatewayRefusesBadConfigBeforeOpeningAnything(t *testing.T) {
 		{[]string{"--dedup-window", "-1s"}, "bot " + localKey, nil, "--dedup-window -1s: must not be negative"},
 		{[]string{"--balance-cache", "0s"}, "bot " + localKey, nil, "--balance-cache 0s: must be positive"},
 		{[]string{"--pingback-allow", "http://x/y"}, "bot " + localKey, nil, `--pingback-allow "http://x/y"`},
+		{[]string{"--pingback-allow", "bot.internal:8080"}, "bot " + localKey, nil, "without a port"},
 		{[]string{"--log-level", "loud"}, "bot " + localKey, nil, `--log-level "loud"`},
 		{nil, "bot " + localKey, map[string]string{EnvAPIKey: ""}, "no API key"},
 	} {

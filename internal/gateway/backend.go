@@ -175,7 +175,7 @@ func (b backend) Report(ctx context.Context, r *protocol.Request, id int64, good
 		return protocol.Errorf("ERROR_REPORT_NOT_RECORDED", "the task has no answer to report on")
 	}
 	k := key{r.Client, id}
-	first := false
+	first := true // a task that just left memory was not reported in this run
 	g.view.update(k, func(e *entry) {
 		first = !e.reported
 		e.reported = true
