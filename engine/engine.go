@@ -51,8 +51,9 @@ type Config struct {
 	OnTransition func(Transition)
 	// PollBatch caps the ids of one batched poll (default 100).
 	PollBatch int
-	// BatchWindow is how far ahead of its due time a task may be polled so
-	// that it joins a batch (default PollInterval/5, at most 1s).
+	// BatchWindow is how long a task due to be polled waits for others to
+	// fall due and join its batch (default PollInterval/5, at most 1s). No
+	// task is polled before its due time.
 	BatchWindow time.Duration
 	// Owner names this engine in leases when the store is shared
 	// (persist.Leaser); default host/pid/random.
@@ -60,9 +61,11 @@ type Config struct {
 	// LeaseTTL is how long a lease lasts without renewal (default 30s): an
 	// engine that dies is replaced that long after its last renewal.
 	LeaseTTL time.Duration
-	// FetchCost asks the provider for each solved task's price (one get2
-	// request per solve, when API implements CostAPI) and records it in the
-	// task. Batched polls do not carry prices, so it is off by default.
+	// FetchCost records each solved task's price in the task, when API
+	// implements CostAPI. Batched polls carry no price: the engine learns
+	// each method's price from one res.php?action=get2 and reuses it,
+	// asking again every 250 solves of the method or 15 minutes, inside
+	// the res.php budget. Off by default.
 	FetchCost bool
 }
 
@@ -81,13 +84,16 @@ type Engine struct {
 	pol    Policy
 	limits transitions.Limits // pol's figures, as decisions read them
 	log    *slog.Logger
-	coster CostAPI  // nil unless Config.FetchCost
-	fleet  *leasing // nil: this engine owns every task of the store
+	coster CostAPI       // nil unless Config.FetchCost
+	prices prices        // each method's learnt price (Config.FetchCost)
+	fleet  *leasing      // nil: this engine owns every task of the store
+	slots  chan struct{} // one per HTTP request in flight: Policy.Concurrency
 
 	reg   *registry
 	sched *scheduler
 	lim   *limiter
 	brk   *breaker
+	unrec *unrecorded // the store breaker
 
 	ctx    context.Context // cancelled to abort requests at shutdown
 	cancel context.CancelFunc
@@ -127,7 +133,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		window = min(pol.PollInterval/5, time.Second)
 	}
 	e := &Engine{store: cfg.Store, api: cfg.API, pol: pol, limits: pol.Limits(), log: log,
-		brk: &breaker{}, jobs: make(chan job), done: make(chan struct{})}
+		brk: &breaker{}, jobs: make(chan job), done: make(chan struct{}), slots: make(chan struct{}, pol.Concurrency)}
 	if c, ok := cfg.API.(CostAPI); ok && cfg.FetchCost {
 		e.coster = c
 	}
@@ -143,9 +149,10 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		e.fleet.every = min(time.Second, e.fleet.ttl/3)
 	}
 	e.reg = newRegistry(cfg.OnTransition, e.fleet == nil)
+	e.unrec = newUnrecorded(pol.StoreFailureLimit)
 	e.lim = newLimiter(pol.SubmitRate, e.fleet == nil || e.fleet.shared == nil)
 	e.sched = newScheduler(e.lim, e.brk, e.fleet == nil, batchN, window, pol.Concurrency)
-	e.sched.maxInFlight, e.sched.polling = pol.MaxInFlight, e.reg.polling
+	e.sched.maxInFlight, e.sched.polling, e.sched.storeBroken = pol.MaxInFlight, e.reg.polling, e.unrec.open
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if e.fleet != nil {
 		e.wg.Add(1)
@@ -216,7 +223,7 @@ func (e *Engine) Stats() Stats {
 		Transitions: s.transitions.Load(), SubmitRequests: s.submits.Load(), PollRequests: s.polls.Load(),
 		PolledAnswers: s.answers.Load(), Retries: s.retries.Load(), Resubmits: s.resubmits.Load(),
 		BansWaited: s.bans.Load(), BreakerTrips: s.trips.Load(), PossiblyCharged: s.charged.Load(),
-		StoreErrors: s.storeErr.Load(), AccountProbes: s.probes.Load(),
+		StoreErrors: s.storeErr.Load(), AccountProbes: s.probes.Load(), Unrecorded: int64(e.unrec.count()),
 	}
 }
 
@@ -227,7 +234,10 @@ func (e *Engine) Close() error { return e.Shutdown(context.Background()) }
 
 // Shutdown is Close with a deadline: when ctx is done before the requests in
 // flight complete, they are aborted (a submit aborted that way is recorded
-// as possibly charged when the task resumes).
+// as possibly charged when the task resumes). In.php answers the store has
+// not recorded are tried once more; those it still cannot record are
+// named in a *StoreFailureError (errors.Is ErrUnrecorded): their tasks are
+// recorded as possibly charged when they resume.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	first := false
 	e.once.Do(func() {
@@ -248,9 +258,30 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 	}
 	e.cancel()
+	e.recordHeld()
 	e.releaseLeases()
 	e.reg.wakeAll()
+	if r := e.unrec.report(); r != nil {
+		e.log.Error("stopped with in.php answers not recorded: their tasks will be recorded as possibly charged", "err", r)
+		return errors.Join(err, r)
+	}
 	return err
+}
+
+// recordHeld tries once more to commit the in.php answers held in memory,
+// at shutdown, when no worker owns a task any more.
+func (e *Engine) recordHeld() {
+	for _, tk := range e.reg.all() {
+		if tk.pending == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), e.pol.RequestTimeout)
+		if e.commit(ctx, tk, *tk.pending) == nil {
+			tk.pending = nil
+			e.unrec.drop(tk.cur().ID)
+		}
+		cancel()
+	}
 }
 
 func (e *Engine) isClosed() bool {

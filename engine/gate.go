@@ -90,6 +90,9 @@ func (e *Engine) commit(ctx context.Context, tk *task, d transitions.Decision) e
 		e.log.Log(ctx, level, "transition", keyTask, next.ID, "from", from, keyState, next.State, keyEvent, d.Event, keyCode, d.Code)
 	}
 	tk.moved(next.State, rec.Event)
+	if tk.pending == nil {
+		e.unrec.drop(next.ID) // its answer, if one was held, is on disk now
+	}
 	e.reg.publish(tk, from, next, *rec)
 	for _, fx := range d.Effects {
 		switch fx {
@@ -146,6 +149,11 @@ func (e *Engine) reload(ctx context.Context, tk *task) {
 	e.log.Warn("task moved on disk without the engine: taking the stored state", keyTask, fresh.ID,
 		"from", cur.State, keyState, fresh.State, keyEvent, last.Event)
 	tk.moved(fresh.State, last.Event)
+	if tk.pending == nil {
+		// A held answer found written after all (its commit reported
+		// failed): it is on disk.
+		e.unrec.drop(fresh.ID)
+	}
 	e.reg.publish(tk, cur.State, fresh, last)
 }
 

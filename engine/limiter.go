@@ -32,25 +32,58 @@ func newLimiter(submitRate float64, local bool) *limiter {
 	return &limiter{local: local, bucket: rate.NewLimiter(rate.Limit(submitRate), 1)}
 }
 
-// submitDelay is how long an in.php request at now must wait for the pace
-// (the token bucket and the 3-second window). When it is zero the send is
-// booked.
+// submitDelay is how long the scheduler waits before it hands out the
+// next submit (the token bucket of submit_rate); zero books a token. The
+// provider's window is held where a request leaves (awaitSend): a submit
+// leaves after its intent's commit, and sends booked when they were
+// scheduled bunched at the provider.
 func (l *limiter) submitDelay(now time.Time) time.Duration {
 	if !l.local {
 		return 0
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if d := l.window.delay(now); d > 0 {
-		return d
-	}
 	r := l.bucket.ReserveN(now, 1)
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
 		return d
 	}
-	l.window.book(now)
 	return 0
+}
+
+// errPaused: a ban stops in.php until the time it carries.
+type errPaused struct{ until time.Time }
+
+func (e errPaused) Error() string { return "in.php paused until " + e.until.Format(time.RFC3339) }
+
+// awaitSend blocks until an in.php request may leave now under the
+// provider's 3-second window, and books it: every submit passes here, at
+// the moment it leaves. A ban in force is an errPaused instead of a wait;
+// ctx's end, its error.
+func (l *limiter) awaitSend(ctx context.Context) error {
+	for {
+		now := time.Now()
+		l.mu.Lock()
+		if now.Before(l.submitUntil) {
+			until := l.submitUntil
+			l.mu.Unlock()
+			return errPaused{until}
+		}
+		d := l.window.delay(now)
+		if d == 0 {
+			l.window.book(now)
+			l.mu.Unlock()
+			return nil
+		}
+		l.mu.Unlock()
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
 }
 
 // waitSubmit blocks until the token bucket allows an in.php request (a

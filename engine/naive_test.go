@@ -39,6 +39,7 @@ type naiveEngine struct {
 	api     engine.API
 	pol     engine.Policy
 	limiter *rate.Limiter
+	coster  engine.CostAPI // when set, one get2 per solve, as clients do
 
 	inFlight    atomic.Int64 // goroutines still driving a task
 	transitions atomic.Int64
@@ -217,6 +218,11 @@ func (n *naiveEngine) poll(ctx context.Context, nt *naiveTask) {
 		}
 	case answers[0].Token != "":
 		in = transitions.Input{What: transitions.Token, Token: answers[0].Token, Polled: true}
+		if n.coster != nil {
+			rctx, cancel := context.WithTimeout(ctx, n.pol.RequestTimeout)
+			_, in.Cost, _ = n.coster.Cost(rctx, nt.t.ProviderID)
+			cancel()
+		}
 	default:
 		in = transitions.Input{What: transitions.Answer, Code: answers[0].Code, Polled: true}
 	}

@@ -56,6 +56,11 @@ type Policy struct {
 	// wait after ERROR_ZERO_BALANCE; negative: no probing, a person's
 	// account-fixed only).
 	AccountProbeInterval time.Duration
+	// StoreFailureLimit is how long the store may fail to record in.php
+	// answers before Engine.StoreFailure reports it (default 2m; the CLI's
+	// run and resume then stop, exit 4). The engine keeps trying meanwhile
+	// and sends no new in.php request.
+	StoreFailureLimit time.Duration
 }
 
 // DefaultPolicy returns the defaults: the error guide's figures.
@@ -77,6 +82,7 @@ func DefaultPolicy() Policy {
 			"MAX_USER_TURN":           10 * time.Second,
 		},
 		AccountProbeInterval: time.Minute,
+		StoreFailureLimit:    2 * time.Minute,
 	}
 }
 
@@ -96,6 +102,7 @@ func (p Policy) WithDefaults() Policy {
 	setD(&p.BackoffMax, d.BackoffMax)
 	setD(&p.RequestTimeout, d.RequestTimeout)
 	setD(&p.AccountProbeInterval, d.AccountProbeInterval)
+	setD(&p.StoreFailureLimit, d.StoreFailureLimit)
 	if p.MaxRetries == 0 {
 		p.MaxRetries = d.MaxRetries
 	}
@@ -140,7 +147,7 @@ func (p Policy) Validate() error {
 		{"first_poll_delay", p.FirstPollDelay}, {"first_poll_delay_token", p.FirstPollDelayToken},
 		{"poll_interval", p.PollInterval}, {"poll_timeout", p.PollTimeout},
 		{"backoff_base", p.BackoffBase}, {"backoff_max", p.BackoffMax},
-		{"request_timeout", p.RequestTimeout},
+		{"request_timeout", p.RequestTimeout}, {"store_failure_limit", p.StoreFailureLimit},
 	}
 	for _, d := range durs {
 		if d.v < 0 {
@@ -211,7 +218,7 @@ type policyJSON struct {
 func PolicyKeys() []string {
 	return []string{"first_poll_delay", "first_poll_delay_token", "poll_interval", "poll_timeout",
 		"max_retries", "backoff_base", "backoff_max", "max_resubmits", "request_timeout",
-		"concurrency", "submit_rate", "retry_delays", "max_in_flight", "account_probe_interval"}
+		"concurrency", "submit_rate", "retry_delays", "max_in_flight", "account_probe_interval", "store_failure_limit"}
 }
 
 // ParsePolicy reads a policy file (JSON). Omitted keys keep the defaults;
@@ -292,6 +299,8 @@ func setPolicyKey(p *Policy, key string, v json.RawMessage) error {
 		return dur(&p.BackoffMax)
 	case "request_timeout":
 		return dur(&p.RequestTimeout)
+	case "store_failure_limit":
+		return dur(&p.StoreFailureLimit)
 	case "max_retries":
 		return count(&p.MaxRetries)
 	case "max_resubmits":

@@ -79,9 +79,11 @@ func (e *Engine) probe(api BalanceAPI) {
 		return
 	}
 	e.lim.notePoll(now)
-	ctx, cancel := context.WithTimeout(e.ctx, e.pol.RequestTimeout)
-	balance, err := api.Balance(ctx)
-	cancel()
+	var balance string
+	err := e.request(e.ctx, func(ctx context.Context) (err error) {
+		balance, err = api.Balance(ctx)
+		return err
+	})
 	e.stats.probes.Add(1)
 	opened := e.brk.openedBy()
 	if err != nil {

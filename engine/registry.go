@@ -33,10 +33,11 @@ type task struct {
 	lost    bool      // another engine took the lease over
 
 	// The owner's.
-	intent  bool                  // the last committed record is the intent to submit
-	slot    time.Time             // the fleet's in.php slot booked for the task
-	pending *transitions.Decision // an answer's move whose commit failed: committed next, not sent again
-	hold    time.Time             // a step that could not be committed is tried again then
+	intent   bool                  // the last committed record is the intent to submit
+	slot     time.Time             // the fleet's in.php slot booked for the task
+	pending  *transitions.Decision // an answer's move whose commit failed: committed next, not sent again
+	hold     time.Time             // a step that could not be committed is tried again then
+	failures int                   // commits failed in a row: the retry's backoff
 }
 
 func newTask(t *persist.Task) *task {

@@ -136,4 +136,7 @@ type Stats struct {
 	PossiblyCharged int64 // submits recorded as possibly charged
 	StoreErrors     int64 // transitions the store refused or failed to commit
 	AccountProbes   int64 // getbalance requests of the half-open breaker
+	// Unrecorded is a gauge: the in.php answers held in memory now because
+	// the store failed to record them (no new in.php leaves meanwhile).
+	Unrecorded int64
 }

@@ -35,7 +35,7 @@ type scheduler struct {
 	// belong to the store).
 	unparks bool
 	batchN  int           // ids per batched poll
-	window  time.Duration // how early a task may join a batch
+	window  time.Duration // how long a due poll waits for others to join its batch
 	maxJobs int           // jobs handed out per round
 	wake    chan struct{}
 	// maxInFlight bounds the tasks at the provider (Policy.MaxInFlight, 0:
@@ -43,6 +43,9 @@ type scheduler struct {
 	// submit.
 	maxInFlight int
 	polling     func() int
+	// storeBroken reports the store breaker: while it is open only tasks
+	// holding an unrecorded answer are handed out (to record it).
+	storeBroken func() bool
 
 	mu      sync.Mutex
 	submitQ taskHeap
@@ -256,6 +259,7 @@ func (s *scheduler) run(jobs chan<- job, done <-chan struct{}) {
 // time at which more work falls due (zero: none queued).
 func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 	breakerOpen := s.brk.isOpen()
+	storeBroken := s.storeBroken != nil && s.storeBroken()
 	submitUntil, pollUntil := s.lim.pauses()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -272,9 +276,7 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 		tk.busy = true
 		return tk
 	}
-	// Submits. With the breaker open every waiting task is handed out at
-	// once, to be parked, but for those whose last step failed to commit
-	// (held a moment).
+	// Submits, in order of next-action time.
 	var held []*task
 	defer func() {
 		for _, tk := range held {
@@ -284,30 +286,44 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 	}()
 	for s.submitQ.Len() > 0 {
 		tk := s.submitQ[0]
-		if breakerOpen && tk.hold.After(now) {
-			held = append(held, heap.Pop(&s.submitQ).(*task))
-			later(tk.hold)
-			continue
-		}
-		if !breakerOpen {
-			if now.Before(submitUntil) {
-				later(submitUntil)
-				break
+		if breakerOpen {
+			// Handed out at once, to be parked, but for a task whose
+			// last step failed to commit (held a moment).
+			if tk.hold.After(now) {
+				held = append(held, heap.Pop(&s.submitQ).(*task))
+				later(tk.hold)
+				continue
 			}
+		} else {
 			if at := tk.cur().NextAt; at.After(now) {
 				later(at)
 				break
 			}
-			if s.atCapacityLocked() {
-				break // a task leaving Polling kicks the loop
-			}
-			if d := s.lim.submitDelay(now); d > 0 {
-				later(now.Add(d))
-				break
+			// A task holding an unrecorded answer sends nothing: it only
+			// records the answer, whatever paces the sends.
+			if tk.pending == nil {
+				if storeBroken {
+					// New money waits for the store; looked at again
+					// each second.
+					held = append(held, heap.Pop(&s.submitQ).(*task))
+					later(now.Add(time.Second))
+					continue
+				}
+				if now.Before(submitUntil) {
+					later(submitUntil)
+					break
+				}
+				if s.atCapacityLocked() {
+					break // a task leaving Polling kicks the loop
+				}
+				if d := s.lim.submitDelay(now); d > 0 {
+					later(now.Add(d))
+					break
+				}
 			}
 		}
 		tk = take(&s.submitQ)
-		if !breakerOpen {
+		if !breakerOpen && tk.pending == nil {
 			tk.sending = true
 			s.sending++
 		}
@@ -317,8 +333,11 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 			break
 		}
 	}
-	// Polls, batched: when the first is due, every task due within the
-	// batch window joins it.
+	// Polls, batched: when the first is due, it waits up to the window
+	// for the next ones to fall due and join its batch (a lone task does
+	// not wait), then every task due goes. No task is polled before its
+	// time: the provider penalises polls sooner than its minimum, and the
+	// policy's waits are at least that.
 	if s.pollQ.Len() > 0 {
 		first := s.pollQ[0].cur().NextAt
 		ok, retry := s.lim.pollAllowed(now)
@@ -330,21 +349,34 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 		case !ok:
 			later(retry)
 		default:
-			horizon := now.Add(s.window)
-			var batch []*task
-			for s.pollQ.Len() > 0 && !s.pollQ[0].cur().NextAt.After(horizon) {
-				batch = append(batch, take(&s.pollQ))
-				if len(batch) == s.batchN {
-					jobs = append(jobs, job{kind: jobPoll, tasks: batch})
-					batch = nil
-					if !s.lim.notePoll(now) {
-						break
+			var due []*task
+			for s.pollQ.Len() > 0 && !s.pollQ[0].cur().NextAt.After(now) {
+				due = append(due, take(&s.pollQ))
+			}
+			if s.pollQ.Len() > 0 && len(due) < s.batchN {
+				if at := s.pollQ[0].cur().NextAt; !at.After(first.Add(s.window)) {
+					// The next falls due within the window: wait for it.
+					for _, tk := range due {
+						tk.busy = false
+						tk.q = &s.pollQ
+						heap.Push(&s.pollQ, tk)
 					}
+					later(at)
+					break
 				}
 			}
-			if len(batch) > 0 {
-				jobs = append(jobs, job{kind: jobPoll, tasks: batch})
-				s.lim.notePoll(now)
+			for len(due) > 0 {
+				n := min(len(due), s.batchN)
+				jobs = append(jobs, job{kind: jobPoll, tasks: due[:n:n]})
+				due = due[n:]
+				if !s.lim.notePoll(now) && len(due) > 0 {
+					for _, tk := range due {
+						tk.busy = false
+						tk.q = &s.pollQ
+						heap.Push(&s.pollQ, tk)
+					}
+					break
+				}
 			}
 			if s.pollQ.Len() > 0 {
 				later(s.pollQ[0].cur().NextAt)

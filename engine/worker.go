@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -101,9 +102,28 @@ func (e *Engine) runSubmit(tk *task) {
 		}
 		return
 	}
-	rctx, cancel := context.WithTimeout(ctx, e.pol.RequestTimeout)
-	pid, err := e.api.Submit(rctx, provider.Request{Method: full.Method, Params: full.Params})
-	cancel()
+	// The store breaker: an answer already paid for is not on disk yet.
+	// Spending more waits for the store.
+	if e.unrec.open() {
+		tk.intent = false
+		again()
+		return
+	}
+	// Paced where it leaves: the provider counts arrivals.
+	if err := e.lim.awaitSend(ctx); err != nil {
+		// Not sent: the intent on disk is this engine's own, known unsent.
+		tk.intent = false
+		var p errPaused
+		if errors.As(err, &p) {
+			retryLater(tk, p.until)
+		}
+		return
+	}
+	var pid string
+	err = e.request(ctx, func(ctx context.Context) (err error) {
+		pid, err = e.api.Submit(ctx, provider.Request{Method: full.Method, Params: full.Params})
+		return err
+	})
 	e.stats.submits.Add(1)
 	if ctx.Err() != nil {
 		return // aborted by Shutdown: resume records it as possibly charged
@@ -131,7 +151,7 @@ func answerInput(err error, submit bool) transitions.Input {
 	var te *provider.TransportError
 	switch {
 	case errors.As(err, &apiErr):
-		in.Code = apiErr.Code
+		in.Code, in.Detail = apiErr.Code, apiErr.ErrorText
 	case errors.As(err, &te):
 		in.Code, in.Detail, in.Charged = transitions.CodeTransport, te.Error(), te.PossiblyCharged
 	case !submit:
@@ -147,22 +167,41 @@ func answerInput(err error, submit bool) transitions.Input {
 // commitOutcome commits the move an in.php answer calls for. Should the
 // commit fail, the task keeps the decision and its next try commits it
 // again: an accepted submit is not resent (and paid twice), a permanent
-// error is not sent again, a backoff keeps its count.
+// error is not sent again, a backoff keeps its count. Meanwhile the store
+// breaker holds every new in.php request back.
 func (e *Engine) commitOutcome(tk *task, d transitions.Decision) {
 	tk.pending = &d
-	if e.commitOrRetry(tk, d) {
+	err := e.commitOrRetry(tk, d)
+	if err == nil {
 		tk.pending = nil
+		e.unrec.drop(tk.cur().ID)
+		return
+	}
+	if tk.pending == nil {
+		return // found on disk after all (a commit reported failed but written)
+	}
+	pid := d.ProviderID
+	if pid == "" {
+		pid = tk.cur().ProviderID
+	}
+	u := Unrecorded{TaskID: tk.cur().ID, ProviderID: pid, Event: d.Event}
+	if e.unrec.hold(u, err) {
+		e.log.Error("store failing: in.php answers not recorded; no new in.php request until they are",
+			"unrecorded", e.unrec.count(), keyTask, u.TaskID, "provider_id", pid, keyEvent, d.Event, "err", err)
 	}
 }
 
 // commitOrRetry is commit with the store failure handled: the step stops,
-// the task keeps its state and is tried again shortly.
-func (e *Engine) commitOrRetry(tk *task, d transitions.Decision) bool {
+// the task keeps its state and is tried again after a backoff that grows
+// with its failed commits (1 s to 30 s).
+func (e *Engine) commitOrRetry(tk *task, d transitions.Decision) error {
 	if err := e.commit(e.ctx, tk, d); err != nil {
-		retryLater(tk, time.Now().Add(time.Second))
-		return false
+		tk.failures++
+		retryLater(tk, time.Now().Add(transitions.Backoff(time.Second, 30*time.Second, tk.failures, rand.Float64())))
+		return err
 	}
-	return true
+	tk.failures = 0
+	return nil
 }
 
 // runPoll asks res.php for a batch of tasks and commits each answer.
@@ -185,9 +224,11 @@ func (e *Engine) runPoll(batch []*task) {
 	for i, tk := range batch {
 		ids[i] = tk.cur().ProviderID
 	}
-	rctx, cancel := context.WithTimeout(ctx, e.pol.RequestTimeout)
-	answers, err := e.api.Poll(rctx, ids)
-	cancel()
+	var answers []provider.Answer
+	err := e.request(ctx, func(ctx context.Context) (err error) {
+		answers, err = e.api.Poll(ctx, ids)
+		return err
+	})
 	e.stats.polls.Add(1)
 	if ctx.Err() != nil {
 		for _, tk := range batch {
@@ -211,7 +252,7 @@ func (e *Engine) runPoll(batch []*task) {
 			case answers[i].Token != "":
 				e.stats.answers.Add(1)
 				in = transitions.Input{What: transitions.Token, Token: answers[i].Token,
-					Cost: e.cost(tk.cur().ProviderID), Polled: true}
+					Cost: e.cost(tk.cur().Method, tk.cur().ProviderID), Polled: true}
 			default:
 				e.stats.answers.Add(1)
 				in = transitions.Input{What: transitions.Answer, Code: answers[i].Code, Polled: true}
@@ -221,27 +262,10 @@ func (e *Engine) runPoll(batch []*task) {
 				retryLater(tk, time.Now().Add(time.Second))
 				return
 			}
-			e.commitOrRetry(tk, d)
+			_ = e.commitOrRetry(tk, d)
 		})
 	}
 	wg.Wait()
-}
-
-// cost asks the provider for a solved task's price when Config.FetchCost is
-// set; "" when unknown. A failure only loses the price, never the token.
-func (e *Engine) cost(pid string) string {
-	if e.coster == nil {
-		return ""
-	}
-	ctx, cancel := context.WithTimeout(e.ctx, e.pol.RequestTimeout)
-	defer cancel()
-	_, cost, err := e.coster.Cost(ctx, pid)
-	e.stats.polls.Add(1)
-	if err != nil {
-		e.log.Warn("cost not fetched", "provider_id", pid, "err", err)
-		return ""
-	}
-	return cost
 }
 
 // release ends its owner's hold on tk: a cancellation asked meanwhile is

@@ -64,6 +64,7 @@ var layers = map[string][]string{
 	"engine":                      {"provider", "fsm", "persist", "states", "transitions"},
 	"metrics":                     {"engine", "provider", "persist", "states", "transitions"},
 	"dashboard":                   {"engine", "metrics", "provider", "fsm", "persist", "states", "transitions"},
+	"internal/gateway":            {"engine", "persist", "provider", "provider/protocol", "states", "transitions"},
 	"internal/cli":                {"*"},
 	"internal/docgen":             {"internal/cli", "fsm", "states", "transitions"},
 	"internal/crashtest":          {"provider", "provider/providersim", "fsm", "persist", "states", "transitions"},

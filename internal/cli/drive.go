@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -285,7 +286,11 @@ func (a *app) openBatch(cmd *cobra.Command, client *provider.Client, pol engine.
 		b.ids[t.ID] = true
 	}
 	b.tr.watched = b.ids
-	eng, err := engine.Open(ctx, engine.Config{Store: fp.store(store), API: fp.api(client), Policy: pol, OnTransition: b.tr.hook, FetchCost: true})
+	// The engine's warnings (a failing store above all: nothing new is
+	// sent until it records what was paid) go to stderr.
+	logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	eng, err := engine.Open(ctx, engine.Config{Store: fp.store(store), API: fp.api(client), Policy: pol,
+		OnTransition: b.tr.hook, FetchCost: true, Logger: logger})
 	if err != nil {
 		store.Close()
 		return nil, usageErr("%v", err)
@@ -370,7 +375,7 @@ func (b *batch) drive(ctx context.Context) error {
 		defer b.tr.mu.Unlock()
 		return len(b.ids)
 	}, b.tr.counts)
-	derr := b.eng.Drain(ctx)
+	failure, derr := b.drain(ctx)
 	cerr := b.eng.Close() // every hook has run once Close returns
 	m.end()
 	close(stop)
@@ -392,7 +397,16 @@ func (b *batch) drive(ctx context.Context) error {
 		}
 	}
 	b.store.Close()
+	var sf *engine.StoreFailureError
+	if errors.As(cerr, &sf) {
+		// The stop kept what it could; these it could not.
+		fmt.Fprintf(b.cmd.ErrOrStderr(), "captchafsm: %v\n", sf)
+	}
 	switch {
+	case failure != nil:
+		return &exitError{code: ExitStoreFailed, err: fmt.Errorf("the database failed for too long; stopped: %w", failure)}
+	case sf != nil && ctx.Err() == nil:
+		return &exitError{code: ExitStoreFailed, err: errors.New("stopped with paid answers the database did not record; `captchafsm resume` records them as possibly charged")}
 	case derr != nil && ctx.Err() != nil:
 		return errInterrupted
 	case derr != nil:
@@ -405,6 +419,23 @@ func (b *batch) drive(ctx context.Context) error {
 	}
 	b.summary(final)
 	return exitWith(exitCode(final))
+}
+
+// drain waits for every task to settle, unless the engine reports that the
+// store has failed to record paid answers for longer than its bound.
+func (b *batch) drain(ctx context.Context) (*engine.StoreFailureError, error) {
+	done := make(chan error, 1)
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { done <- b.eng.Drain(dctx) }()
+	select {
+	case err := <-done:
+		return nil, err
+	case f := <-b.eng.StoreFailure():
+		cancel()
+		<-done
+		return f, nil
+	}
 }
 
 // summary says on stderr how the tasks ended and what to do next.

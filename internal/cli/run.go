@@ -37,7 +37,9 @@ Output: one line per finished task (id, ref, state, token or code), or with
 A summary goes to stderr; on a terminal a progress bar too.
 
 Exit status: 0 all Done; 1 bad input (nothing sent); 2 some task Failed;
-3 some task NeedsAccountFix; 130 interrupted (resume continues).`,
+3 some task NeedsAccountFix; 4 the database failed to record paid answers
+for too long (they are named; resume records them as possibly charged);
+130 interrupted (resume continues).`,
 		Example: `  cat > tasks.jsonl <<'END'
   {"method":"userrecaptcha","params":{"googlekey":"6Le-wvkSAAAAAPBMRTvw0Q4Muexq9bi0DJwx_mJ-","pageurl":"https://example.com"},"ref":"login-1"}
   {"method":"turnstile","params":{"sitekey":"0x4AAAAAAAC3DHQFLr1GavRN","pageurl":"https://example.com"},"ref":"signup-7"}

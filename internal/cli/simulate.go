@@ -133,11 +133,33 @@ a section left out keeps the default, an empty one ({}) means no errors.`,
 	return c
 }
 
+// keyLine is one line of a keys file: the key, and the name before it
+// ("" when the line holds the key alone).
+type keyLine struct {
+	line int
+	name string
+	key  string
+}
+
 // parseKeys reads a keys file: one key a line, alone or after a name
 // ("NAME KEY", as the gateway's keys file has them); blank lines and lines
 // starting with # are skipped. Errors name the line, never the key.
 func parseKeys(b []byte) ([]string, error) {
-	var keys []string
+	lines, err := parseKeyLines(b)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(lines))
+	for i, l := range lines {
+		keys[i] = l.key
+	}
+	return keys, nil
+}
+
+// parseKeyLines is parseKeys with each key's name and line: the parser of
+// both `simulate --keys` and `gateway --keys`. Keys are lower-cased.
+func parseKeyLines(b []byte) ([]keyLine, error) {
+	var out []keyLine
 	seen := map[string]bool{}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
@@ -157,13 +179,17 @@ func parseKeys(b []byte) ([]string, error) {
 			return nil, fmt.Errorf("line %d: the key is given twice", n)
 		}
 		seen[k] = true
-		keys = append(keys, k)
+		kl := keyLine{line: n, key: k}
+		if len(f) == 2 {
+			kl.name = f[0]
+		}
+		out = append(out, kl)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
-	if len(keys) == 0 {
+	if len(out) == 0 {
 		return nil, fmt.Errorf("no key in the file")
 	}
-	return keys, nil
+	return out, nil
 }

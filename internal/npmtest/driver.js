@@ -1,22 +1,36 @@
 // Drives the two npm clients of the provider's API — the official
 // @2captcha/captcha-solver and the community 2captcha package — against
-// `captchafsm simulate`, unchanged but for their base URL (a subclass
-// overriding their `in` and `res` getters). Every method each client
-// offers is called and must return an answer; the simulator's error codes
-// must surface through the clients' own error handling (their APIError).
+// `captchafsm simulate` and `captchafsm gateway`, unchanged but for their
+// base URL (a subclass overriding their `in` and `res` getters). Every
+// method each client offers is called and must return an answer; the error
+// codes must surface through the clients' own error handling (their
+// APIError).
 //
 // Run by .ci/npm-clients.sh, which installs the clients into a temporary
-// directory (NODE_PATH) and starts the simulators:
+// directory (NODE_PATH) and starts the servers. MODE=simulator (the
+// default) drives the simulators:
 //   CLEAN_URL       no errors: every method must solve
 //   BUSY_URL        every submit answered ERROR_NO_SLOT_AVAILABLE
 //   EMPTY_URL       --balance 0: ERROR_ZERO_BALANCE
 //   UNSOLVABLE_URL  every task ends ERROR_CAPTCHA_UNSOLVABLE
 //   KEY, OTHER_KEY  a key the simulators know, and one they do not
 //   POLL_MS         the clients' polling frequency
+// MODE=gateway drives a gateway in front of a simulator whose mix answers
+// NO_SLOT and UNSOLVABLE often: every method must still return a token,
+// and solves in flight across a SIGKILL and restart of the gateway too:
+//   GATEWAY_URL     the gateway's base URL; GATEWAY_KEY a local key of it
+//   GATEWAY_PID     the running gateway's process id
+//   GATEWAY_CMD     a JSON array: the command that starts it again on the
+//                   same address (it prints its URL on its first line)
+//   GATEWAY_PIDFILE where the driver writes the restarted gateway's pid
+//   OTHER_KEY, POLL_MS as above
 // Exits 1 on any failure, after printing every one.
 "use strict";
 
 const http = require("http");
+const fs = require("fs");
+const diagnostics = require("diagnostics_channel");
+const { spawn } = require("child_process");
 const official = require("@2captcha/captcha-solver");
 const community = require("2captcha");
 
@@ -28,33 +42,36 @@ const env = (name) => {
   }
   return v;
 };
-const CLEAN = env("CLEAN_URL");
-const BUSY = env("BUSY_URL");
-const EMPTY = env("EMPTY_URL");
-const UNSOLVABLE = env("UNSOLVABLE_URL");
-const KEY = env("KEY");
+const MODE = process.env.MODE || "simulator";
+const GATEWAY = MODE === "gateway";
+const CLEAN = GATEWAY ? "" : env("CLEAN_URL");
+const BUSY = GATEWAY ? "" : env("BUSY_URL");
+const EMPTY = GATEWAY ? "" : env("EMPTY_URL");
+const UNSOLVABLE = GATEWAY ? "" : env("UNSOLVABLE_URL");
+const KEY = GATEWAY ? env("GATEWAY_KEY") : env("KEY");
 const OTHER_KEY = env("OTHER_KEY");
 const POLL_MS = Number(process.env.POLL_MS || "250");
 
 // Only the base URL changes: the clients build every request themselves.
-function officialAt(base, key = KEY) {
+function officialAt(base, key = KEY, pollMS = POLL_MS) {
   class Local extends official.Solver {
     get in() { return base + "/in.php"; }
     get res() { return base + "/res.php"; }
   }
-  return new Local(key, POLL_MS);
+  return new Local(key, pollMS);
 }
-function communityAt(base, key = KEY) {
+function communityAt(base, key = KEY, pollMS = POLL_MS) {
   class Local extends community.Solver {
     get in() { return base + "/in.php"; }
     get res() { return base + "/res.php"; }
   }
-  return new Local(key, POLL_MS);
+  return new Local(key, pollMS);
 }
 
 // A PNG signature and filler: the simulator checks the signature and the
 // size (100 bytes to 100 kB), as the provider's first checks do.
 const png = Buffer.concat([Buffer.from("89504e470d0a1a0a", "hex"), Buffer.alloc(400, 0x42)]).toString("base64");
+const png2 = Buffer.concat([Buffer.from("89504e470d0a1a0a", "hex"), Buffer.alloc(400, 0x43)]).toString("base64");
 const page = "https://example.com/login";
 const hex32 = "e392e1d7fd421dc63325744d5a2b9c73";
 const ua = "Mozilla/5.0 (X11; Linux x86_64)";
@@ -142,10 +159,9 @@ function answerText(res) {
   return typeof res.data === "string" ? res.data : JSON.stringify(res.data);
 }
 
-async function solveAll(name, solver, calls) {
+async function solveAll(name, solver, calls, width = 6) {
   const ids = [];
   const entries = Object.entries(calls);
-  const width = 6;
   let next = 0;
   async function worker() {
     while (next < entries.length) {
@@ -278,7 +294,180 @@ async function main() {
   }
 }
 
-main().catch((e) => {
+// ---- MODE=gateway ----
+
+// The clients' HTTP requests, watched through Node's diagnostics channels
+// (the clients are unchanged): how many are in flight, and how many in.php
+// answers came back.
+const wire = { inFlight: 0, inAnswers: 0, errors: 0 };
+function watchWire() {
+  diagnostics.subscribe("http.client.request.start", () => { wire.inFlight++; });
+  diagnostics.subscribe("http.client.response.finish", ({ request }) => {
+    wire.inFlight--;
+    if (String(request.path).startsWith("/in.php")) wire.inAnswers++;
+  });
+  diagnostics.subscribe("http.client.request.error", () => { wire.inFlight--; wire.errors++; });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// startGateway runs GATEWAY_CMD and resolves with the child once it
+// printed its URL.
+function startGateway(url) {
+  const cmd = JSON.parse(env("GATEWAY_CMD"));
+  const child = spawn(cmd[0], cmd.slice(1), { stdio: ["ignore", "pipe", "inherit"] });
+  fs.writeFileSync(env("GATEWAY_PIDFILE"), String(child.pid));
+  return new Promise((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error("the restarted gateway printed no URL in 10 s")), 10000);
+    child.on("exit", (code) => reject(new Error(`the restarted gateway exited with ${code}`)));
+    child.stdout.on("data", (d) => {
+      out += d;
+      if (out.includes("\n")) {
+        clearTimeout(timer);
+        const got = out.split("\n")[0].trim();
+        if (got !== url) reject(new Error(`restarted on ${got}, not ${url}`));
+        child.stdout.resume();
+        resolve(child);
+      }
+    });
+  });
+}
+
+async function metrics(base) {
+  const r = await request("GET", base + "/metrics", {});
+  return r.body;
+}
+
+function counter(text, name, labels) {
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(name + "{")) continue;
+    if (labels.every((l) => line.includes(l))) sum += Number(line.split(" ").pop());
+  }
+  return sum;
+}
+
+async function mainGateway() {
+  const t0 = Date.now();
+  const GW = env("GATEWAY_URL");
+  watchWire();
+  const nOfficial = checkCoverage("official", official.Solver, officialCalls, ["balance", "pollResponse", "goodReport", "badReport"]);
+  const nCommunity = checkCoverage("community", community.Solver, communityCalls, ["balance", "pollResponse", "goodReport", "report"]);
+
+  // Every solving method, through the gateway, all at once: its simulator
+  // answers NO_SLOT and UNSOLVABLE often, and the clients must never see
+  // either.
+  const off = officialAt(GW);
+  const com = communityAt(GW);
+  const all = Object.keys(officialCalls).length + Object.keys(communityCalls).length;
+  const [offIDs, comIDs] = await Promise.all([solveAll("gateway official", off, officialCalls, all), solveAll("gateway community", com, communityCalls, all)]);
+
+  for (const [name, s] of [["official", off], ["community", com]]) {
+    try {
+      const b = await s.balance();
+      if (typeof b !== "number" || !(b > 0) || b >= 100) fail(`gateway ${name}.balance`, `balance ${b}: want the provider's, below 100 once tasks are charged`);
+      else ok(`gateway ${name}.balance`, String(b));
+    } catch (e) {
+      fail(`gateway ${name}.balance`, String(e && (e.err || e.message)));
+    }
+  }
+  try {
+    ok("gateway official.goodReport", await off.goodReport(offIDs[0]));
+    ok("gateway official.badReport", await off.badReport(offIDs[1]));
+    ok("gateway official.badReport again", await off.badReport(offIDs[1])); // the client accepts ERROR_DUPLICATE_REPORT
+    await com.goodReport(comIDs[0]);
+    ok("gateway community.goodReport");
+    await com.report(comIDs[1]);
+    ok("gateway community.report");
+  } catch (e) {
+    fail("gateway reports", `${e && e.name}: ${e && (e.err || e.message)}`);
+  }
+  await expectAPIError("gateway community.report twice", community, () => com.report(comIDs[1]), "ERROR_DUPLICATE_REPORT");
+  await expectAPIError("gateway official.goodReport unknown id", official, () => off.goodReport("1"), "ERROR_WRONG_CAPTCHA_ID");
+  await expectAPIError("gateway official unknown key", official, () => officialAt(GW, OTHER_KEY).recaptcha({ pageurl: page, googlekey: "6LfD3PIbAAAAAJs_eEHvoOl75_83eXSqpPSRFJ_u" }), "ERROR_KEY_DOES_NOT_EXIST");
+  await expectAPIError("gateway community unknown key", community, () => communityAt(GW, OTHER_KEY).recaptcha("6Le", page), "ERROR_KEY_DOES_NOT_EXIST");
+  await expectAPIError("gateway community bad pageurl", community, () => com.hcaptcha("k", "not a url"), "ERROR_PAGEURL");
+
+  const pre = await request("OPTIONS", GW + "/in.php", {
+    Origin: "https://bot.example", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type",
+  });
+  if (pre.status !== 204 || pre.headers["access-control-allow-origin"] !== "*") fail("gateway CORS preflight", `${pre.status} ${JSON.stringify(pre.headers)}`);
+  else ok("gateway CORS preflight", `${pre.status}`);
+  const acao = await request("GET", `${GW}/res.php?key=${KEY}&action=getbalance&json=1&header_acao=1`, {});
+  if (acao.headers["access-control-allow-origin"] !== "*") fail("gateway header_acao=1", JSON.stringify(acao.headers));
+  else ok("gateway header_acao=1", acao.body);
+
+  // The provider answered NO_SLOT and UNSOLVABLE; the clients never saw them.
+  const m = await metrics(GW);
+  const noSlot = counter(m, "captchafsm_api_answers_total", ['endpoint="in.php"', 'code="ERROR_NO_SLOT_AVAILABLE"']);
+  const unsolvable = counter(m, "captchafsm_api_answers_total", ['endpoint="res.php"', 'code="ERROR_CAPTCHA_UNSOLVABLE"']);
+  const shown = counter(m, "captchafsm_gateway_answers_total", ['code="ERROR_NO_SLOT_AVAILABLE"']) +
+    counter(m, "captchafsm_gateway_answers_total", ['code="ERROR_CAPTCHA_UNSOLVABLE"']);
+  if (!(noSlot > 0 && unsolvable > 0)) fail("gateway error mix", `the provider answered NO_SLOT ${noSlot} and UNSOLVABLE ${unsolvable} times: want both`);
+  else if (shown !== 0) fail("gateway absorbs errors", `the clients were answered NO_SLOT or UNSOLVABLE ${shown} times`);
+  else ok("gateway absorbs errors", `the provider answered NO_SLOT ${noSlot} and UNSOLVABLE ${unsolvable} times; the clients saw neither`);
+
+  // Solves in flight across a SIGKILL and a restart of the gateway: the
+  // clients submit together and poll every CRASH_POLL_MS; the gateway is
+  // killed once every in.php answer is back and no request is in flight
+  // (so that no client request dies with the process), and restarted on
+  // the same address before the clients' first poll.
+  const CRASH_POLL_MS = 2500;
+  const crashOff = officialAt(GW, KEY, CRASH_POLL_MS);
+  const crashCom = communityAt(GW, KEY, CRASH_POLL_MS);
+  const inBefore = wire.inAnswers;
+  const crashCalls = [
+    ["official.recaptcha", () => crashOff.recaptcha({ pageurl: page + "?crash", googlekey: "6LfD3PIbAAAAAJs_eEHvoOl75_83eXSqpPSRFJ_u" })],
+    ["official.hcaptcha", () => crashOff.hcaptcha({ pageurl: page + "?crash", sitekey: "b76cd927-d266-4cfb-a328-3b03ae07ded6" })],
+    ["official.cloudflareTurnstile", () => crashOff.cloudflareTurnstile({ pageurl: page + "?crash", sitekey: "0x4AAAAAAAChNiVJM_WtShFf" })],
+    ["official.geetest", () => crashOff.geetest({ pageurl: page + "?crash", gt: "f2ae6cadcf7886856696502e1d55e00c", challenge: "12345678abc90123d45678ef90123a456b" })],
+    ["official.imageCaptcha", () => crashOff.imageCaptcha({ body: png, textinstructions: "crash" })],
+    ["official.funCaptcha", () => crashOff.funCaptcha({ pageurl: page + "?crash", publickey: "804380F4-6844-FFA1-ED4E-5877CA1F1EA4" })],
+    ["community.recaptcha", () => crashCom.recaptcha("6LfD3PIbAAAAAJs_eEHvoOl75_83eXSqpPSRFJ_u", page + "?crash2")],
+    ["community.hcaptcha", () => crashCom.hcaptcha("b76cd927-d266-4cfb-a328-3b03ae07ded6", page + "?crash2")],
+    ["community.turnstile", () => crashCom.turnstile("0x4AAAAAAAChNiVJM_WtShFf", page + "?crash2")],
+    ["community.imageCaptcha", () => crashCom.imageCaptcha(png2)],
+  ];
+  const solves = crashCalls.map(([what, call]) => call().then(
+    (res) => ({ what, res }),
+    (e) => ({ what, err: `${e && e.name}: ${e && (e.err || e.message)}` })));
+  const deadline = Date.now() + 2000;
+  while ((wire.inAnswers - inBefore < crashCalls.length || wire.inFlight > 0) && Date.now() < deadline) await sleep(5);
+  let restarted = null;
+  if (wire.inAnswers - inBefore < crashCalls.length || wire.inFlight > 0) {
+    fail("gateway crash", `in.php answers ${wire.inAnswers - inBefore} of ${crashCalls.length}, ${wire.inFlight} requests in flight after 2 s`);
+  } else {
+    const killedAt = Date.now();
+    process.kill(Number(env("GATEWAY_PID")), "SIGKILL");
+    await sleep(50); // the kernel closes the dead process's sockets
+    try {
+      restarted = await startGateway(GW);
+      ok("gateway SIGKILL and restart", `${crashCalls.length} solves in flight, back on ${GW} in ${Date.now() - killedAt} ms`);
+    } catch (e) {
+      fail("gateway restart", String(e && e.message));
+    }
+  }
+  for (const r of await Promise.all(solves)) {
+    if (r.err) fail(`gateway across the crash: ${r.what}`, r.err);
+    else if (!r.res || r.res.data === undefined || r.res.data === "") fail(`gateway across the crash: ${r.what}`, `no answer: ${JSON.stringify(r.res)}`);
+    else ok(`gateway across the crash: ${r.what}`, `${answerText(r.res).slice(0, 40)}`);
+  }
+  if (restarted) {
+    restarted.kill("SIGINT");
+    const code = await new Promise((r) => restarted.on("exit", (c) => r(c)));
+    if (code !== 0) fail("gateway stop", `exit ${code}`);
+  }
+
+  console.log(`\n${done.length} checks passed, ${failures.length} failed: ${nOfficial} methods of @2captcha/captcha-solver, ` +
+    `${nCommunity} of 2captcha, through the gateway, in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  if (failures.length) {
+    console.log("failures:\n  " + failures.join("\n  "));
+    process.exit(1);
+  }
+}
+
+(GATEWAY ? mainGateway() : main()).catch((e) => {
   console.error("driver:", e);
   process.exit(1);
 });
