@@ -110,8 +110,9 @@ type ListOptions struct {
 }
 
 // DueCursor is a position in the due-time order of active tasks: a task's
-// (NextAt, ID). Times compare as instants (time.Time.Compare), ids as
-// bytes; the zero NextAt sorts before every other time.
+// (NextAt, ID). Times compare as instants (time.Time.Compare), to the
+// nanosecond and whatever their zone, ids as bytes; the zero NextAt sorts
+// first.
 type DueCursor struct {
 	At time.Time
 	ID string
@@ -182,12 +183,13 @@ type Store interface {
 	// Due returns up to opts.Limit active tasks (Submitting, Backoff,
 	// Polling, Resubmitting: states.State.Active), without Params, in
 	// (NextAt, ID) order: the earliest next action first, a zero NextAt
-	// before all others, ids breaking ties. It reads an index that every Create and
-	// Apply keeps in the same transaction as the task, so a task is
-	// returned exactly when its committed state is active, under its
-	// committed NextAt: a task leaves the index when it settles (terminal
-	// or NeedsAccountFix) and comes back when it is active again. One call
-	// is one consistent read. Leases (see Leaser) are not considered: an
+	// (due at once) first of all, ids breaking ties. It reads an index
+	// that every Create and Apply keeps in the same transaction as the
+	// task, so a task is returned exactly when its committed state is
+	// active, under its committed NextAt: a task leaves the index when it
+	// settles (terminal or NeedsAccountFix) and comes back when it is
+	// active again. One call is one consistent read; tasks returned are
+	// the store's copies. Leases (see Leaser) are not considered: an
 	// engine sharing a store with others claims its tasks instead.
 	Due(ctx context.Context, opts DueOptions) ([]*Task, error)
 	// LastSubmit returns the latest At of the committed records whose
