@@ -144,6 +144,21 @@ func (e *Engine) Report(ctx context.Context, key string, good bool) error {
 	if err := e.resPHP(ctx, func(ctx context.Context) error { return api.Report(ctx, t.ProviderID, good) }); err != nil {
 		return fmt.Errorf("engine: report %s: %w", key, err)
 	}
+	tr, err := RecordReport(ctx, e.store, t, good)
+	if err != nil {
+		return err
+	}
+	e.stats.transitions.Add(1)
+	e.reg.announce(tr)
+	return nil
+}
+
+// RecordReport records in t's history that a report on its answer was
+// sent to the provider (good: the answer was right): the event reported,
+// an annotation that leaves the task Done. Engine.Report sends and records;
+// a program that sent the report itself (the CLI's report command, with no
+// engine running) records it with this.
+func RecordReport(ctx context.Context, store persist.Store, t *persist.Task, good bool) (Transition, error) {
 	detail := "reportbad: the answer was wrong"
 	if good {
 		detail = "reportgood: the answer was right"
@@ -152,10 +167,8 @@ func (e *Engine) Report(ctx context.Context, key string, good bool) error {
 	next := t.Clone()
 	next.Params, next.Updated = nil, now
 	rec := &persist.Record{At: now, From: t.State, Event: transitions.Reported, To: t.State, Detail: detail, ProviderID: t.ProviderID}
-	if err := e.store.Apply(ctx, next, rec); err != nil {
-		return fmt.Errorf("engine: report %s: sent to the provider but not recorded: %w", key, err)
+	if err := store.Apply(ctx, next, rec); err != nil {
+		return Transition{}, fmt.Errorf("engine: report %s: sent to the provider but not recorded: %w", t.ID, err)
 	}
-	e.stats.transitions.Add(1)
-	e.reg.announce(Transition{Task: next, Record: *rec})
-	return nil
+	return Transition{Task: next, Record: *rec}, nil
 }
