@@ -12,7 +12,6 @@ import (
 
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/provider"
-	"github.com/captchafsm/captchafsm/states"
 	"github.com/captchafsm/captchafsm/transitions"
 )
 
@@ -61,6 +60,13 @@ type Config struct {
 	// LeaseTTL is how long a lease lasts without renewal (default 30s): an
 	// engine that dies is replaced that long after its last renewal.
 	LeaseTTL time.Duration
+	// PageWindow is how far ahead a lone engine loads due tasks from the
+	// store into memory (default 1m); MaxHeld bounds the tasks it holds
+	// (default 10,000, or 20 × Policy.Concurrency when more). Tasks due
+	// later, or beyond the bound, wait on disk and are paged in as they
+	// fall due or room is made.
+	PageWindow time.Duration
+	MaxHeld    int
 	// FetchCost records each solved task's price in the task, when API
 	// implements CostAPI. Batched polls carry no price: the engine learns
 	// each method's price from one res.php?action=get2 and reuses it,
@@ -87,6 +93,7 @@ type Engine struct {
 	coster CostAPI       // nil unless Config.FetchCost
 	prices prices        // each method's learnt price (Config.FetchCost)
 	fleet  *leasing      // nil: this engine owns every task of the store
+	pager  *pager        // a lone engine's; nil in a fleet
 	slots  chan struct{} // one per HTTP request in flight: Policy.Concurrency
 
 	reg   *registry
@@ -157,9 +164,21 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if e.fleet != nil {
 		e.wg.Add(1)
 		go e.fleetLoop()
-	} else if err := e.resume(ctx); err != nil {
-		e.cancel()
-		return nil, err
+	} else {
+		e.pager = &pager{window: cfg.PageWindow, maxHeld: cfg.MaxHeld, wake: make(chan struct{}, 1)}
+		if e.pager.window <= 0 {
+			e.pager.window = defaultPageWindow
+		}
+		if e.pager.maxHeld <= 0 {
+			e.pager.maxHeld = max(defaultMaxHeld, 20*pol.Concurrency)
+		}
+		next, full, err := e.resume(ctx)
+		if err != nil {
+			e.cancel()
+			return nil, err
+		}
+		e.wg.Add(1)
+		go e.pagerLoop(next, full)
 	}
 	for range pol.Concurrency {
 		e.wg.Add(1)
@@ -177,40 +196,32 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// resume loads the non-terminal tasks of the store and continues them.
-// Parked tasks stay parked, with the breaker open: the account was not
-// fixed when the engine stopped.
-func (e *Engine) resume(ctx context.Context) error {
-	list, err := e.store.List(ctx, persist.ListOptions{States: append(states.ActiveStates(), states.NeedsAccountFix)})
-	if err != nil {
-		return fmt.Errorf("engine: resume: %w", err)
-	}
+// resume continues the store's tasks where they were: it holds the first
+// submit until the provider's window after the last recorded one has
+// passed, takes the parked tasks (the breaker stays open: the account was
+// not fixed when the engine stopped), and pages in the tasks due soonest.
+// It returns when the pager is to look again.
+func (e *Engine) resume(ctx context.Context) (next time.Time, full bool, err error) {
 	// A process that stopped a moment ago may have sent in.php requests
-	// that the provider still counts in its 3-second window: hold submits
-	// until that window has passed.
-	var hold time.Time
-	var drive []*persist.Task
-	for _, t := range list {
-		if until := t.Updated.Add(submitWindowLen); until.After(hold) {
-			hold = until
-		}
-		if t.State == states.NeedsAccountFix {
-			e.reg.add(newTask(t))
-			e.brk.trip(t.Code)
-			continue
-		}
-		drive = append(drive, t)
+	// that the provider still counts in its 3-second window.
+	last, err := e.store.LastSubmit(ctx)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("engine: resume: %w", err)
 	}
-	if time.Until(hold) > 0 {
+	if hold := last.Add(submitWindowLen); time.Until(hold) > 0 {
 		e.lim.holdSubmits(hold)
 	}
-	if err := e.adopt(ctx, drive); err != nil {
-		return fmt.Errorf("engine: resume: %w", err)
+	parked, err := e.loadParked(ctx)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("engine: resume: %w", err)
 	}
-	if len(list) > 0 {
-		e.log.Info("resumed tasks", "count", len(list), "breaker_open", e.BreakerOpen())
+	if next, full, err = e.page(ctx); err != nil {
+		return time.Time{}, false, fmt.Errorf("engine: resume: %w", err)
 	}
-	return nil
+	if held := e.reg.len(); held > 0 {
+		e.log.Info("resumed tasks", "held", held, "parked", parked, "breaker_open", e.BreakerOpen())
+	}
+	return next, full, nil
 }
 
 // BreakerOpen reports whether submits are stopped by an account error.
@@ -224,6 +235,7 @@ func (e *Engine) Stats() Stats {
 		PolledAnswers: s.answers.Load(), Retries: s.retries.Load(), Resubmits: s.resubmits.Load(),
 		BansWaited: s.bans.Load(), BreakerTrips: s.trips.Load(), PossiblyCharged: s.charged.Load(),
 		StoreErrors: s.storeErr.Load(), AccountProbes: s.probes.Load(), Unrecorded: int64(e.unrec.count()),
+		Held: int64(e.reg.len()),
 	}
 }
 

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/states"
-	"github.com/captchafsm/captchafsm/transitions"
 )
 
 // Fleet mode: when the store is a persist.Leaser (several engines on one
@@ -87,34 +85,22 @@ func (e *Engine) claim() {
 	if len(got) == 0 {
 		return
 	}
-	if err := e.adopt(ctx, got); err != nil {
-		e.log.Error("adopt claimed tasks", "err", err)
-	}
+	e.adopt(got)
 }
 
-// adopt takes tasks into the engine's care, as resume does: a Submitting
-// task whose history ends with the intent to submit is marked, so that its
-// possibly charged submit is recorded before it is sent again.
-func (e *Engine) adopt(ctx context.Context, list []*persist.Task) error {
-	var errs []error
+// adopt takes tasks into the engine's care: a Submitting task whose last
+// record is the intent to submit (the store keeps persist.Task.Intent) is
+// marked, so that its possibly charged submit is recorded before it is
+// sent again.
+func (e *Engine) adopt(list []*persist.Task) {
 	for _, t := range list {
 		tk := newTask(t)
-		if t.State == states.Submitting {
-			hist, err := e.store.History(ctx, t.ID)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("task %s: %w", t.ID, err))
-				continue
-			}
-			if n := len(hist); n > 0 && transitions.InDoubt(hist[n-1].Event) {
-				tk.intent = true
-			}
-		}
+		tk.intent = t.State == states.Submitting && t.Intent
 		if e.isClosed() || !e.reg.add(tk) {
 			continue
 		}
 		e.sched.push(tk)
 	}
-	return errors.Join(errs...)
 }
 
 // renew extends the engine's leases and lets go of tasks another engine

@@ -68,8 +68,12 @@ type registry struct {
 	// releases them); a fleet member lets them go to the store.
 	keepParked bool
 
-	mu      sync.Mutex
-	tasks   map[string]*task
+	mu    sync.Mutex
+	tasks map[string]*task
+	// left, while the pager reads the store, collects the ids that leave
+	// the engine meanwhile: that read may still show them active.
+	left    map[string]bool
+	reading int
 	waiters map[string][]chan struct{} // closed when the task settles
 	movers  map[string][]chan struct{} // closed at the task's next move
 	subs    map[int]chan Transition
@@ -98,6 +102,37 @@ func (r *registry) add(tk *task) bool {
 	r.tasks[id] = tk
 	r.countLocked(tk.cur().State, 1)
 	return true
+}
+
+// beginRead marks the start of a read of the store whose tasks the engine
+// may take in, and endRead its end, once every task read was judged with
+// unknown: the read may show a task that left the engine since it began
+// (it settled) as it was before.
+func (r *registry) beginRead() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.reading == 0 {
+		r.left = map[string]bool{}
+	}
+	r.reading++
+}
+
+func (r *registry) endRead() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.reading--; r.reading == 0 {
+		r.left = nil
+	}
+}
+
+// unknown reports, between beginRead and endRead, whether the task of id
+// is neither held nor gone since the read began: a copy of it read then is
+// its latest.
+func (r *registry) unknown(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, held := r.tasks[id]
+	return !held && !r.left[id]
 }
 
 // get returns the task of id, nil when the engine does not hold it.
@@ -184,6 +219,9 @@ func (r *registry) publish(tk *task, from states.State, next *persist.Task, rec 
 		if to.Terminal() || !r.keepParked {
 			delete(r.tasks, next.ID)
 			r.countLocked(to, -1)
+			if r.reading > 0 {
+				r.left[next.ID] = true
+			}
 		}
 	}
 	var tr Transition
@@ -229,6 +267,9 @@ func (r *registry) drop(tk *task) {
 	if _, ok := r.tasks[id]; ok {
 		delete(r.tasks, id)
 		r.countLocked(tk.cur().State, -1)
+		if r.reading > 0 {
+			r.left[id] = true
+		}
 	}
 }
 

@@ -43,12 +43,12 @@ var (
 // (Policy.Concurrency in flight at most, whatever sends them: submits,
 // polls, price look-ups, probes, reports) and its request timeout.
 func (e *Engine) request(ctx context.Context, do func(ctx context.Context) error) error {
+	// Not given up at shutdown: a request whose intent is committed goes
+	// out and its answer is recorded, as a graceful close promises.
 	select {
 	case e.slots <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-e.done:
-		return ErrClosed
 	}
 	defer func() { <-e.slots }()
 	rctx, cancel := context.WithTimeout(ctx, e.pol.RequestTimeout)

@@ -139,4 +139,7 @@ type Stats struct {
 	// Unrecorded is a gauge: the in.php answers held in memory now because
 	// the store failed to record them (no new in.php leaves meanwhile).
 	Unrecorded int64
+	// Held is a gauge: the tasks the engine holds in memory now (a lone
+	// engine pages the rest in as they fall due).
+	Held int64
 }

@@ -90,11 +90,20 @@ func (e *Engine) SubmitMany(ctx context.Context, reqs []Request) (ids []string, 
 	if err := e.store.Create(ctx, fresh...); err != nil {
 		return nil, 0, fmt.Errorf("engine: submit: %w", err)
 	}
+	left := false
 	for _, t := range fresh {
+		if e.pager != nil && e.reg.len() >= e.pager.maxHeld {
+			left = true // on disk, due now: the pager brings it in
+			continue
+		}
 		t.Params = nil // loaded again at submit time: memory stays small
-		tk := newTask(t)
-		e.reg.add(tk)
-		e.sched.push(tk)
+		// The pager may have taken it in already, from the store.
+		if tk := newTask(t); e.reg.add(tk) {
+			e.sched.push(tk)
+		}
+	}
+	if left {
+		e.pager.kick()
 	}
 	return ids, len(fresh), nil
 }
@@ -234,7 +243,15 @@ func (e *Engine) Drain(ctx context.Context) error {
 		active, parked, changed := e.reg.activity()
 		open, flipped := e.brk.watch()
 		if active == 0 && (parked == 0 || open) {
-			return nil
+			// Tasks not paged in yet are still to drive.
+			more, err := e.storeHasActive(ctx)
+			if err != nil {
+				return fmt.Errorf("engine: drain: %w", err)
+			}
+			if !more {
+				return nil
+			}
+			e.pager.kick()
 		}
 		select {
 		case <-changed:
