@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/captchafsm/captchafsm/engine"
+	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/provider"
 )
 
@@ -106,6 +107,11 @@ func parseTaskLine(line []byte) (engine.Request, error) {
 	}
 	if dec.More() {
 		return engine.Request{}, errors.New("not a task object: more than one JSON value on the line")
+	}
+	// Checked here, before anything is stored: a store would refuse the
+	// ref only at Create, naming a task id that was never stored.
+	if err := persist.ValidateRef(tl.Ref); err != nil {
+		return engine.Request{}, err
 	}
 	params := make(map[string]string, len(tl.Params))
 	for k, raw := range tl.Params {

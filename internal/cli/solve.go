@@ -88,6 +88,9 @@ func (o *solveOpts) request() (engine.Request, error) {
 	if method == "" {
 		return engine.Request{}, usageErr("--method is required (or --image FILE for an image)")
 	}
+	if err := persist.ValidateRef(o.ref); err != nil {
+		return engine.Request{}, usageErr("--%v", err)
+	}
 	req := engine.Request{Method: method, Params: params, Ref: o.ref}
 	if err := provider.Validate(provider.Request{Method: method, Params: params}); err != nil {
 		return engine.Request{}, fieldProblem(err, o.image)
