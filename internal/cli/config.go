@@ -119,7 +119,12 @@ func openStoreAt(db setting, create bool, lock time.Duration) (persist.Store, er
 		return s, nil
 	}
 	if !create {
-		if _, err := os.Stat(name); err != nil {
+		// A mistyped path, or the wrong directory, must not give an empty
+		// database that the command then reports on as if it were the real
+		// one (resume: "nothing to resume", exit 0).
+		if _, err := os.Stat(name); errors.Is(err, fs.ErrNotExist) {
+			return nil, usageErr("%s %s: no such file; this command creates no database (run, solve and serve do): check the path", db.source, name)
+		} else if err != nil {
 			return nil, usageErr("%s %s: %s", db.source, name, fsProblem(err))
 		}
 	}

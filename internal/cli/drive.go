@@ -266,17 +266,23 @@ type batch struct {
 	printW sync.WaitGroup
 }
 
-// openBatch opens the store and an engine over it; every check of the
-// input must be done by then.
-func (a *app) openBatch(cmd *cobra.Command, client *provider.Client, pol engine.Policy, quiet bool) (*batch, error) {
+// openBatch opens the store (creating it only if create) and an engine
+// over it; every check of the input must be done by then.
+func (a *app) openBatch(cmd *cobra.Command, client *provider.Client, pol engine.Policy, quiet, create bool) (*batch, error) {
 	fp, err := a.failpoint() // test-only: see failpoint.go
 	if err != nil {
 		return nil, err
 	}
-	store, err := a.openStore(true)
+	store, err := a.openStore(create)
 	if err != nil {
 		return nil, err
 	}
+	return a.startBatch(cmd, fp, store, client, pol, quiet)
+}
+
+// startBatch starts an engine over an open store, which it closes on
+// error. The tasks the engine resumes are the command's business.
+func (a *app) startBatch(cmd *cobra.Command, fp *failpoint, store persist.Store, client *provider.Client, pol engine.Policy, quiet bool) (*batch, error) {
 	b := &batch{a: a, cmd: cmd, store: store, tr: newTracker(), ids: map[string]bool{}, quiet: quiet}
 	ctx := cmd.Context()
 	// The tasks the engine will resume are this command's business too.

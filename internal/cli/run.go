@@ -193,7 +193,7 @@ func (a *app) run(cmd *cobra.Command, from string) error {
 	if err != nil {
 		return err
 	}
-	b, err := a.openBatch(cmd, client, pol, false)
+	b, err := a.openBatch(cmd, client, pol, false, true)
 	if err != nil {
 		return err
 	}

@@ -115,7 +115,7 @@ func (a *app) solve(cmd *cobra.Command, o *solveOpts) error {
 	if err != nil {
 		return err
 	}
-	b, err := a.openBatch(cmd, client, pol, true)
+	b, err := a.openBatch(cmd, client, pol, true, true)
 	if err != nil {
 		return err
 	}
