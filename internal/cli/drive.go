@@ -249,7 +249,7 @@ func resultText(t *persist.Task) string {
 			what = "-"
 		}
 	}
-	return fmt.Sprintf("%s\t%s\t%s\t%s", t.ID, ref, t.State, what)
+	return fmt.Sprintf("%s\t%s\t%s\t%s", printable(t.ID), printable(ref), printable(string(t.State)), printable(what))
 }
 
 // batch is one run of an engine over a set of tasks until they settle:

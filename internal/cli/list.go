@@ -80,7 +80,7 @@ States: Submitting, Backoff, Polling, Resubmitting, Done, Failed, NeedsAccountFi
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tREF\tSTATE\tCODE\tSUBMITS\tPOLLS\tRESUBMITS\tCREATED\tUPDATED")
 			for _, t := range tasks {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", t.ID, dash(t.Ref), t.State, dash(t.Code),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", printable(t.ID), printable(dash(t.Ref)), printable(string(t.State)), printable(dash(t.Code)),
 					t.Submits, t.Polls, t.Resubmits, stamp(t.Created), stamp(t.Updated))
 			}
 			if err := tw.Flush(); err != nil {

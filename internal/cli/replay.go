@@ -89,9 +89,9 @@ Exit status: 0 every task matches; 2 some task does not; 1 bad usage.`,
 					continue
 				}
 				if v.OK {
-					fmt.Fprintf(out, "OK        %s  %s (%d records)\n", t.ID, t.State, v.Records)
+					fmt.Fprintf(out, "OK        %s  %s (%d records)\n", printable(t.ID), printable(string(t.State)), v.Records)
 				} else {
-					fmt.Fprintf(out, "MISMATCH  %s  stored %s: %s\n", t.ID, t.State, v.Error)
+					fmt.Fprintf(out, "MISMATCH  %s  stored %s: %s\n", printable(t.ID), printable(string(t.State)), printable(v.Error))
 				}
 			}
 			if a.json {

@@ -209,7 +209,7 @@ func Execute(ctx context.Context, root *cobra.Command, args []string) int {
 		err = ee.err
 	}
 	if err != nil {
-		fmt.Fprintln(root.ErrOrStderr(), "captchafsm: "+oneLine(err.Error()))
+		fmt.Fprintln(root.ErrOrStderr(), "captchafsm: "+printable(oneLine(err.Error())))
 	}
 	return code
 }

@@ -149,7 +149,7 @@ func (a *app) solve(cmd *cobra.Command, o *solveOpts) error {
 			return err
 		}
 	} else if t.State == states.Done {
-		fmt.Fprintln(out, t.Token)
+		fmt.Fprintln(out, printable(t.Token))
 	}
 	switch t.State {
 	case states.Done:
