@@ -29,7 +29,7 @@ func TestBadRefsAreRefusedBeforeAnything(t *testing.T) {
 		{"2,000 bytes", 3, long, "ref: longer than 1024 bytes (got 2000)"},
 		{"1,025 bytes", 3, long[:1025], "ref: longer than 1024 bytes (got 1025)"},
 		{"NUL", 3, `a\u0000b`, "ref: holds a NUL byte"},
-		{"2,000 bytes in a large file", 1500, long, "ref: longer than 1024 bytes (got 2000)"},
+		{"2,000 bytes in a large file", recordChunk + 500, long, "ref: longer than 1024 bytes (got 2000)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
