@@ -2,11 +2,14 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/url"
 	"os"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/captchafsm/captchafsm/engine"
@@ -177,4 +180,44 @@ func fieldProblem(err error, image string) error {
 		return usageErr("--image %s: %s", image, fe.Problem)
 	}
 	return usageErr("--param %s: %s", fe.Field, fe.Problem)
+}
+
+// policyHelp is the --policy section of the root command's help: every key
+// with its default and its bounds, from the engine's data.
+func policyHelp() string {
+	var b strings.Builder
+	b.WriteString(`--policy FILE is JSON overriding the timing and limits; omitted keys keep
+their defaults, and unknown keys or values out of bounds are errors naming
+the key. Durations are Go durations ("5s", "1m30s").
+
+`)
+	defaults := map[string]string{}
+	if raw, err := policyFile(engine.DefaultPolicy()); err == nil {
+		var m map[string]json.RawMessage
+		if json.Unmarshal(raw, &m) == nil {
+			for k, v := range m {
+				var s string
+				if json.Unmarshal(v, &s) != nil {
+					s = string(v)
+				}
+				defaults[k] = s
+			}
+		}
+	}
+	defaults["retry_delays"] = "the catalogue's"
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  KEY\tDEFAULT\tMIN\tMAX\t")
+	for _, k := range engine.PolicyBounds() {
+		note := ""
+		if k.Note != "" {
+			note = "(" + k.Note + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", k.Key, defaults[k.Key], k.Min, k.Max, note)
+	}
+	_ = tw.Flush()
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(l, " ")
+	}
+	return strings.Join(lines, "\n")
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/captchafsm/captchafsm/engine"
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/persist/boltstore"
 	"github.com/captchafsm/captchafsm/provider/providersim"
@@ -305,6 +307,9 @@ func TestPolicyErrorsNameTheKey(t *testing.T) {
 		{`{"poll_interval": "soon"}`, `poll_interval: "soon" is not a duration`},
 		{`{"pol_interval": "5s"}`, `unknown key "pol_interval"`},
 		{`{"concurrency": 0}`, "concurrency"},
+		{`{"submit_rate": 1e-9}`, "submit_rate: must be at least 0.01 per second, one submit every 1m40s (got 1e-09: one every 31.7 years)"},
+		{`{"poll_interval": "1ns"}`, "poll_interval: must be between 1ms and 10m0s (got 1ns)"},
+		{`{"poll_timeout": "876000h"}`, "poll_timeout: must be between 1ms and 1h0m0s (got 876000h0m0s)"},
 		{`[1]`, "not a JSON object"},
 	} {
 		w := newWorld(t).withSim(providersim.Config{})
@@ -316,6 +321,18 @@ func TestPolicyErrorsNameTheKey(t *testing.T) {
 		_, err := os.Stat(w.db)
 		assert.ErrorIs(t, err, os.ErrNotExist, "no database created on bad input")
 	}
+}
+
+// TestHelpSaysThePolicyBounds: the root help (and so docs/cli.md) lists
+// every policy key with its default and bounds, from the engine's data.
+func TestHelpSaysThePolicyBounds(t *testing.T) {
+	t.Parallel()
+	r := newWorld(t).run("--help")
+	require.Equal(t, ExitOK, r.code)
+	for _, b := range engine.PolicyBounds() {
+		assert.Regexp(t, `(?m)^  `+b.Key+` +\S.* +`+regexp.QuoteMeta(b.Min)+` +`+regexp.QuoteMeta(b.Max)+`\b`, r.out)
+	}
+	assert.Regexp(t, `(?m)^  submit_rate +20 +0\.01 +20 `, r.out)
 }
 
 func TestOneLine(t *testing.T) {
