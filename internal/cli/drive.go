@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -264,6 +265,15 @@ type batch struct {
 	ids    map[string]bool // the tasks this command answers for
 	quiet  bool            // print no result lines (solve)
 	printW sync.WaitGroup
+	moves  atomic.Pointer[moves] // solve's display of its task's moves, if any
+}
+
+// onTransition is the engine's OnTransition.
+func (b *batch) onTransition(tr engine.Transition) {
+	b.tr.hook(tr)
+	if m := b.moves.Load(); m != nil {
+		m.hook(tr)
+	}
 }
 
 // openBatch opens the store (creating it only if create) and an engine
@@ -295,7 +305,7 @@ func (a *app) startBatch(cmd *cobra.Command, fp *failpoint, store persist.Store,
 		b.ids[t.ID] = true
 	}
 	b.tr.watched = b.ids
-	eng, err := engine.Open(ctx, engine.Config{Store: fp.store(store), API: fp.api(client), Policy: pol, OnTransition: b.tr.hook, FetchCost: true})
+	eng, err := engine.Open(ctx, engine.Config{Store: fp.store(store), API: fp.api(client), Policy: pol, OnTransition: b.onTransition, FetchCost: true})
 	if err != nil {
 		store.Close()
 		return nil, usageErr("%v", err)

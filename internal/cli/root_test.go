@@ -55,6 +55,9 @@ type world struct {
 	policy string
 	env    map[string]string
 	sim    *providersim.Server
+	// ttyErr makes the commands take their stderr for a terminal (the
+	// injected detector; stdout stays a file).
+	ttyErr bool
 }
 
 func newWorld(t *testing.T) *world {
@@ -106,7 +109,7 @@ func (w *world) run(args ...string) result {
 func (w *world) runCtx(ctx context.Context, stdin io.Reader, args ...string) result {
 	w.t.Helper()
 	var out, errb bytes.Buffer
-	root := w.root()
+	root := w.rootFor(&errb)
 	root.SetOut(&out)
 	root.SetErr(&errb)
 	if stdin != nil {
@@ -118,11 +121,16 @@ func (w *world) runCtx(ctx context.Context, stdin io.Reader, args ...string) res
 	return r
 }
 
-func (w *world) root() *cobra.Command {
+func (w *world) root() *cobra.Command { return w.rootFor(nil) }
+
+// rootFor is root with errw (the command's stderr) taken for a terminal
+// when the world says so.
+func (w *world) rootFor(errw io.Writer) *cobra.Command {
 	env := w.env
+	tty := w.ttyErr
 	return NewRoot(&Options{
 		Getenv:      func(k string) string { return env[k] },
-		Terminal:    func(io.Writer) bool { return false },
+		Terminal:    func(x io.Writer) bool { return tty && errw != nil && x == errw },
 		LockTimeout: 50 * time.Millisecond,
 	})
 }

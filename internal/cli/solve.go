@@ -36,6 +36,8 @@ settles, and its token printed on stdout (with --json the result object).
 --method says otherwise). Parameters are the API's own names (pageurl,
 googlekey, sitekey, proxy, proxytype, ...); they are checked before anything is
 sent. Other tasks waiting in the database are driven along while this one runs.
+When stderr is a terminal, the task's moves show there as they happen
+(submitted, accepted, each poll, solved), as run's progress bar does.
 
 Exit status: 0 solved; 1 bad input (nothing sent); 2 the task failed; 3 the
 account needs a fix (see account-fixed); 130 interrupted (the task stays in
@@ -120,17 +122,26 @@ func (a *app) solve(cmd *cobra.Command, o *solveOpts) error {
 		return err
 	}
 	ctx := cmd.Context()
+	// On a terminal, the task's moves show on stderr while it is solved.
+	var mv *moves
+	if a.opts.terminal(cmd.ErrOrStderr()) {
+		mv = newMoves(cmd.ErrOrStderr())
+		b.moves.Store(mv)
+	}
 	id, err := b.eng.Submit(ctx, req)
 	if err != nil {
 		_ = b.eng.Close()
+		mv.end()
 		b.store.Close()
 		if errors.Is(err, persist.ErrDuplicateRef) {
 			return usageErr("--ref %s: a task with this ref exists", o.ref)
 		}
 		return usageErr("%v", err)
 	}
+	mv.follow(id, req)
 	_, werr := b.eng.Wait(ctx, id)
-	cerr := b.eng.Close()
+	cerr := b.eng.Close() // every hook has run once Close returns
+	mv.end()
 	defer b.store.Close()
 	if werr != nil && isCtxErr(ctx, werr) {
 		return errInterrupted
