@@ -165,7 +165,7 @@ func (s *server) apiGet(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if wait > 0 && s.eng != nil && !t.State.Terminal() && t.State != states.NeedsAccountFix {
+	if wait > 0 && s.eng != nil && !t.State.Settled() {
 		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		_, _ = s.eng.Wait(ctx, t.ID) // a timeout or a failed task: the task says which
 		cancel()

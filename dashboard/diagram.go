@@ -98,7 +98,7 @@ func computeLayout(table []transitions.Edge) layout {
 		switch {
 		case happy[s]:
 			row = 1
-		case s.Terminal() || s == states.NeedsAccountFix:
+		case s.Settled():
 			row = 2
 		}
 		for taken[cell{col[s], row}] {

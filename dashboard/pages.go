@@ -151,7 +151,7 @@ func (s *server) pageIndex(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, st := range states.All() {
 		p.Cards = append(p.Cards, stateCard{State: st, Count: sum.Counts[st], Selected: st == p.State,
-			Settled: st.Terminal() || st == states.NeedsAccountFix})
+			Settled: st.Settled()})
 	}
 	list, err := s.store.List(r.Context(), opts)
 	if err != nil {
@@ -255,7 +255,7 @@ func timeline(hist []persist.Record, current states.State) []step {
 		}
 		st := step{First: rec, Last: rec, Count: 1, Offset: r.At.Sub(start), Charged: r.PossiblyCharged,
 			Items: []Record{rec}, FromStart: r.From == "", Loop: r.From == r.To,
-			Settles: r.To.Terminal() || r.To == states.NeedsAccountFix, Fails: r.To == states.Failed}
+			Settles: r.To.Settled(), Fails: r.To == states.Failed}
 		if r.Code != "" {
 			if e, ok := transitions.Lookup(r.Code); ok {
 				st.Meaning, st.Class = e.Meaning, string(e.Class)
@@ -263,7 +263,7 @@ func timeline(hist []persist.Record, current states.State) []step {
 				st.Class = string(transitions.ClassUnknown)
 			}
 		}
-		if i == len(hist)-1 && r.Event == transitions.SubmitSending && !current.Terminal() && current != states.NeedsAccountFix {
+		if i == len(hist)-1 && transitions.InDoubt(r.Event) && !current.Settled() {
 			st.InFlight = true
 		}
 		out = append(out, st)

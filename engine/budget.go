@@ -1,22 +1,39 @@
 package engine
 
 import (
-	"sync"
 	"time"
+
+	"github.com/captchafsm/captchafsm/provider"
 )
 
-// pollBudget keeps res.php requests under the provider's rule: at most
-// 20 × captchas + 1200 requests in an hour, counted over the last 60
-// minutes. The engine spends at most 90 % of it.
+// The provider's limits (provider/limits.go) as the engine spends them:
+// with a margin, since a request is counted where it arrives, a little
+// after it leaves.
+const (
+	// submitWindowMax of provider.SubmitBurst in.php requests may leave in
+	// any provider.SubmitBurstWindow: three requests (150 ms at 20/s) of
+	// room for requests that arrive bunched.
+	submitWindowMax = provider.SubmitBurst - 3
+	submitWindowLen = provider.SubmitBurstWindow
+	// pollBudgetShare of provider.PollBudget is spent.
+	pollBudgetShare = 0.9
+	// budgetSlots minutes make the budget's window.
+	budgetSlots = int(provider.PollBudgetWindow / time.Minute)
+)
+
+// pollBudget keeps res.php requests under the provider's rule:
+// provider.PollBudget(captchas accepted) requests in the last hour, counted
+// by the minute. The engine spends at most pollBudgetShare of it. The
+// limiter's lock guards it.
 type pollBudget struct {
-	polls   [60]int
-	accepts [60]int
-	start   [60]int64 // the Unix minute each slot holds
+	polls   [budgetSlots]int
+	accepts [budgetSlots]int
+	start   [budgetSlots]int64 // the Unix minute each slot holds
 }
 
 func (b *pollBudget) slot(now time.Time) int {
 	m := now.Unix() / 60
-	i := int(m % 60)
+	i := int(m % int64(budgetSlots))
 	if b.start[i] != m {
 		b.start[i] = m
 		b.polls[i] = 0
@@ -25,28 +42,17 @@ func (b *pollBudget) slot(now time.Time) int {
 	return i
 }
 
-// note counts polls and accepted submits at now. The caller holds the
-// engine's lock.
+// note counts polls and accepted submits at now.
 func (b *pollBudget) note(now time.Time, polls, accepts int) {
 	i := b.slot(now)
 	b.polls[i] += polls
 	b.accepts[i] += accepts
 }
 
-// noteLocked is note taking mu itself.
-func (b *pollBudget) noteLocked(mu *sync.Mutex, now time.Time, polls, accepts int) {
-	if polls == 0 && accepts == 0 {
-		return
-	}
-	mu.Lock()
-	b.note(now, polls, accepts)
-	mu.Unlock()
-}
-
 func (b *pollBudget) totals(now time.Time) (polls, accepts int) {
 	m := now.Unix() / 60
-	for i := range 60 {
-		if m-b.start[i] < 60 {
+	for i := range budgetSlots {
+		if m-b.start[i] < int64(budgetSlots) {
 			polls += b.polls[i]
 			accepts += b.accepts[i]
 		}
@@ -54,10 +60,10 @@ func (b *pollBudget) totals(now time.Time) (polls, accepts int) {
 	return polls, accepts
 }
 
-// allow reports whether one more poll stays within 90 % of the budget.
+// allow reports whether one more poll stays within the budget's share.
 func (b *pollBudget) allow(now time.Time) bool {
 	polls, accepts := b.totals(now)
-	return float64(polls+1) <= 0.9*float64(20*accepts+1200)
+	return float64(polls+1) <= pollBudgetShare*float64(provider.PollBudget(accepts))
 }
 
 // nextMinute is when the oldest minute leaves the window.
@@ -65,20 +71,15 @@ func (b *pollBudget) nextMinute(now time.Time) time.Time {
 	return now.Truncate(time.Minute).Add(time.Minute)
 }
 
-// submitWindow keeps in.php requests under the provider's rule of at most
-// 60 in any 3 seconds (MAX_USER_TURN beyond), with a margin. The token
-// bucket alone allows 3·rate + burst in 3 s, one too many at 20/s. The
-// caller holds the engine's lock.
+// submitWindow keeps in.php requests under the provider's burst rule
+// (provider.SubmitBurst in any provider.SubmitBurstWindow, MAX_USER_TURN
+// beyond), with a margin, counting the moments requests leave. The
+// limiter's lock guards it.
 type submitWindow struct {
 	ring [submitWindowMax]time.Time // send times, oldest at next
 	next int
 	full bool
 }
-
-const (
-	submitWindowMax = 57
-	submitWindowLen = 3 * time.Second
-)
 
 // delay is how long a send at now must wait to stay within the window.
 func (w *submitWindow) delay(now time.Time) time.Duration {

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -191,16 +192,100 @@ func TestUnknownCodeKeptRaw(t *testing.T) {
 	})
 }
 
+// TestDeadlineStopsTheWaitNotTheTask: a caller's deadline on Solve or Wait
+// stops the caller's wait; the submitted (paid) task goes on, and Wait
+// collects its answer later, by id or by ref (issue 11, point 7).
+func TestDeadlineStopsTheWaitNotTheTask(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, engine.Policy{})
+		b.api.pollPlan = repeat("CAPCHA_NOT_READY", 3)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		res, err := b.eng.Solve(ctx, recaptcha("login-42"))
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Nil(t, res)
+		var pe *engine.PendingError
+		require.ErrorAs(t, err, &pe)
+		assert.Equal(t, "login-42", pe.Ref)
+		assert.Equal(t, states.Polling, pe.State, "submitted and accepted before the deadline")
+		assert.Contains(t, err.Error(), "the task goes on")
+		assert.Contains(t, err.Error(), pe.ID)
+
+		// Wait under a deadline as short does the same.
+		ctx2, cancel2 := context.WithTimeout(context.Background(), time.Second)
+		defer cancel2()
+		_, err = b.eng.Wait(ctx2, pe.ID)
+		require.ErrorAs(t, err, &pe)
+
+		res, err = b.eng.Wait(context.Background(), "login-42")
+		require.NoError(t, err)
+		assert.Equal(t, states.Done, res.State)
+		assert.Equal(t, pe.ID, res.ID)
+		assert.NotEmpty(t, res.Token)
+		h := b.history(res.ID)
+		assert.NotContains(t, events(h), transitions.Cancelled)
+		submits, _ := b.api.counts()
+		assert.Equal(t, 1, submits)
+	})
+}
+
+// TestRefs: the same ref with the same request attaches to the task; with
+// another method or other parameters it is an error naming the ref, and
+// nothing is stored or sent. Get, Wait, History and Cancel take a ref
+// wherever they take an id (issue 11, point 6).
+func TestRefs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, engine.Policy{})
+		ctx := context.Background()
+		img := engine.Request{Method: "base64", Ref: "img-0", Params: map[string]string{"body": pngBase64(500)}}
+		res, err := b.eng.Solve(ctx, img)
+		require.NoError(t, err)
+
+		again, err := b.eng.Solve(ctx, img)
+		require.NoError(t, err, "the same request attaches")
+		assert.Equal(t, res.ID, again.ID)
+		assert.Equal(t, res.Token, again.Token)
+
+		for _, other := range []engine.Request{
+			{Method: "turnstile", Ref: "img-0", Params: map[string]string{"sitekey": "0x4AAAAAAAC3DHQFLr1GavRN", "pageurl": "https://other.example"}},
+			{Method: "base64", Ref: "img-0", Params: map[string]string{"body": pngBase64(500), "numeric": "1"}},
+		} {
+			_, err = b.eng.Solve(ctx, other)
+			require.ErrorIs(t, err, engine.ErrRefConflict)
+			assert.Contains(t, err.Error(), `"img-0"`)
+			_, _, err = b.eng.SubmitMany(ctx, []engine.Request{recaptcha("fresh"), other})
+			require.ErrorIs(t, err, engine.ErrRefConflict)
+		}
+		_, _, err = b.eng.SubmitMany(ctx, []engine.Request{recaptcha("twice"), {Method: "base64", Ref: "twice", Params: img.Params}})
+		require.ErrorIs(t, err, engine.ErrRefConflict, "a conflict inside one batch")
+		_, err = b.eng.Get(ctx, "fresh")
+		require.ErrorIs(t, err, persist.ErrNotFound, "nothing of a refused batch is stored")
+		submits, _ := b.api.counts()
+		assert.Equal(t, 1, submits, "nothing sent for the refused requests")
+
+		got, err := b.eng.Get(ctx, "img-0")
+		require.NoError(t, err)
+		assert.Equal(t, res.ID, got.ID)
+		h, err := b.eng.History(ctx, "img-0")
+		require.NoError(t, err)
+		assert.Equal(t, transitions.Solved, h[len(h)-1].Event)
+		assert.ErrorIs(t, b.eng.Cancel(ctx, "img-0"), engine.ErrNotCancellable)
+		_, err = b.eng.Wait(ctx, "no-such-ref")
+		assert.ErrorIs(t, err, persist.ErrNotFound)
+	})
+}
+
 func TestCancel(t *testing.T) {
-	t.Run("solve context", func(t *testing.T) {
+	t.Run("explicit, while polling", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			b := setup(t, engine.Policy{})
 			b.api.pollPlan = repeat("CAPCHA_NOT_READY", 1000)
-			ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-			defer cancel()
-			res, err := b.eng.Solve(ctx, recaptcha(""))
-			require.ErrorIs(t, err, context.DeadlineExceeded)
-			require.NotNil(t, res)
+			id, err := b.eng.Submit(context.Background(), recaptcha(""))
+			require.NoError(t, err)
+			<-time.After(40 * time.Second)
+			require.NoError(t, b.eng.Cancel(context.Background(), id))
+			res, err := b.eng.Wait(context.Background(), id)
+			require.ErrorIs(t, err, engine.ErrFailed)
 			assert.Equal(t, states.Failed, res.State)
 			assert.Equal(t, transitions.CodeCancelled, res.Code)
 			h := b.history(res.ID)
@@ -228,6 +313,17 @@ func TestCancel(t *testing.T) {
 }
 
 func TestAccountBreakerAndFix(t *testing.T) {
+	for _, delay := range []time.Duration{0, time.Millisecond} {
+		t.Run(fmt.Sprintf("release delayed %s", delay), func(t *testing.T) {
+			if delay > 0 {
+				defer engine.SetReleaseDelay(delay)()
+			}
+			accountBreakerAndFix(t)
+		})
+	}
+}
+
+func accountBreakerAndFix(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := setup(t, engine.Policy{Concurrency: 4})
 		b.api.submitPlan = []error{apiErr("in.php", "ERROR_ZERO_BALANCE")}

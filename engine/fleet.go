@@ -23,6 +23,15 @@ import (
 
 const defaultLeaseTTL = 30 * time.Second
 
+// leasing is an engine's part in a fleet.
+type leasing struct {
+	leaser persist.Leaser
+	shared persist.Fleet // nil: breaker, bans and rate stay local
+	owner  string
+	ttl    time.Duration
+	every  time.Duration // how often the fleet loop runs
+}
+
 // claimLimits are how many tasks one claim takes and how many the engine
 // holds at most: enough to keep its workers and batches busy, few enough
 // that the engines of a fleet share the work and a dead engine strands
@@ -45,14 +54,14 @@ func (e *Engine) fleetLoop() {
 	lastRenew := time.Now()
 	for {
 		e.syncFleet()
-		if time.Since(lastRenew) >= e.leaseTTL/3 {
+		if time.Since(lastRenew) >= e.fleet.ttl/3 {
 			e.renew()
 			lastRenew = time.Now()
 		}
 		e.claim()
 		// Jittered, so that engines started together do not claim in step
 		// (the first of each round would take everything).
-		wait := time.Duration(float64(e.fleetEvery) * (0.7 + 0.6*rand.Float64()))
+		wait := time.Duration(float64(e.fleet.every) * (0.7 + 0.6*rand.Float64()))
 		select {
 		case <-time.After(wait):
 		case <-e.done:
@@ -64,16 +73,13 @@ func (e *Engine) fleetLoop() {
 // claim leases due tasks the engine can take.
 func (e *Engine) claim() {
 	batch, held := e.claimLimits()
-	e.mu.Lock()
-	room := min(held-len(e.tasks), batch)
-	breaker := e.breaker
-	e.mu.Unlock()
+	room := min(held-e.reg.len(), batch)
 	if room <= 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, e.pol.RequestTimeout)
 	defer cancel()
-	got, err := e.leaser.Claim(ctx, e.owner, room, e.leaseTTL)
+	got, err := e.fleet.leaser.Claim(ctx, e.fleet.owner, room, e.fleet.ttl)
 	if err != nil {
 		e.log.Error("claim tasks", "err", err)
 		return
@@ -84,160 +90,107 @@ func (e *Engine) claim() {
 	if err := e.adopt(ctx, got); err != nil {
 		e.log.Error("adopt claimed tasks", "err", err)
 	}
-	if breaker {
-		e.kick()
-	}
 }
 
 // adopt takes tasks into the engine's care, as resume does: a Submitting
 // task whose history ends with the intent to submit is marked, so that its
 // possibly charged submit is recorded before it is sent again.
 func (e *Engine) adopt(ctx context.Context, list []*persist.Task) error {
-	var ready []*task
 	var errs []error
 	for _, t := range list {
-		tk := &task{t: t, idx: -1}
+		tk := newTask(t)
 		if t.State == states.Submitting {
 			hist, err := e.store.History(ctx, t.ID)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("task %s: %w", t.ID, err))
 				continue
 			}
-			if n := len(hist); n > 0 && hist[n-1].Event == transitions.SubmitSending {
+			if n := len(hist); n > 0 && transitions.InDoubt(hist[n-1].Event) {
 				tk.intent = true
 			}
 		}
-		ready = append(ready, tk)
-	}
-	e.mu.Lock()
-	for _, tk := range ready {
-		if _, held := e.tasks[tk.t.ID]; held || e.closed {
+		if e.isClosed() || !e.reg.add(tk) {
 			continue
 		}
-		e.tasks[tk.t.ID] = tk
-		e.addActiveLocked(1)
-		e.pushLocked(tk)
+		e.sched.push(tk)
 	}
-	e.mu.Unlock()
-	e.kick()
 	return errors.Join(errs...)
 }
 
 // renew extends the engine's leases and lets go of tasks another engine
 // took over after a lease expired.
 func (e *Engine) renew() {
-	e.mu.Lock()
-	ids := make([]string, 0, len(e.tasks))
-	for id := range e.tasks {
-		ids = append(ids, id)
-	}
-	e.mu.Unlock()
-	if len(ids) == 0 {
+	held := e.reg.all()
+	if len(held) == 0 {
 		return
+	}
+	ids := make([]string, len(held))
+	byID := make(map[string]*task, len(held))
+	for i, tk := range held {
+		ids[i] = tk.cur().ID
+		byID[ids[i]] = tk
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, e.pol.RequestTimeout)
 	defer cancel()
-	lost, err := e.leaser.Renew(ctx, e.owner, ids, e.leaseTTL)
+	lost, err := e.fleet.leaser.Renew(ctx, e.fleet.owner, ids, e.fleet.ttl)
 	if err != nil {
 		e.log.Error("renew leases", "err", err)
 		return
 	}
-	e.mu.Lock()
 	for _, id := range lost {
-		tk, ok := e.tasks[id]
+		tk, ok := byID[id]
 		if !ok {
 			continue
 		}
 		e.log.Warn("lease lost: task taken over by another engine", keyTask, id)
-		tk.lost = true
-		if !tk.busy {
-			e.dropLocked(tk)
-		}
-	}
-	e.mu.Unlock()
-}
-
-// dropLocked forgets a task the engine no longer drives.
-func (e *Engine) dropLocked(tk *task) {
-	e.removeLocked(tk)
-	// Waiters go back to watching the store, where the new owner's moves
-	// land.
-	for _, ch := range e.waiters[tk.t.ID] {
-		close(ch)
-	}
-	delete(e.waiters, tk.t.ID)
-	if _, ok := e.tasks[tk.t.ID]; ok {
-		delete(e.tasks, tk.t.ID)
-		if !settled(tk.t.State) {
-			e.addActiveLocked(-1)
+		if e.sched.markLost(tk) {
+			e.reg.drop(tk)
 		}
 	}
 }
 
 // syncFleet follows the fleet-wide breaker and pauses.
 func (e *Engine) syncFleet() {
-	if e.fleet == nil {
+	if e.fleet.shared == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, e.pol.RequestTimeout)
 	defer cancel()
-	c, err := e.fleet.Conditions(ctx)
+	c, err := e.fleet.shared.Conditions(ctx)
 	if err != nil {
 		e.log.Error("fleet conditions", "err", err)
 		return
 	}
-	e.mu.Lock()
-	opened := c.BreakerOpen && !e.breaker
-	republish := ""
-	switch {
-	case c.BreakerOpen:
-		e.breaker, e.fleetSawOpen = true, true
-	case e.breaker && e.fleetSawOpen:
-		// Closed in the fleet after it was open there: a person ran
-		// account-fixed somewhere.
-		e.breaker, e.fleetSawOpen = false, false
-	case e.breaker:
-		// Opened here but not (yet) in the fleet — its SetBreaker failed
-		// or lost the race with this read: never close it on that
-		// account; publish it again.
-		republish = e.breakerCode
-	}
-	if c.SubmitUntil.After(e.pauseSubmit) {
-		e.pauseSubmit = c.SubmitUntil
-	}
-	if c.PollUntil.After(e.pausePoll) {
-		e.extendPollPauseLocked(c.PollUntil)
-	}
-	e.mu.Unlock()
+	opened, republish := e.brk.follow(c)
+	e.sched.shiftPollTimers(e.lim.follow(c.SubmitUntil, c.PollUntil, time.Now()))
 	if republish != "" {
-		if err := e.fleet.SetBreaker(ctx, true, republish); err != nil {
+		if err := e.fleet.shared.SetBreaker(ctx, true, republish); err != nil {
 			e.log.Error("open the fleet's breaker", keyCode, republish, "err", err)
 		}
 	}
 	if opened {
 		e.log.Warn("breaker opened by another engine", keyCode, c.BreakerCode)
-		e.kick()
+		e.sched.kick()
 	}
 }
 
 // releaseLeases gives up every lease at shutdown so that other engines can
 // take the tasks at once.
 func (e *Engine) releaseLeases() {
-	if e.leaser == nil {
+	if e.fleet == nil {
 		return
 	}
-	e.mu.Lock()
-	ids := make([]string, 0, len(e.tasks))
-	for id := range e.tasks {
-		ids = append(ids, id)
-	}
-	e.mu.Unlock()
-	if len(ids) == 0 {
+	held := e.reg.all()
+	if len(held) == 0 {
 		return
+	}
+	ids := make([]string, len(held))
+	for i, tk := range held {
+		ids[i] = tk.cur().ID
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), e.pol.RequestTimeout)
 	defer cancel()
-	if err := e.leaser.Release(ctx, e.owner, ids); err != nil {
+	if err := e.fleet.leaser.Release(ctx, e.fleet.owner, ids); err != nil {
 		e.log.Error("release leases", "err", err)
 	}
 }
@@ -248,5 +201,42 @@ func (e *Engine) storeActive(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return counts[states.Submitting] + counts[states.Backoff] + counts[states.Polling] + counts[states.Resubmitting], nil
+	n := 0
+	for _, s := range states.ActiveStates() {
+		n += counts[s]
+	}
+	return n, nil
+}
+
+// fleetSlotReady books the fleet's next in.php slot for tk when the store
+// is a persist.Fleet. When the slot lies ahead, the task is queued for it
+// and the worker moves on: no worker, and no poll behind it, waits on the
+// fleet's pace.
+func (e *Engine) fleetSlotReady(ctx context.Context, tk *task) bool {
+	if e.fleet == nil || e.fleet.shared == nil {
+		return true
+	}
+	if !tk.slot.IsZero() && time.Since(tk.slot) > time.Duration(float64(time.Second)/e.pol.SubmitRate) {
+		// A slot missed (a pause came between): sending on it now would
+		// bunch with every other missed slot.
+		tk.slot = time.Time{}
+	}
+	if tk.slot.IsZero() {
+		// 90 % of the rate: slots spaced exactly 1/rate apart could put
+		// one request too many in the provider's 3-second window, and a
+		// request leaves a little after its slot (the intent's commit
+		// comes first), so late ones can bunch.
+		at, err := e.fleet.shared.ReserveSubmit(ctx, 0.9*e.pol.SubmitRate)
+		if err != nil {
+			e.log.Error("reserve a fleet submit slot; pacing by this engine alone", "err", err)
+			return e.lim.waitSubmit(ctx) == nil
+		}
+		tk.slot = at
+	}
+	if time.Until(tk.slot) > 10*time.Millisecond {
+		retryLater(tk, tk.slot)
+		return false
+	}
+	tk.slot = time.Time{}
+	return true
 }

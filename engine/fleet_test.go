@@ -63,7 +63,7 @@ func (s *leasingStore) Create(ctx context.Context, tasks ...*persist.Task) error
 
 func (s *leasingStore) Claim(ctx context.Context, owner string, limit int, ttl time.Duration) ([]*persist.Task, error) {
 	list, err := s.Store.List(ctx, persist.ListOptions{States: []states.State{
-		states.Submitting, states.Backoff, states.Polling, states.Resubmitting}})
+		states.Submitting, states.Backoff, states.Polling, states.Resubmitting}}) // states.ActiveStates(), spelt out
 	if err != nil {
 		return nil, err
 	}

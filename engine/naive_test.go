@@ -39,6 +39,7 @@ type naiveEngine struct {
 	api     engine.API
 	pol     engine.Policy
 	limiter *rate.Limiter
+	coster  engine.CostAPI // when set, one get2 per solve, as clients do
 
 	inFlight    atomic.Int64 // goroutines still driving a task
 	transitions atomic.Int64
@@ -95,21 +96,33 @@ type naiveTask struct {
 	broken bool // a transition was not committed: the goroutine gives up
 }
 
-// move commits one transition as the engine does: checked by the machine,
-// the record and the task's new fields in one Apply.
-func (n *naiveEngine) move(ctx context.Context, nt *naiveTask, ev transitions.Event, code string, mutate func(*persist.Task)) bool {
-	from := nt.t.State
-	to, err := fsm.Step(from, ev)
+// decide asks the engine's decision table what in calls for. The naive
+// solver has no breaker (BreakerOpen is never set) and ignores the
+// decisions' engine-wide effects: a ban is waited out by the one task that
+// met it.
+func (n *naiveEngine) decide(nt *naiveTask, in transitions.Input) transitions.Decision {
+	t := nt.t
+	in.State = t.State
+	if in.What == transitions.Due {
+		in.Code = t.Code
+	}
+	in.Retries, in.Resubmits, in.PollSince = t.Retries, t.Resubmits, t.PollSince
+	in.TokenMethod = provider.IsTokenMethod(t.Method)
+	in.Now, in.Jitter, in.Limits = time.Now(), rand.Float64(), n.pol.Limits()
+	d, err := transitions.Decide(in)
 	if err != nil {
-		panic(fmt.Sprintf("naive: illegal move %s on %s: %v", from, ev, err))
+		panic(fmt.Sprintf("naive: %v", err))
 	}
-	now := time.Now()
-	next := nt.t.Clone()
-	next.State, next.Code, next.Updated = to, code, now
-	if mutate != nil {
-		mutate(next)
+	return d
+}
+
+// move commits one decision as the engine does: built by fsm.Apply, the
+// record and the task's new fields in one Apply of the store.
+func (n *naiveEngine) move(ctx context.Context, nt *naiveTask, d transitions.Decision) bool {
+	next, rec, err := fsm.Apply(nt.t, d)
+	if err != nil {
+		panic(fmt.Sprintf("naive: illegal move %s on %s: %v", nt.t.State, d.Event, err))
 	}
-	rec := &persist.Record{At: now, From: from, Event: ev, To: to, Code: code, ProviderID: next.ProviderID}
 	if err := n.store.Apply(ctx, next, rec); err != nil {
 		n.storeErrs.Add(1)
 		nt.broken = true
@@ -142,18 +155,16 @@ func (n *naiveEngine) solve(ctx context.Context, t *persist.Task, params map[str
 		switch nt.t.State {
 		case states.Submitting:
 			n.submit(ctx, nt)
-		case states.Backoff:
+		case states.Backoff, states.Resubmitting:
 			if !pause(ctx, time.Until(nt.t.NextAt)) {
 				return
 			}
-			n.move(ctx, nt, transitions.BackoffElapsed, nt.t.Code, nil)
+			n.move(ctx, nt, n.decide(nt, transitions.Input{What: transitions.Due}))
 		case states.Polling:
 			if !pause(ctx, time.Until(nt.t.NextAt)) {
 				return
 			}
 			n.poll(ctx, nt)
-		case states.Resubmitting:
-			n.move(ctx, nt, transitions.ResubmitStarted, "", func(t *persist.Task) { t.ProviderID, t.Token = "", "" })
 		default:
 			return // Done, Failed or NeedsAccountFix
 		}
@@ -164,85 +175,32 @@ func (n *naiveEngine) submit(ctx context.Context, nt *naiveTask) {
 	if err := n.limiter.Wait(ctx); err != nil {
 		return
 	}
-	if !n.move(ctx, nt, transitions.SubmitSending, "", func(t *persist.Task) { t.Submits++ }) {
+	if !n.move(ctx, nt, n.decide(nt, transitions.Input{What: transitions.Due})) {
 		return
 	}
 	rctx, cancel := context.WithTimeout(ctx, n.pol.RequestTimeout)
 	pid, err := n.api.Submit(rctx, provider.Request{Method: nt.t.Method, Params: nt.params})
 	cancel()
 	n.submits.Add(1)
-	if err == nil {
-		now := time.Now()
-		first := n.pol.FirstPollDelay
-		if provider.IsTokenMethod(nt.t.Method) {
-			first = n.pol.FirstPollDelayToken
-		}
-		n.move(ctx, nt, transitions.SubmitAccepted, "", func(t *persist.Task) {
-			t.ProviderID, t.PollSince, t.NextAt = pid, now, now.Add(first)
-		})
-		return
+	in := transitions.Input{What: transitions.Accepted, ProviderID: pid}
+	if err != nil {
+		in = naiveAnswer(err)
 	}
+	n.move(ctx, nt, n.decide(nt, in))
+}
+
+// naiveAnswer is the decision input for a failed request.
+func naiveAnswer(err error) transitions.Input {
+	in := transitions.Input{What: transitions.Answer, Code: transitions.CodeInvalidRequest, Detail: err.Error()}
 	var apiErr *provider.APIError
 	var te *provider.TransportError
 	switch {
 	case errors.As(err, &apiErr):
-		entry, _ := transitions.Lookup(apiErr.Code)
-		switch {
-		case entry.IsBan() && apiErr.Class == transitions.ClassTransient:
-			ban := n.retryDelay(apiErr.Code, 1)
-			n.move(ctx, nt, transitions.RateLimited, apiErr.Code, func(t *persist.Task) { t.NextAt = time.Now().Add(ban) })
-		case apiErr.Class == transitions.ClassTransient:
-			n.transient(ctx, nt, apiErr.Code)
-		case apiErr.Class == transitions.ClassPermanent:
-			n.move(ctx, nt, transitions.PermanentError, apiErr.Code, nil)
-		case apiErr.Class == transitions.ClassAccount:
-			n.move(ctx, nt, transitions.AccountError, apiErr.Code, nil)
-		default:
-			n.move(ctx, nt, transitions.UnknownError, apiErr.Code, nil)
-		}
+		in.Code, in.Detail = apiErr.Code, ""
 	case errors.As(err, &te):
-		n.transient(ctx, nt, transitions.CodeTransport)
-	default:
-		n.move(ctx, nt, transitions.PermanentError, "INVALID_REQUEST", nil)
+		in.Code, in.Charged = transitions.CodeTransport, te.PossiblyCharged
 	}
-}
-
-func (n *naiveEngine) transient(ctx context.Context, nt *naiveTask, code string) {
-	if nt.t.Retries >= max(n.pol.MaxRetries, 0) {
-		n.move(ctx, nt, transitions.RetriesExhausted, code, nil)
-		return
-	}
-	delay := n.retryDelay(code, nt.t.Retries+1)
-	n.move(ctx, nt, transitions.TransientError, code, func(t *persist.Task) {
-		t.Retries++
-		t.NextAt = time.Now().Add(delay)
-	})
-}
-
-// retryDelay follows the engine's rule: the policy's or the catalogue's
-// delay for the code, a ban's length, else exponential backoff with ±20 %
-// jitter.
-func (n *naiveEngine) retryDelay(code string, attempt int) time.Duration {
-	if d, ok := n.pol.RetryDelays[code]; ok {
-		return d
-	}
-	entry, _ := transitions.Lookup(code)
-	switch {
-	case entry.Ban > 0:
-		return entry.Ban
-	case entry.RetryDelay > 0:
-		return entry.RetryDelay
-	}
-	lo, hi := n.pol.BackoffBase, n.pol.BackoffMax
-	if entry.BackoffMin > 0 {
-		lo, hi = entry.BackoffMin, entry.BackoffMax
-	}
-	d := lo
-	for i := 1; i < attempt && d < hi; i++ {
-		d *= 2
-	}
-	d = time.Duration(float64(min(d, hi)) * (0.8 + 0.4*rand.Float64()))
-	return min(max(d, lo), hi)
+	return in
 }
 
 // poll asks res.php for this one task.
@@ -251,57 +209,22 @@ func (n *naiveEngine) poll(ctx context.Context, nt *naiveTask) {
 	answers, err := n.api.Poll(rctx, []string{nt.t.ProviderID})
 	cancel()
 	n.polls.Add(1)
-	timedOut := time.Since(nt.t.PollSince) >= n.pol.PollTimeout
-	again := func(ev transitions.Event, code string, wait time.Duration, polled int) {
-		if timedOut {
-			n.move(ctx, nt, transitions.PollTimeout, transitions.CodePollTimeout,
-				func(t *persist.Task) { t.Polls += polled })
-			return
+	var in transitions.Input
+	switch {
+	case err != nil:
+		in = naiveAnswer(err)
+		if in.Code == transitions.CodeInvalidRequest {
+			in.Code = transitions.CodeTransport
 		}
-		n.move(ctx, nt, ev, code, func(t *persist.Task) {
-			t.Polls += polled
-			t.NextAt = time.Now().Add(wait)
-		})
-	}
-	if err != nil {
-		var apiErr *provider.APIError
-		code := transitions.CodeTransport
-		if errors.As(err, &apiErr) {
-			code = apiErr.Code
+	case answers[0].Token != "":
+		in = transitions.Input{What: transitions.Token, Token: answers[0].Token, Polled: true}
+		if n.coster != nil {
+			rctx, cancel := context.WithTimeout(ctx, n.pol.RequestTimeout)
+			_, in.Cost, _ = n.coster.Cost(rctx, nt.t.ProviderID)
+			cancel()
 		}
-		again(transitions.TransientError, code, max(n.pol.PollInterval, n.retryDelay(code, 1)), 0)
-		return
-	}
-	a := answers[0]
-	if a.Token != "" {
-		n.move(ctx, nt, transitions.Solved, "", func(t *persist.Task) {
-			t.Polls++
-			t.Token = a.Token
-			t.NextAt = time.Time{}
-		})
-		return
-	}
-	polled := func(t *persist.Task) { t.Polls++ }
-	switch a.Class {
-	case transitions.ClassNotReady:
-		again(transitions.NotReady, a.Code, n.pol.PollInterval, 1)
-	case transitions.ClassTransient:
-		again(transitions.TransientError, a.Code, max(n.pol.PollInterval, n.retryDelay(a.Code, 1)), 1)
-	case transitions.ClassResubmit:
-		if nt.t.Resubmits >= max(n.pol.MaxResubmits, 0) {
-			n.move(ctx, nt, transitions.ResubmitsExhausted, a.Code, polled)
-			return
-		}
-		n.move(ctx, nt, transitions.ResubmitNeeded, a.Code, func(t *persist.Task) {
-			t.Polls++
-			t.Resubmits++
-			t.NextAt = time.Now()
-		})
-	case transitions.ClassPermanent:
-		n.move(ctx, nt, transitions.PermanentError, a.Code, polled)
-	case transitions.ClassAccount:
-		n.move(ctx, nt, transitions.AccountError, a.Code, polled)
 	default:
-		n.move(ctx, nt, transitions.UnknownError, a.Code, polled)
+		in = transitions.Input{What: transitions.Answer, Code: answers[0].Code, Polled: true}
 	}
+	n.move(ctx, nt, n.decide(nt, in))
 }

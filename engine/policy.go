@@ -46,6 +46,22 @@ type Policy struct {
 	SubmitRate float64
 	// RetryDelays overrides the catalogue's retry delay per code.
 	RetryDelays map[string]time.Duration
+	// MaxInFlight bounds the tasks submitted and not yet answered at the
+	// provider (0: no bound). Plans sold by concurrent threads answer
+	// ERROR_ZERO_BALANCE to a submit beyond them: set it to the plan's
+	// threads and the rest wait, durable, in Submitting.
+	MaxInFlight int
+	// AccountProbeInterval is how often an open account breaker checks the
+	// account with a free getbalance request and, when it is usable again,
+	// releases the parked tasks itself (default 60s, the provider's advised
+	// wait after ERROR_ZERO_BALANCE; negative: no probing, a person's
+	// account-fixed only).
+	AccountProbeInterval time.Duration
+	// StoreFailureLimit is how long the store may fail to record in.php
+	// answers before Engine.StoreFailure reports it (default 2m; the CLI's
+	// run and resume then stop, exit 4). The engine keeps trying meanwhile
+	// and sends no new in.php request.
+	StoreFailureLimit time.Duration
 }
 
 // DefaultPolicy returns the defaults: the error guide's figures.
@@ -66,6 +82,8 @@ func DefaultPolicy() Policy {
 			"ERROR_NO_SLOT_AVAILABLE": 5 * time.Second,
 			"MAX_USER_TURN":           10 * time.Second,
 		},
+		AccountProbeInterval: time.Minute,
+		StoreFailureLimit:    2 * time.Minute,
 	}
 }
 
@@ -84,6 +102,8 @@ func (p Policy) WithDefaults() Policy {
 	setD(&p.BackoffBase, d.BackoffBase)
 	setD(&p.BackoffMax, d.BackoffMax)
 	setD(&p.RequestTimeout, d.RequestTimeout)
+	setD(&p.AccountProbeInterval, d.AccountProbeInterval)
+	setD(&p.StoreFailureLimit, d.StoreFailureLimit)
 	if p.MaxRetries == 0 {
 		p.MaxRetries = d.MaxRetries
 	}
@@ -107,13 +127,27 @@ func (p Policy) WithDefaults() Policy {
 	return p
 }
 
+// Limits returns p's figures as the decision table reads them
+// (transitions.Decide).
+func (p Policy) Limits() transitions.Limits {
+	return transitions.Limits{
+		MaxRetries: p.MaxRetries, MaxResubmits: p.MaxResubmits,
+		FirstPollDelay: p.FirstPollDelay, FirstPollDelayToken: p.FirstPollDelayToken,
+		PollInterval: p.PollInterval, PollTimeout: p.PollTimeout,
+		BackoffBase: p.BackoffBase, BackoffMax: p.BackoffMax,
+		RetryDelays: p.RetryDelays,
+	}
+}
+
 // PolicyBound is the range a policy key accepts, as a policy file writes
 // it. Outside it a value has no use with any provider: a 1ns poll interval
 // spins, a submit rate of 1e-9 per second makes the second task wait
 // decades, a poll timeout of a century never fails a lost task. The
 // bounds are wide enough for the simulator's fast clocks (demo --speed).
 type PolicyBound struct {
-	Key      string
+	Key string
+	// Default is the key's value when omitted, as a policy file writes it.
+	Default  string
 	Min, Max string
 	// Note says what the key is bounded against, or "".
 	Note string
@@ -134,6 +168,11 @@ const (
 	maxSubmitRate     = 20
 	maxConcurrency    = 10000
 	maxCount          = 100
+	maxInFlight       = 1_000_000
+	minStoreFailure   = time.Second
+	maxStoreFailure   = time.Hour
+	minAccountProbe   = time.Second
+	maxAccountProbe   = time.Hour
 )
 
 // durationBounds are the durations of a policy with their keys and ranges.
@@ -154,6 +193,7 @@ func (p Policy) durationBounds() []struct {
 		{"backoff_base", p.BackoffBase, minWait, maxWait},
 		{"backoff_max", p.BackoffMax, minWait, maxBackoff},
 		{"request_timeout", p.RequestTimeout, minRequestTimeout, maxRequestTimeout},
+		{"store_failure_limit", p.StoreFailureLimit, minStoreFailure, maxStoreFailure},
 	}
 }
 
@@ -161,8 +201,9 @@ func (p Policy) durationBounds() []struct {
 // order of PolicyKeys (retry_delays: each code's delay).
 func PolicyBounds() []PolicyBound {
 	notes := map[string]string{
-		"poll_timeout":    "the provider gives up on a task within minutes",
-		"request_timeout": "one HTTP request",
+		"poll_timeout":        "the provider gives up on a task within minutes",
+		"request_timeout":     "one HTTP request",
+		"store_failure_limit": "then run and resume stop, exit 4",
 	}
 	var out []PolicyBound
 	for _, d := range (Policy{}).durationBounds() {
@@ -175,10 +216,25 @@ func PolicyBounds() []PolicyBound {
 		PolicyBound{Key: "submit_rate", Min: fmt.Sprint(minSubmitRate), Max: fmt.Sprint(maxSubmitRate),
 			Note: "in.php requests per second; the provider bans more than 60 in 3 s"},
 		PolicyBound{Key: "retry_delays", Min: minWait.String(), Max: maxRetryDelay.String(), Note: "each code's delay"},
+		PolicyBound{Key: "max_in_flight", Min: "0", Max: fmt.Sprint(maxInFlight), Note: "0: no bound"},
+		PolicyBound{Key: "account_probe_interval", Min: minAccountProbe.String(), Max: maxAccountProbe.String(), Note: `"0s": no probing`},
 	)
+	d := DefaultPolicy()
+	defaults := map[string]string{
+		"max_retries": fmt.Sprint(d.MaxRetries), "max_resubmits": fmt.Sprint(d.MaxResubmits),
+		"concurrency": fmt.Sprint(d.Concurrency), "submit_rate": fmt.Sprint(d.SubmitRate),
+		"retry_delays": "the catalogue's", "max_in_flight": fmt.Sprint(d.MaxInFlight),
+		"account_probe_interval": d.AccountProbeInterval.String(),
+	}
+	for _, b := range d.durationBounds() {
+		defaults[b.key] = b.v.String()
+	}
 	order := map[string]int{}
 	for i, k := range PolicyKeys() {
 		order[k] = i
+	}
+	for i := range out {
+		out[i].Default = defaults[out[i].Key]
 	}
 	sort.SliceStable(out, func(i, j int) bool { return order[out[i].Key] < order[out[j].Key] })
 	return out
@@ -225,6 +281,14 @@ func (p Policy) Validate() error {
 	}
 	if p.MaxResubmits > maxCount {
 		return fmt.Errorf("engine: policy: max_resubmits: at most %d (got %d)", maxCount, p.MaxResubmits)
+	}
+	if p.MaxInFlight < 0 || p.MaxInFlight > maxInFlight {
+		return fmt.Errorf("engine: policy: max_in_flight: must be between 0 (no bound) and %d (got %d)", maxInFlight, p.MaxInFlight)
+	}
+	// A negative interval means no probing (the struct's zero is the default).
+	if p.AccountProbeInterval > 0 && (p.AccountProbeInterval < minAccountProbe || p.AccountProbeInterval > maxAccountProbe) {
+		return fmt.Errorf("engine: policy: account_probe_interval: must be between %s and %s, or \"0s\" for no probing (got %s)",
+			minAccountProbe, maxAccountProbe, p.AccountProbeInterval)
 	}
 	for code, v := range p.RetryDelays {
 		if _, ok := transitions.Lookup(code); !ok {
@@ -275,7 +339,7 @@ type policyJSON struct {
 func PolicyKeys() []string {
 	return []string{"first_poll_delay", "first_poll_delay_token", "poll_interval", "poll_timeout",
 		"max_retries", "backoff_base", "backoff_max", "max_resubmits", "request_timeout",
-		"concurrency", "submit_rate", "retry_delays"}
+		"concurrency", "submit_rate", "retry_delays", "max_in_flight", "account_probe_interval", "store_failure_limit"}
 }
 
 // ParsePolicy reads a policy file (JSON). Omitted keys keep the defaults;
@@ -356,6 +420,8 @@ func setPolicyKey(p *Policy, key string, v json.RawMessage) error {
 		return dur(&p.BackoffMax)
 	case "request_timeout":
 		return dur(&p.RequestTimeout)
+	case "store_failure_limit":
+		return dur(&p.StoreFailureLimit)
 	case "max_retries":
 		return count(&p.MaxRetries)
 	case "max_resubmits":
@@ -372,6 +438,25 @@ func setPolicyKey(p *Policy, key string, v json.RawMessage) error {
 			return fmt.Errorf("engine: policy: submit_rate: want a number above 0 (got %s)", bytes.TrimSpace(v))
 		}
 		p.SubmitRate = f
+	case "max_in_flight":
+		var n int
+		if err := json.Unmarshal(v, &n); err != nil || n < 0 {
+			return fmt.Errorf("engine: policy: max_in_flight: want a whole number, 0 for no bound (got %s)", bytes.TrimSpace(v))
+		}
+		p.MaxInFlight = n
+	case "account_probe_interval":
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return fmt.Errorf("engine: policy: %s: want a duration string such as \"60s\", or \"0s\" for no probing (got %s)", key, bytes.TrimSpace(v))
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			return fmt.Errorf("engine: policy: %s: %q is not a duration (such as \"60s\", or \"0s\" for no probing)", key, s)
+		}
+		if d == 0 {
+			d = -1 // no probing: the struct's zero means the default
+		}
+		p.AccountProbeInterval = d
 	case "retry_delays":
 		var m map[string]string
 		if err := json.Unmarshal(v, &m); err != nil {

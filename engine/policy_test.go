@@ -85,6 +85,11 @@ func TestPolicyBounds(t *testing.T) {
 		{`{"max_retries":101}`, "max_retries: at most 100 (got 101)"},
 		{`{"max_resubmits":1000}`, "max_resubmits: at most 100 (got 1000)"},
 		{`{"concurrency":10001}`, "concurrency: must be between 1 and 10000 (got 10001)"},
+		{`{"store_failure_limit":"10ms"}`, "store_failure_limit: must be between 1s and 1h0m0s (got 10ms)"},
+		{`{"store_failure_limit":"48h"}`, "store_failure_limit: must be between 1s and 1h0m0s"},
+		{`{"account_probe_interval":"2h"}`, `account_probe_interval: must be between 1s and 1h0m0s, or "0s" for no probing (got 2h0m0s)`},
+		{`{"account_probe_interval":"10ms"}`, "account_probe_interval: must be between 1s and 1h0m0s"},
+		{`{"max_in_flight":2000000}`, "max_in_flight: must be between 0 (no bound) and 1000000"},
 	}
 	for _, tt := range bad {
 		_, err := engine.ParsePolicy([]byte(tt.in))
@@ -100,6 +105,9 @@ func TestPolicyBounds(t *testing.T) {
 		`{"request_timeout":"100ms"}`, `{"request_timeout":"10m"}`,
 		`{"retry_delays":{"MAX_USER_TURN":"1ms","ERROR_NO_SLOT_AVAILABLE":"1h"}}`,
 		`{"max_retries":0,"max_resubmits":100,"concurrency":1}`, `{"concurrency":10000}`,
+		`{"store_failure_limit":"1s"}`, `{"store_failure_limit":"1h"}`,
+		`{"account_probe_interval":"0s"}`, `{"account_probe_interval":"1s"}`, `{"account_probe_interval":"1h"}`,
+		`{"max_in_flight":0}`, `{"max_in_flight":1000000}`,
 	}
 	for _, in := range good {
 		_, err := engine.ParsePolicy([]byte(in))
@@ -117,6 +125,7 @@ func TestPolicyBounds(t *testing.T) {
 	var keys []string
 	for _, b := range engine.PolicyBounds() {
 		keys = append(keys, b.Key)
+		assert.NotEmpty(t, b.Default, b.Key)
 		assert.NotEmpty(t, b.Min, b.Key)
 		assert.NotEmpty(t, b.Max, b.Key)
 	}

@@ -96,8 +96,17 @@ func TestCrashBetweenAcceptAndCommit(t *testing.T) {
 		synctest.Wait()
 		require.Positive(t, fs.failed.Load())
 		// The process dies here: close without draining, then resume on
-		// the same file with a healthy store.
-		require.NoError(t, eng.Close())
+		// the same file with a healthy store. Close names the accepted
+		// (paid) answer it could not record.
+		err = eng.Close()
+		require.ErrorIs(t, err, engine.ErrUnrecorded)
+		var sf *engine.StoreFailureError
+		require.ErrorAs(t, err, &sf)
+		require.Len(t, sf.Answers, 1)
+		assert.Equal(t, id, sf.Answers[0].TaskID)
+		assert.True(t, sf.Answers[0].Paid())
+		assert.NotEmpty(t, sf.Answers[0].ProviderID)
+		assert.ErrorIs(t, err, errDisk)
 		b.restart(engine.Policy{})
 		res, err := b.eng.Wait(context.Background(), id)
 		require.NoError(t, err)

@@ -11,8 +11,9 @@
 //	to, err := fsm.Step(states.Polling, transitions.Solved) // Done, nil
 //	_, err = fsm.Step(states.Done, transitions.Solved)      // *IllegalError
 //
-// A Machine holds the state of one task for callers that keep one (a
-// dashboard, a test): New, Fire, Can, Current.
+// Apply builds a task's next version and the record of its move from a
+// decision of the table (transitions.Decide), checked through Step: the
+// engine commits what Apply returns.
 //
 // Replay re-derives a task's state from its stored history (persist.Record)
 // and names the first record the machine refuses; the CLI's replay command

@@ -1,10 +1,10 @@
 package fsm_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/captchafsm/captchafsm/fsm"
 	"github.com/captchafsm/captchafsm/persist"
@@ -44,19 +44,17 @@ func ExampleStep() {
 	// Done fsm: illegal move: no transition from Done on "solved"
 }
 
-func ExampleMachine() {
-	m, _ := fsm.New(states.Submitting)
-	ctx := context.Background()
-	for _, ev := range []transitions.Event{transitions.SubmitSending, transitions.TransientError, transitions.BackoffElapsed} {
-		s, err := m.Fire(ctx, ev)
-		fmt.Println(ev, "->", s, err)
-	}
-	fmt.Println(m.Can(transitions.Solved))
+func ExampleApply() {
+	task := &persist.Task{ID: "t1", Method: "base64", State: states.Polling, PollSince: time.Unix(0, 0)}
+	d, _ := transitions.Decide(transitions.Input{State: task.State, What: transitions.Answer,
+		Code: "ERROR_CAPTCHA_UNSOLVABLE", Polled: true, Now: time.Unix(30, 0),
+		Limits: transitions.Limits{MaxResubmits: 2, PollTimeout: time.Minute}})
+	next, rec, err := fsm.Apply(task, d)
+	fmt.Println(rec.From, "->", rec.To, rec.Event, rec.Code, err)
+	fmt.Println(next.Resubmits, next.Polls, rec.Detail)
 	// Output:
-	// submit_sending -> Submitting <nil>
-	// transient_error -> Backoff <nil>
-	// backoff_elapsed -> Submitting <nil>
-	// false
+	// Polling -> Resubmitting resubmit_needed ERROR_CAPTCHA_UNSOLVABLE <nil>
+	// 1 1 resubmit 1 of 2
 }
 
 func ExampleMermaid() {

@@ -96,67 +96,6 @@ func (d *definition) fire(ctx context.Context, f *lfsm.FSM, from states.State, e
 	}
 }
 
-// Machine is the state machine of one task, built from transitions.Table.
-// An event the table does not allow from the current state is an
-// *IllegalError and leaves the state as it was. A Machine is safe for
-// concurrent use; its moves are serialised.
-type Machine struct {
-	mu  sync.Mutex
-	def *definition
-	f   *lfsm.FSM
-}
-
-// New returns a machine in state initial, which must be one of the seven
-// states (a task that already exists starts where its store left it).
-func New(initial states.State) (*Machine, error) {
-	if !initial.Valid() {
-		return nil, fmt.Errorf("fsm: new machine in %q: %w", string(initial), ErrInvalidState)
-	}
-	d, err := loadDefinition()
-	if err != nil {
-		return nil, err
-	}
-	return &Machine{def: d, f: d.newLooplab(initial)}, nil
-}
-
-// Current returns the machine's state.
-func (m *Machine) Current() states.State {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return states.State(m.f.Current())
-}
-
-// Can reports whether ev is allowed from the current state.
-func (m *Machine) Can(ev transitions.Event) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.f.Can(string(ev))
-}
-
-// Fire moves the machine on ev and returns the new state. A self-transition
-// (Polling on not_ready) succeeds and returns the same state. An event not
-// allowed from the current state returns the current state and an
-// *IllegalError (errors.Is(err, ErrIllegal)). If ctx is already done, Fire
-// returns its error and does not move.
-func (m *Machine) Fire(ctx context.Context, ev transitions.Event) (states.State, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	from := states.State(m.f.Current())
-	if err := ctx.Err(); err != nil {
-		return from, fmt.Errorf("fsm: fire %q from %s: %w", string(ev), stateName(from), err)
-	}
-	// looplab aborts a move whose context is cancelled mid-event and then
-	// refuses every later event (its pending transition is never cleared).
-	// The move itself takes no time, so it runs without cancellation.
-	to, ok, err := m.def.fire(context.WithoutCancel(ctx), m.f, from, ev)
-	if !ok {
-		// Should never happen; start over from the last known state
-		// rather than keep a machine looplab considers mid-transition.
-		m.f = m.def.newLooplab(from)
-	}
-	return to, err
-}
-
 // pool holds looplab machines for Step, so that thousands of tasks share a
 // handful of machines instead of building one per task and keeping it.
 var pool = sync.Pool{New: func() any {

@@ -1,17 +1,18 @@
 package fsm_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/captchafsm/captchafsm/fsm"
+	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/states"
 	"github.com/captchafsm/captchafsm/transitions"
 )
@@ -65,23 +66,16 @@ func TestContractMoves(t *testing.T) {
 	}
 }
 
-// TestLegalEdges fires every edge of the table through Step and through a
-// Machine.
+// TestLegalEdges fires every edge of the table through Step, twice (the
+// pooled machine is reused).
 func TestLegalEdges(t *testing.T) {
-	ctx := context.Background()
 	for _, e := range transitions.Table() {
 		t.Run(fmt.Sprintf("%s/%s", e.From, e.Event), func(t *testing.T) {
-			got, err := fsm.Step(e.From, e.Event)
-			require.NoError(t, err)
-			assert.Equal(t, e.To, got, "Step")
-
-			m, err := fsm.New(e.From)
-			require.NoError(t, err)
-			assert.True(t, m.Can(e.Event))
-			got, err = m.Fire(ctx, e.Event)
-			require.NoError(t, err)
-			assert.Equal(t, e.To, got, "Fire")
-			assert.Equal(t, e.To, m.Current())
+			for range 2 {
+				got, err := fsm.Step(e.From, e.Event)
+				require.NoError(t, err)
+				assert.Equal(t, e.To, got, "Step")
+			}
 		})
 	}
 }
@@ -89,7 +83,6 @@ func TestLegalEdges(t *testing.T) {
 // TestIllegalPairs tries every (state, event) pair the table lacks: each is
 // refused with ErrIllegal and leaves the state as it was.
 func TestIllegalPairs(t *testing.T) {
-	ctx := context.Background()
 	table := legal()
 	known := map[transitions.Event]bool{}
 	for _, ev := range transitions.Events() {
@@ -111,15 +104,7 @@ func TestIllegalPairs(t *testing.T) {
 				assert.Equal(t, from, ill.From)
 				assert.Equal(t, ev, ill.Event)
 				assert.Equal(t, !known[ev], ill.Unknown)
-
-				m, err := fsm.New(from)
-				require.NoError(t, err)
-				assert.False(t, m.Can(ev))
-				got, err = m.Fire(ctx, ev)
-				require.ErrorIs(t, err, fsm.ErrIllegal)
 				assert.NotErrorIs(t, err, fsm.ErrReplay)
-				assert.Equal(t, from, got)
-				assert.Equal(t, from, m.Current(), "Fire must not move")
 			})
 		}
 	}
@@ -157,7 +142,6 @@ func TestIllegalErrorMessage(t *testing.T) {
 // NoTransitionError; the machine must treat it as the success it is, and
 // keep accepting events afterwards.
 func TestSelfTransitions(t *testing.T) {
-	ctx := context.Background()
 	var self []transitions.Edge
 	for _, e := range transitions.Table() {
 		if e.From == e.To {
@@ -169,17 +153,14 @@ func TestSelfTransitions(t *testing.T) {
 	assert.Contains(t, self, edge(states.Submitting, transitions.SubmitSending))
 	for _, e := range self {
 		t.Run(fmt.Sprintf("%s/%s", e.From, e.Event), func(t *testing.T) {
-			m, err := fsm.New(e.From)
-			require.NoError(t, err)
 			for range 3 {
-				got, err := m.Fire(ctx, e.Event)
-				require.NoError(t, err)
-				assert.Equal(t, e.From, got)
-				got, err = fsm.Step(e.From, e.Event)
+				got, err := fsm.Step(e.From, e.Event)
 				require.NoError(t, err)
 				assert.Equal(t, e.From, got)
 			}
-			assert.Equal(t, e.From, m.Current())
+			// The pooled machine still takes other moves afterwards.
+			_, err := fsm.Step(e.From, transitions.Cancelled)
+			require.NoError(t, err)
 		})
 	}
 }
@@ -193,68 +174,58 @@ func edge(from states.State, ev transitions.Event) transitions.Edge {
 	return transitions.Edge{}
 }
 
-func TestNewInvalidState(t *testing.T) {
-	for _, s := range []states.State{"", "Sleeping", "done"} {
-		m, err := fsm.New(s)
-		require.ErrorIs(t, err, fsm.ErrInvalidState, "%q", s)
-		assert.Nil(t, m)
-	}
-	for _, s := range states.All() {
-		m, err := fsm.New(s)
-		require.NoError(t, err)
-		assert.Equal(t, s, m.Current())
-	}
-}
-
-// TestFireCancelledContext: a done context refuses the move, and does not
-// leave the looplab machine stuck mid-transition.
-func TestFireCancelledContext(t *testing.T) {
-	m, err := fsm.New(states.Polling)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	got, err := m.Fire(ctx, transitions.Solved)
-	require.ErrorIs(t, err, context.Canceled)
-	assert.NotErrorIs(t, err, fsm.ErrIllegal)
-	assert.Equal(t, states.Polling, got)
-	assert.Equal(t, states.Polling, m.Current())
-
-	got, err = m.Fire(context.Background(), transitions.Solved)
-	require.NoError(t, err)
-	assert.Equal(t, states.Done, got)
-}
-
-// TestMachineJourney walks one machine through a retry, a resubmit and an
-// account fix to Done.
-func TestMachineJourney(t *testing.T) {
-	ctx := context.Background()
-	m, err := fsm.New(transitions.Initial)
-	require.NoError(t, err)
+// TestApplyJourney walks one task through a retry, a resubmit and an
+// account fix to Done, each move decided by the table and built by Apply.
+func TestApplyJourney(t *testing.T) {
+	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	lim := transitions.Limits{MaxRetries: 3, MaxResubmits: 2, FirstPollDelay: 5 * time.Second,
+		PollInterval: 5 * time.Second, PollTimeout: time.Minute, BackoffBase: time.Second, BackoffMax: 10 * time.Second}
+	cur := &persist.Task{ID: "t", Method: "base64", State: transitions.Initial, Seq: 1}
 	steps := []struct {
-		ev transitions.Event
+		in transitions.Input
 		to states.State
 	}{
-		{transitions.SubmitSending, states.Submitting},
-		{transitions.TransientError, states.Backoff},
-		{transitions.BackoffElapsed, states.Submitting},
-		{transitions.SubmitSending, states.Submitting},
-		{transitions.SubmitAccepted, states.Polling},
-		{transitions.NotReady, states.Polling},
-		{transitions.ResubmitNeeded, states.Resubmitting},
-		{transitions.ResubmitStarted, states.Submitting},
-		{transitions.AccountError, states.NeedsAccountFix},
-		{transitions.AccountFixed, states.Submitting},
-		{transitions.SubmitAccepted, states.Polling},
-		{transitions.Solved, states.Done},
+		{transitions.Input{What: transitions.Due}, states.Submitting},
+		{transitions.Input{What: transitions.Answer, Code: "ERROR_NO_SLOT_AVAILABLE"}, states.Backoff},
+		{transitions.Input{What: transitions.Due}, states.Submitting},
+		{transitions.Input{What: transitions.Due}, states.Submitting},
+		{transitions.Input{What: transitions.Accepted, ProviderID: "71"}, states.Polling},
+		{transitions.Input{What: transitions.Answer, Code: "CAPCHA_NOT_READY", Polled: true}, states.Polling},
+		{transitions.Input{What: transitions.Answer, Code: "ERROR_CAPTCHA_UNSOLVABLE", Polled: true}, states.Resubmitting},
+		{transitions.Input{What: transitions.Due}, states.Submitting},
+		{transitions.Input{What: transitions.Due}, states.Submitting},
+		{transitions.Input{What: transitions.Answer, Code: "ERROR_ZERO_BALANCE"}, states.NeedsAccountFix},
+		{transitions.Input{What: transitions.Fixed}, states.Submitting},
+		{transitions.Input{What: transitions.Due}, states.Submitting},
+		{transitions.Input{What: transitions.Accepted, ProviderID: "72"}, states.Polling},
+		{transitions.Input{What: transitions.Token, Token: "abc", Cost: "0.001", Polled: true}, states.Done},
 	}
 	for i, s := range steps {
-		got, err := m.Fire(ctx, s.ev)
-		require.NoError(t, err, "step %d %s", i, s.ev)
-		require.Equal(t, s.to, got, "step %d %s", i, s.ev)
+		in := s.in
+		in.State, in.Retries, in.Resubmits, in.PollSince = cur.State, cur.Retries, cur.Resubmits, cur.PollSince
+		in.Now, in.Limits = t0.Add(time.Duration(i)*time.Second), lim
+		d, err := transitions.Decide(in)
+		require.NoError(t, err, "step %d", i)
+		next, rec, err := fsm.Apply(cur, d)
+		require.NoError(t, err, "step %d %s", i, d.Event)
+		require.Equal(t, s.to, next.State, "step %d %s", i, d.Event)
+		assert.Equal(t, rec.To, next.State)
+		assert.Equal(t, cur.State, rec.From)
+		assert.Equal(t, in.Now, rec.At)
+		assert.NotSame(t, cur, next)
+		cur = next
 	}
-	for _, ev := range transitions.Events() {
-		assert.False(t, m.Can(ev), "Done must refuse %s", ev)
-	}
+	assert.Equal(t, "abc", cur.Token)
+	assert.Equal(t, "0.001", cur.Cost)
+	assert.Equal(t, "72", cur.ProviderID)
+	assert.Equal(t, 4, cur.Submits)
+	assert.Equal(t, 1, cur.Retries)
+	assert.Equal(t, 1, cur.Resubmits)
+	assert.Equal(t, 3, cur.Polls)
+	assert.True(t, cur.NextAt.IsZero(), "a Done task has no next action")
+
+	_, _, err := fsm.Apply(cur, transitions.Decision{Event: transitions.Solved})
+	require.ErrorIs(t, err, fsm.ErrIllegal, "Done refuses every move")
 }
 
 // TestStepConcurrent runs random walks from many goroutines at once and
@@ -296,32 +267,6 @@ func TestStepConcurrent(t *testing.T) {
 	}
 }
 
-// TestMachineConcurrent fires and reads one Machine from many goroutines;
-// -race checks the locking, the count checks no move is lost.
-func TestMachineConcurrent(t *testing.T) {
-	ctx := context.Background()
-	m, err := fsm.New(states.Polling)
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range 100 {
-				got, err := m.Fire(ctx, transitions.NotReady)
-				assert.NoError(t, err)
-				assert.Equal(t, states.Polling, got)
-				assert.True(t, m.Can(transitions.Solved))
-				_ = m.Current()
-			}
-		}()
-	}
-	wg.Wait()
-	got, err := m.Fire(ctx, transitions.Solved)
-	require.NoError(t, err)
-	assert.Equal(t, states.Done, got)
-}
-
 func BenchmarkStep(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
@@ -359,19 +304,4 @@ func BenchmarkStepParallel(b *testing.B) {
 			}
 		}
 	})
-}
-
-// BenchmarkNewMachinePerStep is what Step avoids: a machine built per move.
-func BenchmarkNewMachinePerStep(b *testing.B) {
-	b.ReportAllocs()
-	ctx := context.Background()
-	for b.Loop() {
-		m, err := fsm.New(states.Polling)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := m.Fire(ctx, transitions.Solved); err != nil {
-			b.Fatal(err)
-		}
-	}
 }

@@ -33,6 +33,7 @@ func TestDocsListEveryMetric(t *testing.T) {
 	m := metrics.New(metrics.Options{Store: countFunc(func(context.Context) (map[states.State]int, error) { return nil, nil })})
 	ch := make(chan *prometheus.Desc, 32)
 	m.Describe(ch)
+	metrics.NewGateway(nil).Describe(ch)
 	close(ch)
 	n := 0
 	for d := range ch {
@@ -49,6 +50,6 @@ func TestDocsListEveryMetric(t *testing.T) {
 		}
 		delete(rows, name)
 	}
-	assert.Equal(t, 9, n)
+	assert.Equal(t, 9+6, n, "the engine's metrics and the gateway's")
 	assert.Empty(t, rows, "docs/metrics.md documents metrics the code does not have")
 }

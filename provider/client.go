@@ -179,7 +179,7 @@ func (c *Client) Submit(ctx context.Context, req Request) (providerID string, er
 		return "", err
 	}
 	if a.status == 0 {
-		return "", c.apiError(EndpointIn, a.request)
+		return "", c.apiError(EndpointIn, a)
 	}
 	id := strings.TrimSpace(a.request)
 	if !isID(id) {
@@ -327,13 +327,13 @@ func (c *Client) Poll(ctx context.Context, ids []string) ([]Answer, error) {
 			return []Answer{{Token: tok}}, nil
 		}
 		if requestLevel(a.request) {
-			return nil, c.apiError(EndpointRes, a.request)
+			return nil, c.apiError(EndpointRes, a)
 		}
 		return []Answer{c.answerOf(a.request)}, nil
 	}
 	if !strings.Contains(a.request, "|") {
 		if a.status == 0 || isCodeText(a.request) {
-			return nil, c.apiError(EndpointRes, a.request)
+			return nil, c.apiError(EndpointRes, a)
 		}
 	}
 	out, err := ParseBatch(a.request, len(ids))
@@ -385,7 +385,7 @@ func (c *Client) Cost(ctx context.Context, id string) (token string, cost string
 		return "", "", err
 	}
 	if a.status == 0 {
-		return "", "", c.apiError(EndpointRes, a.request)
+		return "", "", c.apiError(EndpointRes, a)
 	}
 	token, cost = a.request, a.price
 	if cost == "" {
@@ -410,7 +410,7 @@ func (c *Client) Balance(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if a.status == 0 {
-		return "", c.apiError(EndpointRes, a.request)
+		return "", c.apiError(EndpointRes, a)
 	}
 	b := strings.TrimSpace(a.request)
 	if _, err := strconv.ParseFloat(b, 64); err != nil {
@@ -434,7 +434,7 @@ func (c *Client) Report(ctx context.Context, id string, good bool) error {
 		return err
 	}
 	if a.status == 0 {
-		return c.apiError(EndpointRes, a.request)
+		return c.apiError(EndpointRes, a)
 	}
 	return nil
 }
@@ -455,9 +455,10 @@ func (c *Client) get(ctx context.Context, q url.Values) (answer, error) {
 	})
 }
 
-func (c *Client) apiError(endpoint, code string) error {
-	code = strings.TrimSpace(code)
-	return &APIError{Endpoint: endpoint, Code: c.scrub(code), Class: transitions.Classify(code)}
+func (c *Client) apiError(endpoint string, a answer) error {
+	code := strings.TrimSpace(a.request)
+	return &APIError{Endpoint: endpoint, Code: c.scrub(code), Class: transitions.Classify(code),
+		ErrorText: RedactText(c.scrub(a.errorText))}
 }
 
 // scrub hides the key, in any letter case, in text that may quote it.

@@ -83,27 +83,34 @@ func TestSubmitAnswers(t *testing.T) {
 		code    string
 		class   transitions.Class
 		malform bool
+		text    string // the APIError's ErrorText
 	}{
-		{"json ok", `{"status":1,"request":"2122988149"}`, "2122988149", "", "", false},
-		{"json ok string status", `{"status":"1","request":"7"}`, "7", "", "", false},
-		{"plain ok", "OK|2122988149", "2122988149", "", "", false},
-		{"plain ok newline", "OK|31\r\n", "31", "", "", false},
-		{"json zero balance", `{"status":0,"request":"ERROR_ZERO_BALANCE","error_text":"no money"}`, "", "ERROR_ZERO_BALANCE", transitions.ClassAccount, false},
-		{"plain no slot", "ERROR_NO_SLOT_AVAILABLE", "", "ERROR_NO_SLOT_AVAILABLE", transitions.ClassTransient, false},
-		{"plain bad params", "ERROR_BAD_PARAMETERS", "", "ERROR_BAD_PARAMETERS", transitions.ClassPermanent, false},
-		{"max user turn", "MAX_USER_TURN", "", "MAX_USER_TURN", transitions.ClassTransient, false},
-		{"ban", "ERROR: 1001", "", "ERROR: 1001", transitions.ClassTransient, false},
-		{"json ban", `{"status":0,"request":"ERROR: 1002"}`, "", "ERROR: 1002", transitions.ClassAccount, false},
-		{"unknown code kept raw", "ERROR_SOMETHING_NEW", "", "ERROR_SOMETHING_NEW", transitions.ClassUnknown, false},
-		{"unknown json code kept raw", `{"status":0,"request":"NEW_LIMIT_HIT"}`, "", "NEW_LIMIT_HIT", transitions.ClassUnknown, false},
-		{"ok without id", `{"status":1,"request":""}`, "", "", "", true},
-		{"ok with garbage id", `{"status":1,"request":"hello world"}`, "", "", "", true},
-		{"plain OK alone", "OK", "", "", "", true},
-		{"html", "<html><body>maintenance</body></html>", "", "", "", true},
-		{"words", "Service Unavailable", "", "", "", true},
-		{"empty", "", "", "", "", true},
-		{"invalid json", `{"status":1,"request":`, "", "", "", true},
-		{"json status 2", `{"status":2,"request":"1"}`, "", "", "", true},
+		{"json ok", `{"status":1,"request":"2122988149"}`, "2122988149", "", "", false, ""},
+		{"json ok string status", `{"status":"1","request":"7"}`, "7", "", "", false, ""},
+		{"plain ok", "OK|2122988149", "2122988149", "", "", false, ""},
+		{"plain ok newline", "OK|31\r\n", "31", "", "", false, ""},
+		// Issue 12 point 11: error_text is kept, printable and redacted.
+		{"json zero balance", `{"status":0,"request":"ERROR_ZERO_BALANCE","error_text":"no money"}`, "", "ERROR_ZERO_BALANCE", transitions.ClassAccount, false, "no money"},
+		{"error text quoting the key", `{"status":0,"request":"ERROR_KEY_DOES_NOT_EXIST","error_text":"key ` + strings.ToUpper(testKey) + ` unknown"}`, "", "ERROR_KEY_DOES_NOT_EXIST", transitions.ClassPermanent, false, "key *** unknown"},
+		{"error text quoting a proxy", `{"status":0,"request":"ERROR_BAD_PROXY","error_text":"proxy bob:secret@1.2.3.4:80 is bad"}`, "", "ERROR_BAD_PROXY", transitions.ClassPermanent, false, "proxy ***:***@1.2.3.4:80 is bad"},
+		{"error text with control characters", `{"status":0,"request":"ERROR_UPLOAD","error_text":"bad\u001b[31m\nbody\u0000"}`, "", "ERROR_UPLOAD", transitions.ClassPermanent, false, "bad [31m body"},
+		{"error text not a string", `{"status":0,"request":"ERROR_UPLOAD","error_text":{"a":1}}`, "", "ERROR_UPLOAD", transitions.ClassPermanent, false, ""},
+		{"error text too long", `{"status":0,"request":"ERROR_UPLOAD","error_text":"` + strings.Repeat("é", 400) + `"}`, "", "ERROR_UPLOAD", transitions.ClassPermanent, false, strings.Repeat("é", 256)},
+		{"plain no slot", "ERROR_NO_SLOT_AVAILABLE", "", "ERROR_NO_SLOT_AVAILABLE", transitions.ClassTransient, false, ""},
+		{"plain bad params", "ERROR_BAD_PARAMETERS", "", "ERROR_BAD_PARAMETERS", transitions.ClassPermanent, false, ""},
+		{"max user turn", "MAX_USER_TURN", "", "MAX_USER_TURN", transitions.ClassTransient, false, ""},
+		{"ban", "ERROR: 1001", "", "ERROR: 1001", transitions.ClassTransient, false, ""},
+		{"json ban", `{"status":0,"request":"ERROR: 1002"}`, "", "ERROR: 1002", transitions.ClassAccount, false, ""},
+		{"unknown code kept raw", "ERROR_SOMETHING_NEW", "", "ERROR_SOMETHING_NEW", transitions.ClassUnknown, false, ""},
+		{"unknown json code kept raw", `{"status":0,"request":"NEW_LIMIT_HIT"}`, "", "NEW_LIMIT_HIT", transitions.ClassUnknown, false, ""},
+		{"ok without id", `{"status":1,"request":""}`, "", "", "", true, ""},
+		{"ok with garbage id", `{"status":1,"request":"hello world"}`, "", "", "", true, ""},
+		{"plain OK alone", "OK", "", "", "", true, ""},
+		{"html", "<html><body>maintenance</body></html>", "", "", "", true, ""},
+		{"words", "Service Unavailable", "", "", "", true, ""},
+		{"empty", "", "", "", "", true, ""},
+		{"invalid json", `{"status":1,"request":`, "", "", "", true, ""},
+		{"json status 2", `{"status":2,"request":"1"}`, "", "", "", true, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -119,7 +126,12 @@ func TestSubmitAnswers(t *testing.T) {
 				assert.Equal(t, provider.EndpointIn, ae.Endpoint)
 				assert.Equal(t, tt.code, ae.Code)
 				assert.Equal(t, tt.class, ae.Class)
-				assert.Equal(t, "provider: in.php: "+tt.code+" ("+string(tt.class)+")", err.Error())
+				assert.Equal(t, tt.text, ae.ErrorText)
+				want := "provider: in.php: " + tt.code + " (" + string(tt.class) + ")"
+				if tt.text != "" {
+					want += ": " + tt.text
+				}
+				assert.Equal(t, want, err.Error())
 				assert.ErrorIs(t, err, &provider.APIError{Code: tt.code})
 				assert.NotErrorIs(t, err, &provider.APIError{Code: tt.code, Endpoint: provider.EndpointRes})
 				noKey(t, err)
@@ -149,6 +161,10 @@ func TestPollSingle(t *testing.T) {
 			provider.Answer{Token: `{"geetest_challenge":"a","geetest_validate":"b"}`}, "", ""},
 		{"json not ready", `{"status":0,"request":"CAPCHA_NOT_READY"}`, provider.Answer{Code: "CAPCHA_NOT_READY", Class: transitions.ClassNotReady}, "", ""},
 		{"plain not ready", "CAPCHA_NOT_READY", provider.Answer{Code: "CAPCHA_NOT_READY", Class: transitions.ClassNotReady}, "", ""},
+		// Issue 12 point 9: the spelling some compatible services use is
+		// not ready, not unknown (which would fail a paid task).
+		{"captcha not ready", `{"status":0,"request":"CAPTCHA_NOT_READY"}`, provider.Answer{Code: "CAPTCHA_NOT_READY", Class: transitions.ClassNotReady}, "", ""},
+		{"plain image text with underscore", "OK|AB_CD", provider.Answer{Token: "AB_CD"}, "", ""},
 		{"unsolvable", "ERROR_CAPTCHA_UNSOLVABLE", provider.Answer{Code: "ERROR_CAPTCHA_UNSOLVABLE", Class: transitions.ClassResubmit}, "", ""},
 		{"wrong id", `{"status":0,"request":"ERROR_WRONG_CAPTCHA_ID"}`, provider.Answer{Code: "ERROR_WRONG_CAPTCHA_ID", Class: transitions.ClassPermanent}, "", ""},
 		{"unknown task code", "ERROR_NEW_THING", provider.Answer{Code: "ERROR_NEW_THING", Class: transitions.ClassUnknown}, "", ""},
@@ -207,6 +223,14 @@ func TestPollBatch(t *testing.T) {
 			{Token: "t2"},
 			{Code: "ERROR_TOKEN_EXPIRED", Class: transitions.ClassResubmit},
 			{Code: "ERROR_FRESH_CODE", Class: transitions.ClassUnknown},
+		}, "", false},
+		// Issue 12 point 10: an image answer that looks like a code is an
+		// answer; only catalogue codes and the ERROR family are codes.
+		{"image answers like codes", `{"status":1,"request":"AB_CD|CAPTCHA_NOT_READY|NEW_LIMIT|ERROR_NEW"}`, []provider.Answer{
+			{Token: "AB_CD"},
+			{Code: "CAPTCHA_NOT_READY", Class: transitions.ClassNotReady},
+			{Token: "NEW_LIMIT"},
+			{Code: "ERROR_NEW", Class: transitions.ClassUnknown},
 		}, "", false},
 		{"whole-request key error", "ERROR_WRONG_USER_KEY", nil, "ERROR_WRONG_USER_KEY", false},
 		{"whole-request json", `{"status":0,"request":"ERROR_IP_NOT_ALLOWED"}`, nil, "ERROR_IP_NOT_ALLOWED", false},

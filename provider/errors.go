@@ -50,11 +50,20 @@ type APIError struct {
 	Code string
 	// Class is transitions.Classify(Code).
 	Class transitions.Class
+	// ErrorText is the provider's own explanation of Code (the error_text
+	// of a JSON answer), printable, at most 512 bytes, with the key and
+	// any login in it hidden (RedactText); "" when the answer had none.
+	ErrorText string
 }
 
-// Error returns "provider: <endpoint>: <code> (<class>)".
+// Error returns "provider: <endpoint>: <code> (<class>)", followed by
+// ": <error text>" when the provider gave one.
 func (e *APIError) Error() string {
-	return "provider: " + e.Endpoint + ": " + e.Code + " (" + string(e.Class) + ")"
+	s := "provider: " + e.Endpoint + ": " + e.Code + " (" + string(e.Class) + ")"
+	if e.ErrorText != "" {
+		s += ": " + e.ErrorText
+	}
+	return s
 }
 
 // Is reports whether target is an *APIError with the same Code (and the same

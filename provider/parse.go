@@ -17,7 +17,13 @@ type answer struct {
 	request string
 	// price is the JSON answer's "price" field (get2), "" if absent.
 	price string
+	// errorText is the JSON answer's "error_text", made printable and
+	// bounded; "" if absent.
+	errorText string
 }
+
+// maxErrorText bounds the error_text kept: it ends up in history.
+const maxErrorText = 512
 
 // ParseAnswer reads an answer of in.php or res.php in either format:
 //
@@ -25,7 +31,8 @@ type answer struct {
 //     (geetest's answer) is returned as its compact JSON text;
 //   - plain text: "OK|<request>" (status 1), "OK_REPORT_RECORDED" and other
 //     "OK_" words (status 1, the word as request), a code such as
-//     "ERROR_ZERO_BALANCE", "CAPCHA_NOT_READY" or "ERROR: 1001" (status 0,
+//     "ERROR_ZERO_BALANCE", "CAPCHA_NOT_READY" or "ERROR: 1001", or an
+//     upper-case word with an underscore the catalogue does not know (status 0,
 //     the code as request), a '|'-separated batch answer or a bare number
 //     (getbalance) (status 1, the text as request).
 //
@@ -70,6 +77,25 @@ func parseAnswer(body []byte) (answer, error) {
 	return a, nil
 }
 
+// printable replaces control characters with spaces, trims, and cuts s to
+// at most n bytes on a rune boundary.
+func printable(s string, n int) string {
+	s = strings.TrimSpace(strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?")))
+	if len(s) > n {
+		i := n
+		for i > 0 && !utf8.RuneStart(s[i]) {
+			i--
+		}
+		s = s[:i]
+	}
+	return s
+}
+
 func hasControl(s string) bool {
 	return strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0
 }
@@ -79,6 +105,9 @@ func parseJSON(b []byte) (answer, error) {
 		Status  json.RawMessage `json:"status"`
 		Request json.RawMessage `json:"request"`
 		Price   json.RawMessage `json:"price"`
+		// error_text is an explanation, never worth rejecting an answer
+		// for: a value that is not a string is ignored.
+		ErrorText any `json:"error_text"`
 	}
 	if err := json.Unmarshal(b, &v); err != nil {
 		return answer{}, malformed("invalid JSON")
@@ -104,6 +133,9 @@ func parseJSON(b []byte) (answer, error) {
 		if a.request == "" || v.Request[0] != '"' {
 			return answer{}, malformed("JSON status 0 without a code")
 		}
+	}
+	if t, ok := v.ErrorText.(string); ok {
+		a.errorText = printable(t, maxErrorText)
 	}
 	if len(v.Price) > 0 {
 		if a.price, err = jsonText(v.Price); err != nil {
@@ -147,7 +179,7 @@ func parsePlain(s string) (answer, error) {
 		return answer{status: 1, request: s}, nil
 	case strings.Contains(s, "|"):
 		return answer{status: 1, request: s}, nil
-	case isCodeText(s):
+	case isCodeText(s), bareWord(s):
 		return answer{status: 0, request: s}, nil
 	}
 	if _, err := strconv.ParseFloat(s, 64); err == nil {
@@ -156,14 +188,17 @@ func parsePlain(s string) (answer, error) {
 	return answer{}, malformed("plain answer is neither OK|..., a code nor a number")
 }
 
-// isCodeText reports whether s is a provider code: one the catalogue calls
-// a code (ERROR_..., CAPCHA_..., "ERROR: 1001"), or an upper-case word with
-// an underscore such as a code it does not know yet (NEW_LIMIT). An
-// upper-case word without one ("W68HP") is an image's answer, not a code.
-func isCodeText(s string) bool {
-	if transitions.IsCode(s) {
-		return true
-	}
+// isCodeText reports whether s is a provider code: a catalogue code or one
+// of the ERROR family (transitions.IsCode). Anything else — "W68HP", or an
+// image answer such as "AB_CD" that looks like a code — is an answer: in a
+// batch, answers and codes stand side by side with nothing else to tell
+// them apart.
+func isCodeText(s string) bool { return transitions.IsCode(s) }
+
+// bareWord reports whether a whole plain-text body is an upper-case word
+// with an underscore ("NEW_LIMIT"). Alone, such a body can only be a code
+// the catalogue does not know yet: a solved task is answered "OK|answer".
+func bareWord(s string) bool {
 	if len(s) < 3 || s[0] < 'A' || s[0] > 'Z' || !strings.Contains(s, "_") {
 		return false
 	}

@@ -88,6 +88,14 @@ func TestParseBatch(t *testing.T) {
 		{Code: "ERROR: 1005", Class: transitions.ClassTransient},
 	}, got)
 
+	got, err = provider.ParseBatch("AB_CD|CAPTCHA_NOT_READY|X_1", 3)
+	require.NoError(t, err)
+	assert.Equal(t, []provider.Answer{
+		{Token: "AB_CD"},
+		{Code: "CAPTCHA_NOT_READY", Class: transitions.ClassNotReady},
+		{Token: "X_1"},
+	}, got, "image answers with underscores are answers")
+
 	got, err = provider.ParseBatch("only", 1)
 	require.NoError(t, err)
 	assert.Equal(t, []provider.Answer{{Token: "only"}}, got)

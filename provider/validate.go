@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"net"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -21,45 +22,47 @@ const MaxBatch = 100
 // proxyTypes are the accepted values of the proxytype parameter.
 var proxyTypes = map[string]bool{"HTTP": true, "HTTPS": true, "SOCKS4": true, "SOCKS5": true}
 
-// tokenMethods are the methods whose answer is a token a worker obtains by
-// solving the challenge in a browser: slower than images, so the engine
-// polls them later.
-var tokenMethods = map[string]bool{
-	"userrecaptcha":    true,
-	"hcaptcha":         true,
-	"turnstile":        true,
-	"funcaptcha":       true,
-	"geetest":          true,
-	"geetest_v4":       true,
-	"capy":             true,
-	"keycaptcha":       true,
-	"lemin":            true,
-	"amazon_waf":       true,
-	"cybersiara":       true,
-	"mt_captcha":       true,
-	"friendly_captcha": true,
-	"cutcaptcha":       true,
-	"datadome":         true,
-	"tencent":          true,
-	"atb_captcha":      true,
-	"yandex":           true,
+// Bounds on a task's parameters, checked before anything is stored or
+// sent: a task is written to the database and echoed in history, so a
+// runaway value (a 1 MB pageurl) must stop here.
+const (
+	// MaxParams is the most parameters one task may carry.
+	MaxParams = 64
+	// MaxParamName is the longest parameter name.
+	MaxParamName = 64
+	// MaxURL is the longest URL parameter (pageurl, pingback, captcha_url,
+	// ...): browsers and servers commonly stop near 2 KiB.
+	MaxURL = 2048
+	// MaxParamValue is the longest value of an ordinary parameter (keys,
+	// user agents, cookies, rqdata blobs).
+	MaxParamValue = 16 << 10
+	// MaxLargeValue is the longest base64 payload (an image or audio file,
+	// an HTML page): a 1 MB file in base64 with room to spare. Images of
+	// post and base64 are held to MaxImageSize once decoded.
+	MaxLargeValue = 1536 << 10
+)
+
+// urlParams are the parameters whose value is a URL.
+var urlParams = map[string]bool{
+	"pageurl": true, "pingback": true, "captcha_url": true, "api_server": true, "redirect_uri": true,
+	"surl": true, "challenge_url": true, "api_get_lib": true, "yidun_get_lib": true,
 }
 
-// IsTokenMethod reports whether method is a reCAPTCHA-class token method
-// (userrecaptcha, hcaptcha, turnstile, funcaptcha, geetest, geetest_v4 and
-// the other browser challenges) rather than an image method (post, base64)
-// or one this package does not know.
-func IsTokenMethod(method string) bool { return tokenMethods[method] }
+// largeParams are the parameters whose value is a base64 file or page.
+var largeParams = map[string]bool{
+	"body": true, "image": true, "imginstructions": true, "images": true,
+	"html_page_base64": true, "challenge_json": true,
+}
 
-// required lists the parameters each known method must have. pageurl, when
-// listed or given, must be an absolute http(s) URL.
-var required = map[string][]string{
-	"userrecaptcha": {"googlekey", "pageurl"},
-	"hcaptcha":      {"sitekey", "pageurl"},
-	"turnstile":     {"sitekey", "pageurl"},
-	"funcaptcha":    {"publickey", "pageurl"},
-	"geetest":       {"gt", "challenge", "pageurl"},
-	"geetest_v4":    {"captcha_id", "pageurl"},
+// MaxValue is the longest value Validate accepts for the parameter name.
+func MaxValue(name string) int {
+	switch {
+	case urlParams[name]:
+		return MaxURL
+	case largeParams[name]:
+		return MaxLargeValue
+	}
+	return MaxParamValue
 }
 
 // ValidateKey checks the API key's format: 32 hexadecimal characters. The
@@ -80,10 +83,11 @@ func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
-// Validate checks a request before anything is sent: the method's name, its
-// required parameters and the common ones (soft_id, pingback, proxy and
-// proxytype). The error is a *FieldError naming the parameter and wraps
-// ErrInvalid. Methods this package does not know pass with their
+// Validate checks a request before anything is sent: the method's name,
+// the size of every parameter (MaxParams, MaxValue), the method's required
+// parameters (LookupMethod) and the common ones (soft_id, pingback, proxy
+// and proxytype). The error is a *FieldError naming the parameter and
+// wraps ErrInvalid. Methods this package does not know pass with their
 // parameters as given, after the common checks.
 //
 // Params must not hold key (the key belongs to Config, and tasks are
@@ -94,6 +98,12 @@ func Validate(req Request) error {
 	}
 	if !isMethodName(req.Method) {
 		return fieldErr("method", "must be lower-case letters, digits and underscores")
+	}
+	if len(req.Method) > MaxParamName {
+		return fieldErr("method", "is %d characters, at most %d", len(req.Method), MaxParamName)
+	}
+	if err := validateSizes(req.Params); err != nil {
+		return err
 	}
 	if err := validateCommon(req.Params); err != nil {
 		return err
@@ -121,11 +131,68 @@ func isMethodName(s string) bool {
 	return s != ""
 }
 
+// validateSizes bounds the number of parameters, their names and values.
+// Errors name the parameter but never repeat its value.
+func validateSizes(p map[string]string) error {
+	if len(p) > MaxParams {
+		return fieldErr("params", "%d parameters, at most %d", len(p), MaxParams)
+	}
+	for _, name := range sortedNames(p) {
+		if name == "" {
+			return fieldErr("params", "a parameter has an empty name")
+		}
+		if len(name) > MaxParamName || !isParamName(name) {
+			return fieldErr("params", "parameter name %.40q: want at most %d letters, digits, '_', '-', '.', '[' or ']'", name, MaxParamName)
+		}
+		if n, limit := len(p[name]), MaxValue(name); n > limit {
+			return fieldErr(name, "is %d bytes, longer than the %d accepted", n, limit)
+		}
+	}
+	return nil
+}
+
+func isParamName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("_-.[]", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// sortedNames keeps which error comes first independent of map order.
+func sortedNames(p map[string]string) []string {
+	names := make([]string, 0, len(p))
+	for k := range p {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
 func requireAll(req Request) error {
-	for _, name := range required[req.Method] {
+	m, ok := LookupMethod(req.Method)
+	if !ok {
+		return nil
+	}
+	for _, name := range m.Required {
+		// CaptchaAI's GeeTest v4 is method=geetest&version=4 without a
+		// challenge.
+		if req.Method == "geetest" && name == "challenge" && req.Params["version"] == "4" {
+			continue
+		}
 		if strings.TrimSpace(req.Params[name]) == "" {
 			return fieldErr(name, "is required for method %s", req.Method)
 		}
+	}
+	if len(m.OneOf) > 0 {
+		for _, name := range m.OneOf {
+			if strings.TrimSpace(req.Params[name]) != "" {
+				return nil
+			}
+		}
+		return fieldErr(m.OneOf[0], "%s is required for method %s", strings.Join(m.OneOf, " or "), req.Method)
 	}
 	return nil
 }
@@ -133,8 +200,6 @@ func requireAll(req Request) error {
 func validateCommon(p map[string]string) error {
 	for name := range p {
 		switch name {
-		case "":
-			return fieldErr("params", "a parameter has an empty name")
 		case "key":
 			return fieldErr("key", "must not be in Params: the client sends Config.Key")
 		case "method":

@@ -3,6 +3,7 @@ package provider_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -96,6 +97,14 @@ func TestConfigHidesKey(t *testing.T) {
 	}
 }
 
+func manyParams(n int) map[string]string {
+	p := make(map[string]string, n)
+	for i := range n {
+		p[fmt.Sprintf("p%d", i)] = "x"
+	}
+	return p
+}
+
 func TestValidate(t *testing.T) {
 	png := b64(image("png", 500))
 	tests := []struct {
@@ -108,7 +117,29 @@ func TestValidate(t *testing.T) {
 		{"upper-case method", provider.Request{Method: "UserRecaptcha"}, "method"},
 		{"method with dash", provider.Request{Method: "user-recaptcha"}, "method"},
 		{"unknown method passes", provider.Request{Method: "capy_v2", Params: map[string]string{"anything": "x"}}, ""},
-		{"unknown method no params", provider.Request{Method: "textcaptcha"}, ""},
+		{"unknown method no params", provider.Request{Method: "some_new_method"}, ""},
+		{"textcaptcha without its question", provider.Request{Method: "textcaptcha"}, "textcaptcha"},
+		{"amazon_waf without iv", provider.Request{Method: "amazon_waf", Params: map[string]string{"sitekey": "k", "context": "c", "pageurl": "https://a.test"}}, "iv"},
+		{"bounding_box without instructions", provider.Request{Method: "bounding_box", Params: map[string]string{"image": png}}, "textinstructions"},
+		{"bounding_box with image instructions", provider.Request{Method: "bounding_box", Params: map[string]string{"image": png, "imginstructions": png}}, ""},
+		{"captchaai geetest v4", provider.Request{Method: "geetest", Params: map[string]string{"gt": "g", "version": "4", "pageurl": "https://a.test"}}, ""},
+
+		// sizes (issue 15: a 1 MB pageurl must not pass)
+		{"1 MB pageurl", with(recaptcha(), "pageurl", "https://a.test/"+strings.Repeat("a", 1<<20)), "pageurl"},
+		{"longest pageurl", with(recaptcha(), "pageurl", "https://a.test/"+strings.Repeat("a", provider.MaxURL-15)), ""},
+		{"pageurl one byte too long", with(recaptcha(), "pageurl", "https://a.test/"+strings.Repeat("a", provider.MaxURL-14)), "pageurl"},
+		{"long pingback", with(recaptcha(), "pingback", "https://a.test/"+strings.Repeat("a", provider.MaxURL)), "pingback"},
+		{"huge user agent", with(recaptcha(), "userAgent", strings.Repeat("M", provider.MaxParamValue+1)), "userAgent"},
+		{"user agent at the limit", with(recaptcha(), "userAgent", strings.Repeat("M", provider.MaxParamValue)), ""},
+		{"huge html page", provider.Request{Method: "tspd", Params: map[string]string{"tspd_cookie": "c", "pageurl": "https://a.test",
+			"proxy": "1.2.3.4:80", "proxytype": "HTTP", "html_page_base64": strings.Repeat("A", provider.MaxLargeValue+1)}}, "html_page_base64"},
+		{"large html page", provider.Request{Method: "tspd", Params: map[string]string{"tspd_cookie": "c", "pageurl": "https://a.test",
+			"proxy": "1.2.3.4:80", "proxytype": "HTTP", "html_page_base64": strings.Repeat("A", 1<<20)}}, ""},
+		{"too many params", provider.Request{Method: "some_new_method", Params: manyParams(provider.MaxParams + 1)}, "params"},
+		{"as many params as allowed", provider.Request{Method: "some_new_method", Params: manyParams(provider.MaxParams)}, ""},
+		{"param name with a space", provider.Request{Method: "some_new_method", Params: map[string]string{"a b": "x"}}, "params"},
+		{"param name too long", provider.Request{Method: "some_new_method", Params: map[string]string{strings.Repeat("n", 65): "x"}}, "params"},
+		{"method name too long", provider.Request{Method: strings.Repeat("m", 65)}, "method"},
 		{"key in params", with(recaptcha(), "key", testKey), "key"},
 		{"method in params", with(recaptcha(), "method", "post"), "method"},
 		{"json in params", with(recaptcha(), "json", "0"), "json"},
@@ -204,6 +235,7 @@ func TestValidate(t *testing.T) {
 			assert.NotEmpty(t, fe.Problem)
 			noKey(t, err)
 			assert.NotContains(t, err.Error(), "s3cr3tpw", "a proxy password leaked")
+			assert.Less(t, len(err.Error()), 200, "an error never repeats a long value")
 		})
 	}
 }

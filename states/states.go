@@ -41,6 +41,19 @@ func All() []State {
 // Terminal reports whether no transition leaves s.
 func (s State) Terminal() bool { return s == Done || s == Failed }
 
+// Settled reports whether an engine has nothing left to do for a task in s
+// on its own: it ended (Done, Failed) or it waits for the account to be
+// fixed (NeedsAccountFix). Wait returns, Drain counts it as finished.
+func (s State) Settled() bool { return s.Terminal() || s == NeedsAccountFix }
+
+// Active reports whether an engine drives a task in s: Submitting, Backoff,
+// Polling or Resubmitting.
+func (s State) Active() bool { return s.Valid() && !s.Settled() }
+
+// ActiveStates lists the states an engine drives, in the order of a
+// solve's life.
+func ActiveStates() []State { return []State{Submitting, Backoff, Polling, Resubmitting} }
+
 // Valid reports whether s is one of the seven states.
 func (s State) Valid() bool {
 	for _, v := range All() {

@@ -2,6 +2,7 @@ package states_test
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -27,7 +28,12 @@ func TestTerminal(t *testing.T) {
 	for _, tt := range tests {
 		assert.Equal(t, tt.terminal, tt.s.Terminal(), tt.s)
 		assert.True(t, tt.s.Valid())
+		assert.Equal(t, tt.terminal || tt.s == states.NeedsAccountFix, tt.s.Settled(), tt.s)
+		assert.Equal(t, !tt.s.Settled(), tt.s.Active(), tt.s)
+		assert.Equal(t, tt.s.Active(), slices.Contains(states.ActiveStates(), tt.s), tt.s)
 	}
+	assert.False(t, states.State("").Active())
+	assert.False(t, states.State("Sleeping").Active())
 	assert.False(t, states.State("Sleeping").Valid())
 }
 

@@ -46,6 +46,9 @@ const (
 	InPHP  Where = "in.php"
 	ResPHP Where = "res.php"
 	Both   Where = "both"
+	// Engine marks the engine's own codes: outcomes that are not a
+	// provider's answer but are classified like one.
+	Engine Where = "engine"
 )
 
 // Entry is one code of the catalogue.
@@ -217,6 +220,44 @@ var catalogue = []Entry{
 	{Code: "ERROR_IP_ADDRES", Class: ClassPermanent, Where: Both,
 		Meaning: "The request's IP does not match the registered pingback address.",
 		Fix:     "Register the pingback address for this IP, or drop the pingback parameter."},
+	// Some 2captcha-compatible services spell the not-ready answer right.
+	// It means what CAPCHA_NOT_READY means: the task is paid and being
+	// solved, so failing it as unknown would throw the payment away.
+	{Code: "CAPTCHA_NOT_READY", Class: ClassNotReady, Where: ResPHP,
+		Meaning: "The task is still being solved (the spelling some compatible services use).",
+		Fix:     "Nothing: polled again after poll_interval."},
+	// The method name is wrong: the same request is refused again, so
+	// sending it again only costs requests.
+	{Code: "ERROR_NO_SUCH_METHOD", Class: ClassPermanent, Where: InPHP,
+		Meaning: "The method parameter names no method the provider knows.",
+		Fix:     "Check the method's spelling (hcaptcha, userrecaptcha, turnstile, ...)."},
+	// 2captcha's spelling of ERROR_WRONG_CAPTCHA_ID: no task has the id, and
+	// asking again gets the same answer. A new task would be paid again, so
+	// the task fails rather than resubmits, as WRONG_CAPTCHA_ID does.
+	{Code: "ERROR_NO_SUCH_CAPCHA_ID", Class: ClassPermanent, Where: ResPHP,
+		Meaning: "No task has this id (2captcha's spelling of ERROR_WRONG_CAPTCHA_ID).",
+		Fix:     "Use the id in.php returned; submit a new task."},
+	// A task parameter (GeeTest v4's captcha_id, by the official client's
+	// text) is wrong: the same parameters fail the same way.
+	{Code: "ERROR_CAPTCHA_ID", Class: ClassPermanent, Where: InPHP,
+		Meaning: "A parameter of the task is wrong (for GeeTest v4, its captcha_id).",
+		Fix:     "Take captcha_id (or the method's key parameter) again from the target page."},
+	// 2captcha's "IP address is banned due to improper use of the API":
+	// no waiting lifts it for certain, a person must act, and every request
+	// from this IP is refused meanwhile, so the breaker stops submits.
+	{Code: "ERROR_IP_BLOCKED", Class: ClassAccount, Where: Both,
+		Meaning: "This IP is banned for improper use of the API.",
+		Fix:     "Find what misused the API from this IP, contact support, then run account-fixed."},
+	// The target site is one the provider refuses to solve: the task's
+	// pageurl decides it, so this task cannot succeed, others may.
+	{Code: "ERROR_DOMAIN_NOT_ALLOWED", Class: ClassPermanent, Where: InPHP,
+		Meaning: "The provider does not solve CAPTCHAs of this domain.",
+		Fix:     "Nothing can solve this task through this provider."},
+	// The spelling of ERROR_REPORT_NOT_RECORDED the official JavaScript
+	// client knows: a report is final either way, nothing to retry.
+	{Code: "REPORT_NOT_RECORDED", Class: ClassPermanent, Where: ResPHP,
+		Meaning: "The report was not recorded (too late, or too many reports).",
+		Fix:     "Nothing: report within a few minutes of the answer."},
 	// Provider-side failures: the same request usually succeeds later.
 	{Code: "ERROR_SERVER_ERROR", Class: ClassTransient, Where: Both,
 		Meaning: "A temporary failure on the provider's side.",
@@ -244,6 +285,36 @@ var catalogue = []Entry{
 	{Code: "ERROR: 1005", Class: ClassTransient, Where: ResPHP, Ban: 10 * time.Minute,
 		Meaning: "Too many res.php requests (over 20 × captchas + 1200): blocked for 10 minutes.",
 		Fix:     "Nothing: the engine waits the ban out; raise poll_interval if it recurs."},
+
+	// ---- The engine's own codes ----
+	// Outcomes that are not a provider's answer, written into histories by
+	// the engine and classified like answers, so that a task's class is
+	// never "unknown" for a reason the engine itself knows.
+	//
+	// A request that failed below the API may go through on a second try;
+	// the contract makes it transient with backoff.
+	{Code: CodeTransport, Class: ClassTransient, Where: Engine,
+		Meaning: "The request failed below the API: connection refused or reset, timeout, HTTP 5xx, an HTML or malformed body.",
+		Fix:     "Nothing: retried with backoff; check the network or --api-url if it recurs."},
+	// The provider never answered in time: polling longer is what the
+	// policy forbids, so the task ends.
+	{Code: CodePollTimeout, Class: ClassPermanent, Where: Engine,
+		Meaning: "poll_timeout passed without an answer.",
+		Fix:     "Nothing for this task; raise poll_timeout if the provider is often this slow."},
+	// A person's decision, final for the task.
+	{Code: CodeCancelled, Class: ClassPermanent, Where: Engine,
+		Meaning: "The task was cancelled by its caller.",
+		Fix:     "Nothing: submit it again if it is still wanted."},
+	// The stored request no longer passes validation (written by an older
+	// version, or edited): sending it again cannot help.
+	{Code: CodeInvalidRequest, Class: ClassPermanent, Where: Engine,
+		Meaning: "The task's request does not pass validation; it was never sent.",
+		Fix:     "Submit a corrected request."},
+	// Parked because another task's account error opened the breaker: the
+	// account is what a person must fix.
+	{Code: CodeBreakerOpen, Class: ClassAccount, Where: Engine,
+		Meaning: "The task was parked without sending because an account error opened the breaker.",
+		Fix:     "Fix the account (see the code that opened the breaker), then run account-fixed."},
 }
 
 var byCode = func() map[string]Entry {
@@ -285,13 +356,15 @@ func Classify(code string) Class {
 	return ClassUnknown
 }
 
-// IsCode reports whether s looks like a provider code rather than an answer
-// (a token): a catalogue code, or any text starting with "ERROR" or
-// "CAPCHA_". Tokens never start that way.
+// IsCode reports whether s is a provider code rather than an answer (a
+// token or an image's text): a catalogue code, or any text of the ERROR
+// family ("ERROR_..." or "ERROR: ..."), which the provider reserves for
+// codes. Nothing else is a code, however it looks: an image's answer may be
+// an upper-case word with an underscore ("AB_CD").
 func IsCode(s string) bool {
 	s = strings.TrimSpace(s)
 	if _, ok := byCode[s]; ok {
 		return true
 	}
-	return strings.HasPrefix(s, "ERROR") || strings.HasPrefix(s, "CAPCHA_") || s == "IP_BANNED" || s == "TOO_MANY_BAD_IMAGES" || s == "MAX_USER_TURN"
+	return strings.HasPrefix(s, "ERROR_") || strings.HasPrefix(s, "ERROR: ")
 }

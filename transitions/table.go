@@ -136,11 +136,17 @@ func Next(from states.State, event Event) (states.State, error) {
 	return "", fmt.Errorf("transitions: no edge from %s on %q", from, event)
 }
 
+// InDoubt reports whether a history whose last record has event last
+// leaves a submit in doubt: the intent to send in.php was committed and
+// nothing after it, so the request may have reached the provider (and been
+// charged) without its answer being recorded.
+func InDoubt(last Event) bool { return last == SubmitSending }
+
 // Initial is the state every task starts in.
 const Initial = states.Submitting
 
-// Reserved codes the engine writes into history for outcomes that are not
-// provider answers.
+// The engine's own codes, written into history for outcomes that are not
+// provider answers. Each is a catalogue entry (Where: Engine) with a class.
 const (
 	// CodePollTimeout: poll_timeout passed without an answer.
 	CodePollTimeout = "POLL_TIMEOUT"
@@ -151,4 +157,6 @@ const (
 	CodeTransport = "TRANSPORT_ERROR"
 	// CodeBreakerOpen: the task was parked because the breaker was open.
 	CodeBreakerOpen = "BREAKER_OPEN"
+	// CodeInvalidRequest: the stored request no longer passes validation.
+	CodeInvalidRequest = "INVALID_REQUEST"
 )

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -126,7 +125,7 @@ func openStoreAt(db setting, create bool, lock time.Duration) (persist.Store, er
 		// database that the command then reports on as if it were the real
 		// one (resume: "nothing to resume", exit 0).
 		if _, err := os.Stat(name); errors.Is(err, fs.ErrNotExist) {
-			return nil, usageErr("%s %s: no such file; this command creates no database (run, solve and serve do): check the path", db.source, name)
+			return nil, usageErr("%s %s: no such file; this command creates no database (run, solve, serve and gateway do): check the path", db.source, name)
 		} else if err != nil {
 			return nil, usageErr("%s %s: %s", db.source, name, fsProblem(err))
 		}
@@ -191,20 +190,6 @@ their defaults, and unknown keys or values out of bounds are errors naming
 the key. Durations are Go durations ("5s", "1m30s").
 
 `)
-	defaults := map[string]string{}
-	if raw, err := policyFile(engine.DefaultPolicy()); err == nil {
-		var m map[string]json.RawMessage
-		if json.Unmarshal(raw, &m) == nil {
-			for k, v := range m {
-				var s string
-				if json.Unmarshal(v, &s) != nil {
-					s = string(v)
-				}
-				defaults[k] = s
-			}
-		}
-	}
-	defaults["retry_delays"] = "the catalogue's"
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  KEY\tDEFAULT\tMIN\tMAX\t")
 	for _, k := range engine.PolicyBounds() {
@@ -212,7 +197,7 @@ the key. Durations are Go durations ("5s", "1m30s").
 		if k.Note != "" {
 			note = "(" + k.Note + ")"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", k.Key, defaults[k.Key], k.Min, k.Max, note)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", k.Key, k.Default, k.Min, k.Max, note)
 	}
 	_ = tw.Flush()
 	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")

@@ -415,7 +415,7 @@ func (a *app) demoEngineCmd() *cobra.Command {
 			var mu sync.Mutex
 			lines := make(chan string, 1<<16)
 			hook := func(tr engine.Transition) {
-				if settled(tr.Record.To) {
+				if tr.Record.To.Settled() {
 					select {
 					case lines <- "settled " + tr.Task.ID + " " + string(tr.Task.State):
 					default:
@@ -575,7 +575,7 @@ func (a *app) demoCrash(ctx context.Context, cmd *cobra.Command, o *demoOpts, co
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	for _, t := range all {
-		if settled(t.State) {
+		if t.State.Settled() {
 			tr2.add(t)
 		}
 	}

@@ -19,8 +19,10 @@
 //
 // solve, run and resume exit 0 when every task is Done, 1 on bad input
 // (nothing sent), 2 when some task Failed, 3 when some task needs an
-// account fix (over 2), and 130 when interrupted (the tasks stay in the
-// database for resume). Every other command exits 0 or 1; replay exits 2
+// account fix (over 2), 4 when the database failed to record paid answers
+// for too long (the message names them; resume records each as possibly
+// charged), and 130 when interrupted (the tasks stay in the database for
+// resume). Every other command exits 0 or 1; replay exits 2
 // on a mismatch. Errors are one line on stderr naming the flag, field,
 // line or file at fault.
 //

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,12 +20,8 @@ import (
 	"github.com/captchafsm/captchafsm/states"
 )
 
-// settled reports whether the engine is done with a task: terminal, or
-// parked until a person fixes the account.
-func settled(s states.State) bool { return s.Terminal() || s == states.NeedsAccountFix }
-
 // activeStates are the states an engine drives.
-var activeStates = []states.State{states.Submitting, states.Backoff, states.Polling, states.Resubmitting}
+var activeStates = states.ActiveStates()
 
 // tracker learns, through the engine's OnTransition hook, which tasks
 // settle. The hook only queues; a printer goroutine writes.
@@ -43,7 +40,7 @@ func newTracker() *tracker {
 
 // hook is the engine's OnTransition.
 func (t *tracker) hook(tr engine.Transition) {
-	if settled(tr.Record.To) {
+	if tr.Record.To.Settled() {
 		t.add(tr.Task)
 		return
 	}
@@ -305,7 +302,11 @@ func (a *app) startBatch(cmd *cobra.Command, fp *failpoint, store persist.Store,
 		b.ids[t.ID] = true
 	}
 	b.tr.watched = b.ids
-	eng, err := engine.Open(ctx, engine.Config{Store: fp.store(store), API: fp.api(client), Policy: pol, OnTransition: b.onTransition, FetchCost: true})
+	// The engine's warnings (a failing store above all: nothing new is
+	// sent until it records what was paid) go to stderr.
+	logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	eng, err := engine.Open(ctx, engine.Config{Store: fp.store(store), API: fp.api(client), Policy: pol,
+		OnTransition: b.onTransition, FetchCost: true, Logger: logger})
 	if err != nil {
 		store.Close()
 		return nil, usageErr("%v", err)
@@ -337,7 +338,7 @@ func (b *batch) watch(ctx context.Context, ids []string) error {
 		if err != nil {
 			return err
 		}
-		if settled(t.State) {
+		if t.State.Settled() {
 			t.Params = nil
 			b.tr.add(t)
 		}
@@ -390,7 +391,7 @@ func (b *batch) drive(ctx context.Context) error {
 		defer b.tr.mu.Unlock()
 		return len(b.ids)
 	}, b.tr.counts)
-	derr := b.eng.Drain(ctx)
+	failure, derr := b.drain(ctx)
 	cerr := b.eng.Close() // every hook has run once Close returns
 	m.end()
 	close(stop)
@@ -404,7 +405,7 @@ func (b *batch) drive(ctx context.Context) error {
 			if err != nil {
 				continue
 			}
-			if settled(t.State) {
+			if t.State.Settled() {
 				final[t.State]++
 			} else {
 				unsettled++
@@ -412,7 +413,16 @@ func (b *batch) drive(ctx context.Context) error {
 		}
 	}
 	b.store.Close()
+	var sf *engine.StoreFailureError
+	if errors.As(cerr, &sf) {
+		// The stop kept what it could; these it could not.
+		fmt.Fprintln(b.cmd.ErrOrStderr(), "captchafsm: "+printable(sf.Error()))
+	}
 	switch {
+	case failure != nil:
+		return &exitError{code: ExitStoreFailed, err: fmt.Errorf("the database failed for too long; stopped: %w", failure)}
+	case sf != nil && ctx.Err() == nil:
+		return &exitError{code: ExitStoreFailed, err: errors.New("stopped with paid answers the database did not record; `captchafsm resume` records them as possibly charged")}
 	case derr != nil && ctx.Err() != nil:
 		return errInterrupted
 	case derr != nil:
@@ -425,6 +435,23 @@ func (b *batch) drive(ctx context.Context) error {
 	}
 	b.summary(final)
 	return exitWith(exitCode(final))
+}
+
+// drain waits for every task to settle, unless the engine reports that the
+// store has failed to record paid answers for longer than its bound.
+func (b *batch) drain(ctx context.Context) (*engine.StoreFailureError, error) {
+	done := make(chan error, 1)
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { done <- b.eng.Drain(dctx) }()
+	select {
+	case err := <-done:
+		return nil, err
+	case f := <-b.eng.StoreFailure():
+		cancel()
+		<-done
+		return f, nil
+	}
 }
 
 // summary says on stderr how the tasks ended and what to do next.

@@ -10,7 +10,13 @@ package cli
 //	CAPTCHAFSM_FAILPOINT=commit:N         (the Nth transition commit)
 //
 // (comma-separated to arm both) the run, resume and solve commands kill
-// their own process with SIGKILL at that point. They wrap the engine's
+// their own process with SIGKILL at that point. A third failpoint slows
+// instead of killing:
+//
+//	CAPTCHAFSM_FAILPOINT=slow-intent:MS   (each intent to submit commits up to MS ms late)
+//
+// as a group commit under load or a slow disk would: the time between a
+// submit being scheduled and its request leaving grows. They wrap the engine's
 // provider client and store and change nothing else; with the variable
 // unset the wrappers are not installed. The variable is for tests: a user
 // never sets it, and --help does not mention it.
@@ -28,6 +34,7 @@ import (
 	"github.com/captchafsm/captchafsm/engine"
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/provider"
+	"github.com/captchafsm/captchafsm/transitions"
 )
 
 // EnvFailpoint arms the test-only failpoints (see failpoint.go).
@@ -43,6 +50,9 @@ type failpoint struct {
 	// fires: drawn in [0, 2ms) from N, so that over many runs the kill
 	// lands before, inside and just after the bbolt transaction.
 	commitDelay time.Duration
+	// slowIntent is the most each commit of an intent to submit is held
+	// back (0: not armed).
+	slowIntent time.Duration
 }
 
 // parseFailpoint reads the variable's value; "" means none armed (nil).
@@ -56,7 +66,7 @@ func parseFailpoint(spec string) (*failpoint, error) {
 		name, num, ok := strings.Cut(strings.TrimSpace(part), ":")
 		n, err := strconv.ParseInt(num, 10, 64)
 		if !ok || err != nil || n < 1 {
-			return nil, fmt.Errorf("%s: %q: want after-submit:N or commit:N with N ≥ 1", EnvFailpoint, part)
+			return nil, fmt.Errorf("%s: %q: want after-submit:N, commit:N or slow-intent:MS with N, MS ≥ 1", EnvFailpoint, part)
 		}
 		switch name {
 		case "after-submit":
@@ -64,8 +74,10 @@ func parseFailpoint(spec string) (*failpoint, error) {
 		case "commit":
 			fp.commit = n
 			fp.commitDelay = time.Duration(rand.New(rand.NewPCG(uint64(n), 7)).Int64N(int64(2 * time.Millisecond)))
+		case "slow-intent":
+			fp.slowIntent = time.Duration(n) * time.Millisecond
 		default:
-			return nil, fmt.Errorf("%s: %q: unknown failpoint (want after-submit:N or commit:N)", EnvFailpoint, name)
+			return nil, fmt.Errorf("%s: %q: unknown failpoint (want after-submit:N, commit:N or slow-intent:MS)", EnvFailpoint, name)
 		}
 	}
 	return fp, nil
@@ -100,7 +112,7 @@ func (fp *failpoint) api(c *provider.Client) engine.API {
 
 // store wraps the engine's store; nil fp returns it as is.
 func (fp *failpoint) store(s persist.Store) persist.Store {
-	if fp == nil || fp.commit == 0 {
+	if fp == nil || (fp.commit == 0 && fp.slowIntent == 0) {
 		return s
 	}
 	return &failpointStore{Store: s, fp: fp}
@@ -134,6 +146,9 @@ type failpointStore struct {
 }
 
 func (f *failpointStore) Apply(ctx context.Context, t *persist.Task, rec *persist.Record) error {
+	if f.fp.slowIntent > 0 && rec.Event == transitions.SubmitSending {
+		time.Sleep(rand.N(f.fp.slowIntent))
+	}
 	if f.fp.commits.Add(1) != f.fp.commit {
 		return f.Store.Apply(ctx, t, rec)
 	}

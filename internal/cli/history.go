@@ -41,7 +41,7 @@ func findTask(ctx context.Context, s persist.Store, key string) (*persist.Task, 
 // inFlight reports whether a history ends with the intent to submit: the
 // request may have reached the provider and no answer is recorded.
 func inFlight(h []persist.Record) bool {
-	return len(h) > 0 && h[len(h)-1].Event == transitions.SubmitSending
+	return len(h) > 0 && transitions.InDoubt(h[len(h)-1].Event)
 }
 
 func (a *app) historyCmd() *cobra.Command {
@@ -77,7 +77,7 @@ learnt. Proxy logins and passwords are shown as ***.`,
 					charged++
 				}
 			}
-			pending := inFlight(hist) && !settled(t.State)
+			pending := inFlight(hist) && !t.State.Settled()
 			if pending {
 				charged++
 			}

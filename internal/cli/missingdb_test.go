@@ -13,7 +13,7 @@ import (
 )
 
 // TestEveryCommandOnAMissingDatabase: only the commands that take new
-// tasks (run, solve, serve; demo into a fresh file of its own) may create a
+// tasks (run, solve, serve, gateway; demo into a fresh file of its own) may create a
 // database. Every other command that opens one refuses a missing file with
 // exit 1 and one line naming it, and leaves no file behind: a mistyped
 // --db, or resume in the wrong directory, must not report on an empty
@@ -40,6 +40,7 @@ func TestEveryCommandOnAMissingDatabase(t *testing.T) {
 		"run":           {creates, nil},
 		"solve":         {creates, nil},
 		"serve":         {creates, nil}, // and says so: TestServeSaysItCreatedADatabase
+		"gateway":       {creates, nil}, // takes tasks from bots, as serve
 		"demo":          {creates, nil}, // a fresh file of its own, never $CAPTCHAFSM_DB
 		"demo-engine":   {creates, nil}, // demo --crash's child, on demo's file
 		"errors":        {none, []string{"errors"}},
@@ -73,7 +74,7 @@ func TestEveryCommandOnAMissingDatabase(t *testing.T) {
 			cancel()
 			if tc.kind == refuses {
 				assert.Equal(t, ExitUsage, r.code, "%v (%s): %s", args, how, r.err)
-				assert.Equal(t, "captchafsm: "+source+" "+missing+": no such file; this command creates no database (run, solve and serve do): check the path\n", r.err, args)
+				assert.Equal(t, "captchafsm: "+source+" "+missing+": no such file; this command creates no database (run, solve, serve and gateway do): check the path\n", r.err, args)
 				assert.Empty(t, r.out, args)
 			}
 			_, err := os.Stat(missing)

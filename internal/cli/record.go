@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"sync/atomic"
 	"time"
@@ -87,22 +88,53 @@ func (t *taskFile) Close() {
 	t.f.Close()
 }
 
-// recorded is what recordTasks did.
-type recorded struct {
-	total int // tasks in the file
-	added int // new tasks stored
-	// settled are the file's tasks whose ref was in the database already,
-	// in a settled state (their results are reported at once), without
-	// their parameters.
-	settled []*persist.Task
+// known is what the database holds already of a --from file: its lines
+// whose ref names a task with the same request (they add no task), and
+// those tasks that had settled (their results are reported at once).
+type known struct {
+	lines   map[int]bool
+	settled []*persist.Task // without their parameters
 }
 
-// recordTasks stores every task of a checked --from file that is not in
-// the database yet (by ref), recordChunk per transaction, before any
-// engine runs: nothing is sent until the whole file is durable. done is
-// told the number of tasks handled so far.
-func recordTasks(ctx context.Context, store persist.Store, name string, r io.Reader, done *atomic.Int64) (*recorded, error) {
-	rec := &recorded{}
+// matchRefs reads a checked --from file and looks up every ref in the
+// database, storing nothing: a ref that names a task with another method
+// or other parameters is an error naming the line (and wraps
+// engine.ErrRefConflict), as the engine's SubmitMany refuses it, but before
+// any of the file is recorded. done is told the lines read so far.
+func matchRefs(ctx context.Context, store persist.Store, name string, r io.Reader, done *atomic.Int64) (*known, error) {
+	k := &known{lines: map[int]bool{}}
+	err := scanTasks(name, r, func(line int, req engine.Request) error {
+		done.Store(int64(line))
+		if req.Ref == "" {
+			return nil
+		}
+		old, err := store.GetByRef(ctx, req.Ref)
+		switch {
+		case errors.Is(err, persist.ErrNotFound):
+			return nil
+		case err != nil:
+			return fmt.Errorf("--from %s: line %d: ref %q: %w", name, line, req.Ref, err)
+		case old.Method != req.Method || !maps.Equal(old.Params, req.Params):
+			return &exitError{code: ExitUsage, err: fmt.Errorf("--from %s: line %d: ref %q: %w: it names task %s, a %s request with other parameters; use another ref, or the same request to attach to that task",
+				name, line, req.Ref, engine.ErrRefConflict, old.ID, old.Method)}
+		}
+		k.lines[line] = true
+		if old.State.Settled() {
+			old.Params = nil
+			k.settled = append(k.settled, old)
+		}
+		return nil
+	})
+	return k, err
+}
+
+// recordTasks stores every task of a checked --from file but the lines
+// the database knows already, recordChunk per transaction, before any
+// engine runs: nothing is sent until the whole file is durable. It
+// returns how many it stored; done is told the number of tasks handled so
+// far.
+func recordTasks(ctx context.Context, store persist.Store, name string, r io.Reader, skip map[int]bool, done *atomic.Int64) (int, error) {
+	added := 0
 	chunk := make([]*persist.Task, 0, recordChunk)
 	flush := func() error {
 		if len(chunk) == 0 {
@@ -111,27 +143,16 @@ func recordTasks(ctx context.Context, store persist.Store, name string, r io.Rea
 		if err := store.Create(ctx, chunk...); err != nil {
 			return err
 		}
-		rec.added += len(chunk)
+		added += len(chunk)
 		done.Add(int64(len(chunk)))
 		clear(chunk)
 		chunk = chunk[:0]
 		return nil
 	}
-	err := scanTasks(name, r, func(_ int, req engine.Request) error {
-		rec.total++
-		if req.Ref != "" {
-			old, err := store.GetByRef(ctx, req.Ref)
-			switch {
-			case err == nil:
-				if settled(old.State) {
-					old.Params = nil
-					rec.settled = append(rec.settled, old)
-				}
-				done.Add(1)
-				return nil
-			case !errors.Is(err, persist.ErrNotFound):
-				return err
-			}
+	err := scanTasks(name, r, func(line int, req engine.Request) error {
+		if skip[line] {
+			done.Add(1)
+			return nil
 		}
 		now := time.Now()
 		chunk = append(chunk, &persist.Task{ID: persist.NewID(), Ref: req.Ref, Method: req.Method, Params: req.Params,
@@ -144,7 +165,7 @@ func recordTasks(ctx context.Context, store persist.Store, name string, r io.Rea
 	if err == nil {
 		err = flush()
 	}
-	return rec, err
+	return added, err
 }
 
 // tally shows a count that grows while a long step runs, on stderr: redrawn

@@ -73,9 +73,9 @@ func TestRecordingMemoryIsBoundedPerTask(t *testing.T) {
 		runtime.ReadMemStats(&base)
 		if chunked {
 			var done atomic.Int64
-			rec, err := recordTasks(context.Background(), probe, "t.jsonl", f, &done)
+			added, err := recordTasks(context.Background(), probe, "t.jsonl", f, nil, &done)
 			require.NoError(t, err)
-			require.Equal(t, lines, rec.added)
+			require.Equal(t, lines, added)
 		} else {
 			reqs, err := readTasks("t.jsonl", f)
 			require.NoError(t, err)

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/captchafsm/captchafsm/provider/providersim"
+	"github.com/captchafsm/captchafsm/states"
 )
 
 // TestBadRefsAreRefusedBeforeAnything: a ref no store can keep (too long,
@@ -73,4 +74,67 @@ func TestBadRefsAreRefusedBeforeAnything(t *testing.T) {
 		require.Len(t, tasks, 1)
 		assert.Equal(t, ref, tasks[0].Ref)
 	})
+}
+
+// TestSolveReusedRef: a ref that names a task with another request is
+// refused (exit 1, the ref named, nothing sent); the same request attaches
+// to the task and prints its token without a request (issue 11, point 6).
+func TestSolveReusedRef(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t).withSim(providersim.Config{Mix: providersim.NoErrors()})
+	img := w.file("captcha.png", string(pngBytes(t, 30, 10)))
+	first := w.run(withPolicy(w, "solve", "--image", img, "--ref", "img-0")...)
+	require.Equal(t, ExitOK, first.code, first.err)
+	sent := w.requests()
+
+	r := w.run(withPolicy(w, "solve", "--ref", "img-0", "--method", "turnstile",
+		"--param", "sitekey=zzz", "--param", "pageurl=https://other.example")...)
+	assert.Equal(t, ExitUsage, r.code, r.err)
+	assert.Contains(t, r.err, "img-0")
+	assert.Empty(t, r.out, "no token printed")
+	assert.Equal(t, sent, w.requests(), "nothing sent")
+	require.Len(t, w.tasks(), 1, "nothing stored")
+
+	again := w.run(withPolicy(w, "solve", "--image", img, "--ref", "img-0")...)
+	require.Equal(t, ExitOK, again.code, again.err)
+	assert.Equal(t, first.out, again.out, "the same request attaches: the same token")
+	assert.Equal(t, sent, w.requests(), "an attached, settled task sends nothing")
+
+	h := w.run("history", "img-0")
+	require.Equal(t, ExitOK, h.code, h.err)
+	assert.Contains(t, h.out, "solved")
+	tasks := w.tasks()
+	assert.Equal(t, states.Done, tasks[0].State)
+}
+
+// TestRunRefNamingAnotherRequest: a line whose ref names a task of the
+// database with another request is refused, naming the line, before any
+// line of the file is stored (in a large file too, recorded in chunks);
+// a line with the same request attaches to the task.
+func TestRunRefNamingAnotherRequest(t *testing.T) {
+	t.Parallel()
+	for _, lines := range []int{10, recordChunk + 10} {
+		t.Run(fmt.Sprint(lines), func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			w.solvedDB(1) // ref b-0: turnstile, sitekey 0x4A, pageurl https://a.example
+			sent := w.requests()
+			var b strings.Builder
+			for i := 1; i <= lines; i++ {
+				switch i {
+				case 7:
+					b.WriteString(`{"method":"turnstile","params":{"sitekey":"0x4A","pageurl":"https://other.example"},"ref":"b-0"}` + "\n")
+				default:
+					fmt.Fprintf(&b, `{"method":"hcaptcha","params":{"sitekey":"k","pageurl":"https://a.example/%d"},"ref":"n-%d"}`+"\n", i, i)
+				}
+			}
+			file := w.file("tasks.jsonl", b.String())
+			r := w.run(withPolicy(w, "run", "--from", file)...)
+			assert.Equal(t, ExitUsage, r.code, r.err)
+			assert.Contains(t, r.err, fmt.Sprintf(`captchafsm: --from %s: line 7: ref "b-0": engine: ref names another request: it names task `, file))
+			assert.Equal(t, 1, strings.Count(r.err, "\n"), r.err)
+			assert.Len(t, w.tasks(), 1, "nothing of the file stored")
+			assert.Equal(t, sent, w.requests(), "nothing sent")
+		})
+	}
 }

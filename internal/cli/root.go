@@ -27,6 +27,10 @@ const (
 	ExitFailed = 2
 	// ExitNeedsAccountFix: some task waits in NeedsAccountFix (takes precedence over ExitFailed).
 	ExitNeedsAccountFix = 3
+	// ExitStoreFailed: the database failed to record paid answers for longer
+	// than the engine's bound (or at the stop); the message names them, and
+	// resume records each as possibly charged.
+	ExitStoreFailed = 4
 	// ExitInterrupted: SIGINT or SIGTERM; unfinished tasks stay in the database.
 	ExitInterrupted = 130
 )
@@ -174,7 +178,7 @@ The API key comes from $CAPTCHAFSM_API_KEY or --key-file, never from a flag
 		a.solveCmd(), a.runCmd(), a.resumeCmd(), a.accountFixedCmd(),
 		a.listCmd(), a.historyCmd(), a.replayCmd(),
 		a.errorsCmd(), a.diagramCmd(), a.simulateCmd(),
-		a.balanceCmd(), a.reportCmd(), a.pruneCmd(), a.serveCmd(),
+		a.balanceCmd(), a.reportCmd(), a.pruneCmd(), a.serveCmd(), a.gatewayCmd(),
 	)
 	return root
 }

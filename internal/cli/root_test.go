@@ -216,7 +216,7 @@ func TestEveryCommandHasHelpWithExamples(t *testing.T) {
 	}
 	walk(root)
 	want := []string{"demo", "solve", "run", "resume", "account-fixed", "list", "history", "replay",
-		"errors", "diagram", "simulate", "balance", "report", "prune", "serve"}
+		"errors", "diagram", "simulate", "balance", "report", "prune", "serve", "gateway"}
 	assert.Equal(t, len(want), seen)
 	for _, name := range want {
 		c, _, err := root.Find([]string{name})

@@ -16,6 +16,7 @@ import (
 	"github.com/captchafsm/captchafsm/engine"
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/provider"
+	"github.com/captchafsm/captchafsm/states"
 )
 
 func (a *app) runCmd() *cobra.Command {
@@ -44,7 +45,9 @@ A summary goes to stderr; on a terminal a progress bar too (while checking
 and recording a large file, a count every 2 seconds elsewhere).
 
 Exit status: 0 all Done; 1 bad input (nothing sent); 2 some task Failed;
-3 some task NeedsAccountFix; 130 interrupted (resume continues).`,
+3 some task NeedsAccountFix; 4 the database failed to record paid answers
+for too long (they are named; resume records them as possibly charged);
+130 interrupted (resume continues).`,
 		Example: `  cat > tasks.jsonl <<'END'
   {"method":"userrecaptcha","params":{"googlekey":"6Le-wvkSAAAAAPBMRTvw0Q4Muexq9bi0DJwx_mJ-","pageurl":"https://example.com"},"ref":"login-1"}
   {"method":"turnstile","params":{"sitekey":"0x4AAAAAAAC3DHQFLr1GavRN","pageurl":"https://example.com"},"ref":"signup-7"}
@@ -248,22 +251,44 @@ func (a *app) run(cmd *cobra.Command, from string) error {
 	if err != nil {
 		return err
 	}
-	if total <= recordChunk {
-		return a.runSmall(cmd, fp, client, pol, from, r)
-	}
 	store, err := a.openStore(true)
 	if err != nil {
 		return err
 	}
+	ctx := cmd.Context()
+	// The refs the database knows: their lines attach to their tasks, or
+	// are refused, naming the line, when they name another request; all
+	// before anything of the file is stored.
+	k := &known{lines: map[int]bool{}}
+	if counts, err := store.Count(ctx); err != nil {
+		store.Close()
+		return interrupted(ctx, fmt.Errorf("%s: %w", a.dbPath().shown(), err))
+	} else if sum(counts) > 0 {
+		var read atomic.Int64
+		t = startTally(stderr, bar, 2*time.Second, func() string {
+			return fmt.Sprintf("captchafsm: looking up refs: %d/%d lines", read.Load(), lines.Load())
+		})
+		k, err = matchRefs(ctx, store, from, r, &read)
+		t.end()
+		if err == nil {
+			r, err = in.again()
+		}
+		if err != nil {
+			store.Close()
+			return interrupted(ctx, err)
+		}
+	}
+	if total <= recordChunk {
+		return a.runSmall(cmd, fp, store, client, pol, from, r)
+	}
 
 	// Every task of the file is durable before an engine starts: nothing
 	// is sent until then, and a crash while recording sends nothing.
-	ctx := cmd.Context()
 	var done atomic.Int64
 	t = startTally(stderr, bar, 2*time.Second, func() string {
 		return fmt.Sprintf("captchafsm: recording %d/%d tasks", done.Load(), total)
 	})
-	rec, err := recordTasks(ctx, store, from, r, &done)
+	added, err := recordTasks(ctx, store, from, r, k.lines, &done)
 	t.end()
 	if err != nil {
 		store.Close()
@@ -275,7 +300,7 @@ func (a *app) run(cmd *cobra.Command, from string) error {
 			return err
 		}
 		return fmt.Errorf("--from %s: recorded %d of %d tasks, then: %w; nothing was sent: `captchafsm resume` sends those recorded, and running the file again adds the others (by ref)",
-			from, rec.added, total, err)
+			from, added, total, err)
 	}
 	b, err := a.startBatch(cmd, fp, store, client, pol, false)
 	if err != nil {
@@ -283,15 +308,15 @@ func (a *app) run(cmd *cobra.Command, from string) error {
 	}
 	// The file's tasks that had settled before are reported at once.
 	b.tr.mu.Lock()
-	for _, task := range rec.settled {
+	for _, task := range k.settled {
 		b.ids[task.ID] = true
 	}
 	b.tr.mu.Unlock()
-	for _, task := range rec.settled {
+	for _, task := range k.settled {
 		b.tr.add(task)
 	}
-	if skipped := rec.total - rec.added; skipped > 0 {
-		fmt.Fprintf(stderr, "captchafsm: %d of %d tasks added; %d refs were already in the database\n", rec.added, rec.total, skipped)
+	if skipped := total - added; skipped > 0 {
+		fmt.Fprintf(stderr, "captchafsm: %d of %d tasks added; %d refs were already in the database\n", added, total, skipped)
 	}
 	return b.drive(ctx)
 }
@@ -300,17 +325,14 @@ func (a *app) run(cmd *cobra.Command, from string) error {
 // recorded in one transaction through the engine. (Recording before the
 // engine starts, as larger files are, would hold every submit for the
 // engine's 3-second restart pause: see recordTasks.)
-func (a *app) runSmall(cmd *cobra.Command, fp *failpoint, client *provider.Client, pol engine.Policy, from string, r io.Reader) error {
+func (a *app) runSmall(cmd *cobra.Command, fp *failpoint, store persist.Store, client *provider.Client, pol engine.Policy, from string, r io.Reader) error {
 	var reqs []engine.Request
 	err := scanTasks(from, r, func(_ int, req engine.Request) error {
 		reqs = append(reqs, req)
 		return nil
 	})
 	if err != nil {
-		return err
-	}
-	store, err := a.openStore(true)
-	if err != nil {
+		store.Close()
 		return err
 	}
 	b, err := a.startBatch(cmd, fp, store, client, pol, false)
@@ -331,4 +353,13 @@ func (a *app) runSmall(cmd *cobra.Command, fp *failpoint, client *provider.Clien
 		fmt.Fprintf(cmd.ErrOrStderr(), "captchafsm: %d of %d tasks added; %d refs were already in the database\n", added, len(reqs), skipped)
 	}
 	return b.drive(ctx)
+}
+
+// sum is the number of tasks of a Count.
+func sum(counts map[states.State]int) int {
+	n := 0
+	for _, c := range counts {
+		n += c
+	}
+	return n
 }

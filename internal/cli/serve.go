@@ -202,7 +202,7 @@ func (a *app) serve(cmd *cobra.Command, addr, tokenFile, levelName string) error
 		fmt.Fprintln(cmd.OutOrStdout(), url)
 	}
 	active := 0
-	for _, s := range []states.State{states.Submitting, states.Backoff, states.Polling, states.Resubmitting} {
+	for _, s := range states.ActiveStates() {
 		active += counts[s]
 	}
 	auth := "no token: loopback clients only"

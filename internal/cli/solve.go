@@ -18,10 +18,11 @@ import (
 )
 
 type solveOpts struct {
-	method string
-	params []string
-	image  string
-	ref    string
+	method      string
+	params      []string
+	image       string
+	ref         string
+	forceMethod bool
 }
 
 func (a *app) solveCmd() *cobra.Command {
@@ -35,9 +36,12 @@ settles, and its token printed on stdout (with --json the result object).
 --image reads an image file and sends it base64-encoded (method base64 unless
 --method says otherwise). Parameters are the API's own names (pageurl,
 googlekey, sitekey, proxy, proxytype, ...); they are checked before anything is
-sent. Other tasks waiting in the database are driven along while this one runs.
-When stderr is a terminal, the task's moves show there as they happen
-(submitted, accepted, each poll, solved), as run's progress bar does.
+sent. A method the provider does not document (a typo such as hcapcha) is
+refused, with the nearest known method; --force-method sends it anyway, for a
+method newer than this client. Other tasks waiting in the database are driven
+along while this one runs. When stderr is a terminal, the task's moves show
+there as they happen (submitted, accepted, each poll, solved), as run's
+progress bar does.
 
 Exit status: 0 solved; 1 bad input (nothing sent); 2 the task failed; 3 the
 account needs a fix (see account-fixed); 130 interrupted (the task stays in
@@ -57,6 +61,7 @@ the database; resume continues it).`,
 	f.StringArrayVar(&o.params, "param", nil, "a parameter as key=value (repeatable)")
 	f.StringVar(&o.image, "image", "", "an image file (PNG, JPEG or GIF, 100 B to 100 kB), sent base64-encoded")
 	f.StringVar(&o.ref, "ref", "", "a name of your own for the task (unique in the database)")
+	f.BoolVar(&o.forceMethod, "force-method", false, "send a --method this client does not know (warns instead of refusing)")
 	return c
 }
 
@@ -97,7 +102,19 @@ func (o *solveOpts) request() (engine.Request, error) {
 	if err := provider.Validate(provider.Request{Method: method, Params: params}); err != nil {
 		return engine.Request{}, fieldProblem(err, o.image)
 	}
+	if _, known := provider.LookupMethod(method); !known && !o.forceMethod {
+		return engine.Request{}, usageErr("--method %s: not a method of the API%s; --force-method sends it anyway", method, suggestion(method))
+	}
 	return req, nil
+}
+
+// suggestion is "(did you mean M?)" for the known method nearest to a
+// misspelt one, "" when none is near.
+func suggestion(method string) string {
+	if s := provider.SuggestMethod(method); s != "" {
+		return " (did you mean " + s + "?)"
+	}
+	return ""
 }
 
 // redactParam hides a proxy password in a parameter echoed in an error.
@@ -112,6 +129,9 @@ func (a *app) solve(cmd *cobra.Command, o *solveOpts) error {
 	req, err := o.request()
 	if err != nil {
 		return err
+	}
+	if _, known := provider.LookupMethod(req.Method); !known {
+		fmt.Fprintf(cmd.ErrOrStderr(), "captchafsm: warning: --method %s is not a method of the API%s; sending it as --force-method asks\n", printable(req.Method), suggestion(req.Method))
 	}
 	client, pol, err := a.client()
 	if err != nil {

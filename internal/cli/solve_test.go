@@ -41,9 +41,9 @@ func TestSolvePrintsTheToken(t *testing.T) {
 func TestSolveShowsItsMovesOnATerminal(t *testing.T) {
 	t.Parallel()
 	for _, tty := range []bool{true, false} {
-		// Solved in 60ms, polled every 10ms: a few not-ready answers.
+		// Solved in 300ms, polled every 10ms: not-ready answers, many.
 		w := newWorld(t).withSim(providersim.Config{Mix: providersim.NoErrors(), Speed: 1,
-			SolveTime: map[string]providersim.Dist{"hcaptcha": {Min: 60 * time.Millisecond, Max: 60 * time.Millisecond}}})
+			SolveTime: map[string]providersim.Dist{"hcaptcha": {Min: 300 * time.Millisecond, Max: 300 * time.Millisecond}}})
 		w.ttyErr = tty
 		r := w.run(withPolicy(w, append(hcaptchaArgs, "--ref", "shown")...)...)
 		require.Equal(t, ExitOK, r.code, r.err)
@@ -179,4 +179,27 @@ func TestSolveUnreachableAPIFailsAfterRetries(t *testing.T) {
 	assert.Equal(t, ExitFailed, r.code)
 	assert.Contains(t, r.err, "TRANSPORT_ERROR")
 	assert.Empty(t, r.out)
+}
+
+// TestSolveUnknownMethod: a misspelt method is refused before anything is
+// sent, with the method meant; --force-method sends it with a warning, and
+// the provider's ERROR_NO_SUCH_METHOD fails the task (issue 12 point 3).
+func TestSolveUnknownMethod(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t).withSim(providersim.Config{Mix: providersim.NoErrors()})
+	args := []string{"solve", "--method", "hcapcha", "--param", "sitekey=10000000-ffff", "--param", "pageurl=https://a.example/login"}
+	r := w.run(withPolicy(w, args...)...)
+	assert.Equal(t, ExitUsage, r.code)
+	assert.Contains(t, r.err, "--method hcapcha: not a method of the API (did you mean hcaptcha?); --force-method sends it anyway")
+	assert.Zero(t, w.requests(), "nothing sent")
+	assert.Empty(t, w.tasks(), "nothing stored")
+
+	r = w.run(withPolicy(w, append(args, "--force-method")...)...)
+	assert.Equal(t, ExitFailed, r.code, r.err)
+	assert.Contains(t, r.err, "warning: --method hcapcha is not a method of the API (did you mean hcaptcha?)")
+	assert.Contains(t, r.err, "ERROR_NO_SUCH_METHOD")
+	tasks := w.tasks()
+	require.Len(t, tasks, 1)
+	assert.Equal(t, states.Failed, tasks[0].State)
+	assert.Equal(t, "ERROR_NO_SUCH_METHOD", tasks[0].Code)
 }

@@ -129,7 +129,7 @@ func Check(ctx context.Context, st persist.Store, led providersim.Ledger, opts O
 		if t.Ref != "" {
 			byRef[t.Ref]++
 		}
-		ended := t.State.Terminal() || (opts.AllowParked && t.State == states.NeedsAccountFix)
+		ended := t.State.Terminal() || (opts.AllowParked && t.State.Settled())
 		if !ended && !opts.AllowUnsettled {
 			r.violate("task %s (%s) has not ended: %s", t.ID, t.Ref, t.State)
 		}
@@ -173,7 +173,7 @@ func Check(ctx context.Context, st persist.Store, led providersim.Ledger, opts O
 				taskOf[rec.ProviderID] = t.ID
 			}
 		}
-		if opts.AllowUnsettled && !ended && len(h) > 0 && h[len(h)-1].Event == transitions.SubmitSending {
+		if opts.AllowUnsettled && !ended && len(h) > 0 && transitions.InDoubt(h[len(h)-1].Event) {
 			// A submit in flight when the engine stopped: the next engine
 			// records it as possibly charged.
 			possibly[t.ID]++

@@ -326,7 +326,7 @@ func (h *harness) inspect(final bool) (snapshot, *crashtest.Report) {
 			s.active++
 			h, err := st.History(ctx, tk.ID)
 			require.NoError(t, err)
-			if h[len(h)-1].Event == transitions.SubmitSending {
+			if transitions.InDoubt(h[len(h)-1].Event) {
 				s.inDoubt++
 			}
 		}

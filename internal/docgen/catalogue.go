@@ -44,23 +44,6 @@ var classDocs = []classDoc{
 		[]transitions.Event{transitions.UnknownError}},
 }
 
-// reservedCodes are the codes the engine itself writes into a history, for
-// outcomes that are not provider answers.
-var reservedCodes = []struct {
-	code    string
-	event   transitions.Event
-	meaning string
-}{
-	{transitions.CodeTransport, transitions.TransientError,
-		"The request failed below the API: connection refused or reset, timeout, HTTP 5xx, an HTML or malformed body. Handled as transient."},
-	{transitions.CodePollTimeout, transitions.PollTimeout,
-		"`poll_timeout` passed without an answer."},
-	{transitions.CodeBreakerOpen, transitions.BreakerOpen,
-		"The task was parked without sending because the breaker was open."},
-	{transitions.CodeCancelled, transitions.Cancelled,
-		"The task (or its caller's context) was cancelled."},
-}
-
 // RenderErrors returns docs/errors.md: the legend of classes and the
 // catalogue, one table per class with codes sorted, from
 // transitions.Catalogue and transitions.Table.
@@ -78,7 +61,7 @@ func RenderErrors() ([]byte, error) {
 		}
 	}
 
-	guide := 0
+	guide, own := 0, 0
 	for _, e := range cat {
 		if !documented[e.Class] {
 			return nil, fmt.Errorf("docgen: errors.md: code %s has class %q, which is not in transitions.Classes", e.Code, e.Class)
@@ -86,13 +69,18 @@ func RenderErrors() ([]byte, error) {
 		if e.FromGuide {
 			guide++
 		}
+		if e.Where == transitions.Engine {
+			own++
+		}
 	}
 
 	p := newPage("Error codes")
 	p.para("Every answer of the API is classified by the catalogue (`transitions.Catalogue`), and the class decides what "+
-		"the engine does. The catalogue holds %d codes: the %d of the CaptchaAI error guide, with the guide's class, and %d "+
-		"from the provider's documentation. `captchafsm errors` prints the same data (`--json` for scripts). "+
-		"This page is generated from it.", len(cat), guide, len(cat)-guide)
+		"the engine does. The catalogue holds %d codes: the %d of the CaptchaAI error guide, with the guide's class, %d "+
+		"from the provider's documentation, and the engine's own %d (where `engine`), written into histories for outcomes "+
+		"that are not answers. `captchafsm errors` prints the same data (`--json` for scripts). "+
+		"This page is generated from it; the decisions each class leads to are in [states.md](states.md#decisions).",
+		len(cat), guide, len(cat)-guide-own, own)
 
 	p.heading(2, "Classes")
 	p.para("An answer `OK|…` is not a code: from in.php it accepts the task (`submit_accepted`, to `Polling`), from res.php " +
@@ -117,7 +105,7 @@ func RenderErrors() ([]byte, error) {
 	p.table([]string{"Class", "Where", "Engine does", "Moves"}, rows)
 
 	p.heading(2, "Columns")
-	p.para("**Where**: the endpoint that answers with the code (`both`: either). " +
+	p.para("**Where**: the endpoint that answers with the code (`both`: either; `engine`: the engine's own). " +
 		"**Retry**: the wait before the task is tried again — the code's own delay, its own backoff range, " +
 		"or the policy's backoff (`backoff_base`…`backoff_max`). " +
 		"**Ban**: an account- or IP-wide block the code announces; every request of the engine waits it out. " +
@@ -144,12 +132,14 @@ func RenderErrors() ([]byte, error) {
 	}
 
 	p.heading(2, "Codes the engine writes")
-	p.para("Not answers of the API: the engine records these codes in a task's history.")
+	p.para("Not answers of the API: the engine records these codes in a task's history, each classified like an answer.")
 	rows = rows[:0]
-	for _, r := range reservedCodes {
-		rows = append(rows, []string{code(r.code), code(string(r.event)), r.meaning})
+	for _, e := range cat {
+		if e.Where == transitions.Engine {
+			rows = append(rows, []string{code(e.Code), code(string(e.Class)), e.Meaning})
+		}
 	}
-	p.table([]string{"Code", "Event", "Meaning"}, rows)
+	p.table([]string{"Code", "Class", "Meaning"}, rows)
 
 	return p.Bytes(), nil
 }

@@ -33,4 +33,5 @@ func ExampleRenderStates() {
 	// Output:
 	// | `NeedsAccountFix` | no | `account_fixed` |
 	// | `NeedsAccountFix` | `account_fixed` | `Submitting` | a person ran account-fixed; the task is submitted again |
+	// | `NeedsAccountFix` | account fixed | — | — | `account_fixed` | — | now | — | — |
 }

@@ -54,6 +54,27 @@ func RenderStates() ([]byte, error) {
 	}
 	p.table([]string{"From", "Event", "To", "Why"}, rows)
 
+	p.heading(2, "Decisions")
+	p.para("Which event a task takes is decided by the decision table (`transitions.Rules`, read by `transitions.Decide`), " +
+		"one row per case, beside the transition table above. For a task in **From** meeting **What** (an answer of " +
+		"**Class**, when set) the first row whose **If** holds decides: the event, the code the task records, when it acts " +
+		"next, what it counts, and the effects the engine runs once the move is committed. The engine and its test " +
+		"doubles execute these rows; a new rule is a new row here.")
+	rows = rows[:0]
+	for _, r := range transitions.Rules() {
+		if _, err := transitions.Next(r.From, r.Event); err != nil {
+			return nil, fmt.Errorf("docgen: states.md: rule %s on %s: %w", r.From, r.What, err)
+		}
+		effects := make([]string, len(r.Effects))
+		for i, x := range r.Effects {
+			effects[i] = string(x)
+		}
+		rows = append(rows, []string{code(r.From.String()), string(r.What), orDash(code(string(r.Class)), r.Class == ""),
+			orDash(string(r.If), r.If == ""), code(string(r.Event)), codeRule(r.Code), orDash(string(r.Wait), r.Wait == ""),
+			orDash(string(r.Change), r.Change == ""), orDash(strings.Join(effects, ", "), len(effects) == 0)})
+	}
+	p.table([]string{"From", "What", "Class", "If", "Event", "Code", "Next", "Change", "Effects"}, rows)
+
 	p.heading(2, "Events")
 	p.para("Events are stored in every history record. %s has no source state: it opens each history.", code(string(transitions.Created)))
 	rows = [][]string{{code(string(transitions.Created)), "[*] → " + code(transitions.Initial.String())}}
@@ -80,4 +101,23 @@ func eventsFrom(table []transitions.Edge, s states.State) []string {
 		}
 	}
 	return out
+}
+
+// orDash returns "—" for an empty cell.
+func orDash(s string, empty bool) string {
+	if empty {
+		return "—"
+	}
+	return s
+}
+
+// codeRule describes the code a rule records.
+func codeRule(c transitions.CodeRule) string {
+	switch c {
+	case transitions.NoCode:
+		return "—"
+	case transitions.AnswerCode, transitions.KeptCode:
+		return string(c)
+	}
+	return code(string(c))
 }

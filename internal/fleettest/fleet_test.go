@@ -370,7 +370,7 @@ func (f *fleet) ended(ctx context.Context, s *pgstore.Store) int {
 // busiest returns the live engine that holds the most unfinished tasks.
 func (f *fleet) busiest(ctx context.Context, s *pgstore.Store) (string, int) {
 	list, err := s.List(ctx, persist.ListOptions{States: []states.State{
-		states.Submitting, states.Backoff, states.Polling, states.Resubmitting}})
+		states.Submitting, states.Backoff, states.Polling, states.Resubmitting}}) // states.ActiveStates(), spelt out
 	require.NoError(f.t, err)
 	held := map[string]int{}
 	for _, t := range list {

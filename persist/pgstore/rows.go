@@ -176,4 +176,4 @@ func nullText(s string) *string {
 // claimable are the states in which an engine drives a task (and Claim
 // leases it). The SQL below spells them out so that the planner matches
 // the partial index tasks_claim.
-var claimable = []states.State{states.Submitting, states.Backoff, states.Polling, states.Resubmitting}
+var claimable = states.ActiveStates()

@@ -2,21 +2,23 @@ package providersim
 
 import (
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/captchafsm/captchafsm/provider"
 	"github.com/captchafsm/captchafsm/transitions"
 )
 
 // Config configures a Sim. Its zero value is a usable simulator: the default
-// error mix, solve times and costs, a balance of 100, rate rules on, no
-// faults, any well-formed key accepted, and time.Now as the clock.
+// error mix, solve times and costs, a balance of 100, rate rules on, poll
+// timing rules off, no faults, any well-formed key accepted, and time.Now
+// as the clock.
 type Config struct {
 	// Seed makes every draw (errors, solve times, faults, tokens)
 	// deterministic: the same seed and the same sequence of requests give the
@@ -26,9 +28,9 @@ type Config struct {
 	// NoErrors gives a mix without errors.
 	Mix Mix
 	// SolveTime is the solve-time distribution per method. Methods it does
-	// not hold keep the defaults: images (post, base64) 2–8 s, token methods
-	// (userrecaptcha, hcaptcha, turnstile, funcaptcha, geetest, geetest_v4)
-	// 12–40 s, any other method 5–20 s.
+	// not hold keep the defaults (DefaultSolveTime): images 2–8 s, token
+	// methods (userrecaptcha, hcaptcha, turnstile, ...) 12–40 s, text and
+	// audio 5–20 s.
 	SolveTime map[string]Dist
 	// Speed divides solve times, ban lengths and token lifetimes, for a demo
 	// that should not take minutes. 0 means 1.
@@ -50,9 +52,24 @@ type Config struct {
 	// answered ERROR_KEY_DOES_NOT_EXIST. A key that is not 32 hex characters
 	// is always answered ERROR_WRONG_USER_KEY.
 	Key string
+	// Keys are more keys that exist, beside Key; all reach the one
+	// simulated account. When Key and Keys are empty, any well-formed key
+	// is accepted.
+	Keys []string
 	// NoRateRules turns the production rate rules off (see the package
 	// documentation); by default a careless client gets banned.
 	NoRateRules bool
+	// PollTiming enforces the provider's documented poll timing
+	// (provider.FirstPoll after the submit, then provider.PollIntervalMin
+	// between polls of a task, divided by Speed): a poll sooner is answered
+	// ERROR_TOO_MUCH_REQUESTS with an error_text saying why, and the task's
+	// answer is kept for a later poll. Off by default in the library; on by
+	// default in `captchafsm simulate`.
+	PollTiming bool
+	// PingbackClient sends pingbacks; nil means a client of the
+	// simulator's own (10 s timeout, no redirects). Tests inject an
+	// in-process transport here.
+	PingbackClient *http.Client
 	// TokenTTL, when positive, is how long an answer can be fetched after it
 	// is ready (divided by Speed); later polls get ERROR_TOKEN_EXPIRED. Zero
 	// means answers never expire.
@@ -251,12 +268,14 @@ func DefaultCost(method string) float64 {
 }
 
 // DefaultSolveTime is the solve-time distribution of method when
-// Config.SolveTime does not say.
+// Config.SolveTime does not say, by its kind (provider.LookupMethod):
+// images 2–8 s, token methods 12–40 s, text and audio 5–20 s.
 func DefaultSolveTime(method string) Dist {
-	switch method {
-	case "post", "base64":
+	m, _ := provider.LookupMethod(method)
+	switch m.Kind {
+	case provider.ImageMethod:
 		return Dist{Min: 2 * time.Second, Max: 8 * time.Second}
-	case "userrecaptcha", "hcaptcha", "turnstile", "funcaptcha", "geetest", "geetest_v4":
+	case provider.TokenMethod:
 		return Dist{Min: 12 * time.Second, Max: 40 * time.Second}
 	}
 	return Dist{Min: 5 * time.Second, Max: 20 * time.Second}
@@ -292,19 +311,16 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
-	if c.Key != "" && !wellFormedKey(c.Key) {
+	if c.Key != "" && provider.ValidateKey(c.Key) != nil {
 		return errors.New("providersim: Key: not 32 hex characters")
+	}
+	for i, k := range c.Keys {
+		if provider.ValidateKey(k) != nil {
+			return fmt.Errorf("providersim: Keys[%d]: not 32 hex characters", i)
+		}
 	}
 	if c.TokenTTL < 0 {
 		return fmt.Errorf("providersim: TokenTTL: %v is negative", c.TokenTTL)
 	}
 	return nil
-}
-
-func wellFormedKey(k string) bool {
-	if len(k) != 32 {
-		return false
-	}
-	_, err := hex.DecodeString(k)
-	return err == nil
 }

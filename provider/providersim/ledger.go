@@ -24,6 +24,9 @@ const (
 	KindBalance Kind = "balance"
 	// KindReport: res.php action=reportgood or reportbad.
 	KindReport Kind = "report"
+	// KindPingback: res.php action=add_pingback, get_pingback or
+	// del_pingback.
+	KindPingback Kind = "pingback"
 	// KindOther: a res.php request without a known action.
 	KindOther Kind = "other"
 )
@@ -99,7 +102,7 @@ type Ledger struct {
 	// Balance is the balance now.
 	Balance float64
 	// Bans counts the bans started, by code (MAX_USER_TURN, "ERROR: 1001",
-	// "ERROR: 1002", "ERROR: 1005").
+	// "ERROR: 1002", "ERROR: 1005", IP_BANNED).
 	Bans map[string]int
 	// Faults counts the faults injected.
 	Faults map[FaultKey]int
@@ -108,6 +111,12 @@ type Ledger struct {
 	Polls map[int64]int
 	// Fingerprints counts the submits of each distinct content.
 	Fingerprints map[Fingerprint]Submits
+	// TooSoon counts the polls refused by the poll timing rules
+	// (Config.PollTiming).
+	TooSoon int
+	// Pingbacks counts the pingbacks delivered (a 2xx answer), and
+	// PingbacksFailed those that were not.
+	Pingbacks, PingbacksFailed int
 }
 
 // Charged is the number of tasks accepted and charged.

@@ -218,8 +218,13 @@ func TestValidation(t *testing.T) {
 		{"base64 jpeg", []string{"method", "base64", "body", base64.StdEncoding.EncodeToString(append([]byte("\xff\xd8\xff\xe0"), make([]byte, 200)...))}, ""},
 		{"base64 gif", []string{"method", "base64", "body", base64.StdEncoding.EncodeToString(append([]byte("GIF89a"), make([]byte, 200)...))}, ""},
 		{"no method", []string{}, "ERROR_BAD_PARAMETERS"},
-		{"odd method name", []string{"method", "no such!"}, "ERROR_BAD_PARAMETERS"},
-		{"generic method", []string{"method", "amazon_waf", "sitekey", "x", "pageurl", page}, ""},
+		// Issue 12 point 3: a method the provider does not have is refused
+		// and never charged.
+		{"odd method name", []string{"method", "no such!"}, "ERROR_NO_SUCH_METHOD"},
+		{"unknown method", []string{"method", "no_such_method"}, "ERROR_NO_SUCH_METHOD"},
+		{"misspelt method", []string{"method", "hcapcha", "sitekey", "abc", "pageurl", page}, "ERROR_NO_SUCH_METHOD"},
+		{"other method", []string{"method", "amazon_waf", "sitekey", "x", "iv", "i", "context", "c", "pageurl", page}, ""},
+		{"other method missing a parameter", []string{"method", "amazon_waf", "sitekey", "x", "pageurl", page}, "ERROR_BAD_PARAMETERS"},
 		{"recaptcha ok", []string{"method", "userrecaptcha", "googlekey", "6LeIxAcTAAAAAJcZVRqyHh71UMIEGNQ_MXjiZKhI", "pageurl", page}, ""},
 		{"recaptcha no googlekey", []string{"method", "userrecaptcha", "pageurl", page}, "ERROR_WRONG_GOOGLEKEY"},
 		{"recaptcha bad googlekey", []string{"method", "userrecaptcha", "googlekey", "6Le key", "pageurl", page}, "ERROR_GOOGLEKEY"},
@@ -234,7 +239,8 @@ func TestValidation(t *testing.T) {
 		{"funcaptcha no publickey", []string{"method", "funcaptcha", "pageurl", page}, "ERROR_BAD_PARAMETERS"},
 		{"geetest ok", []string{"method", "geetest", "gt", "g", "challenge", "c", "pageurl", page}, ""},
 		{"geetest no challenge", []string{"method", "geetest", "gt", "g", "pageurl", page}, "ERROR_BAD_PARAMETERS"},
-		{"geetest_v4 ok", []string{"method", "geetest_v4", "captcha_id", "c", "pageurl", page}, ""},
+		{"geetest_v4 ok", []string{"method", "geetest_v4", "captcha_id", "e392e1d7fd421dc63325744d5a2b9c73", "pageurl", page}, ""},
+		{"geetest_v4 bad captcha_id", []string{"method", "geetest_v4", "captcha_id", "c", "pageurl", page}, "ERROR_CAPTCHA_ID"},
 		{"geetest_v4 no captcha_id", []string{"method", "geetest_v4", "pageurl", page}, "ERROR_BAD_PARAMETERS"},
 	}
 	h := newHarness(t, providersim.Config{Mix: providersim.NoErrors(), NoRateRules: true})
@@ -344,9 +350,9 @@ func TestTokens(t *testing.T) {
 		{"method", "turnstile", "sitekey", "k", "pageurl", "https://e.com"},
 		{"method", "funcaptcha", "publickey", "k", "pageurl", "https://e.com"},
 		{"method", "geetest", "gt", "k", "challenge", "c", "pageurl", "https://e.com"},
-		{"method", "geetest_v4", "captcha_id", "k", "pageurl", "https://e.com"},
+		{"method", "geetest_v4", "captcha_id", "e392e1d7fd421dc63325744d5a2b9c73", "pageurl", "https://e.com"},
 		{"method", "base64", "body", base64.StdEncoding.EncodeToString(png(300))},
-		{"method", "capy", "sitekey", "k", "pageurl", "https://e.com"},
+		{"method", "capy", "captchakey", "k", "pageurl", "https://e.com"},
 	}
 	run := func(seed int64) []string {
 		var out []string

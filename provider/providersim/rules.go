@@ -1,25 +1,19 @@
 package providersim
 
-import "time"
+import (
+	"time"
 
-// The production rate rules. Windows are in real (clock) time; the bans
-// they start are divided by Config.Speed.
-const (
-	submitBurst       = 60              // in.php requests allowed ...
-	submitBurstWindow = 3 * time.Second // ... within this window
-	submitBurstBan    = 10 * time.Second
+	"github.com/captchafsm/captchafsm/provider"
+)
 
-	pollBase         = 1200 // res.php requests per hour, plus ...
-	pollPerCaptcha   = 20   // ... this many per captcha accepted in the hour
-	pollFloodBan     = 10 * time.Minute
-	floodAnswers     = 120 // NO_SLOT or ZERO_BALANCE answers ...
-	floodWindow      = time.Minute
-	noSlotFloodBan   = 10 * time.Minute
-	zeroBalFloodBan  = 5 * time.Minute
-	codeMaxUserTurn  = "MAX_USER_TURN"
-	codeNoSlotFlood  = "ERROR: 1001"
-	codeZeroBalFlood = "ERROR: 1002"
-	codePollFlood    = "ERROR: 1005"
+// The production rate rules are provider's (provider/limits.go), shared
+// with the engine; ban lengths come from the catalogue. Windows are in real
+// (clock) time; the bans they start are divided by Config.Speed.
+var (
+	submitBurstBan  = provider.Ban(provider.CodeSubmitBurst)
+	pollFloodBan    = provider.Ban(provider.CodePollBudget)
+	noSlotFloodBan  = provider.Ban(provider.CodeNoSlotFlood)
+	zeroBalFloodBan = provider.Ban(provider.CodeZeroBalanceFlood)
 )
 
 // window remembers the last len(times) events (unix nanoseconds) to tell

@@ -117,6 +117,7 @@ func (s *Server) Close() {
 		_ = s.srv.Close()
 		<-s.served
 		s.handlers.Wait()
+		s.Sim.Close()
 		s.transport.CloseIdleConnections()
 	})
 }

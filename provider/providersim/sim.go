@@ -1,12 +1,18 @@
 package providersim
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/captchafsm/captchafsm/provider"
+	"github.com/captchafsm/captchafsm/provider/protocol"
 )
 
 // firstID is the provider id of the first task; ids increase by one.
@@ -26,9 +32,16 @@ type Sim struct {
 	costs    map[string]float64
 	times    map[string]Dist
 	faults   Faults
-	key      string
+	keys     [][]byte // the valid keys, lower case; none means any well-formed key
 	rules    bool
+	timing   bool
 	tokenTTL int64
+	proto    *protocol.Handler
+
+	pingClient *http.Client
+	pingCtx    context.Context
+	pingCancel context.CancelFunc
+	pingWG     sync.WaitGroup
 
 	mu        sync.Mutex
 	faultRNG  *rand.Rand
@@ -57,6 +70,15 @@ type Sim struct {
 	hour       hourly
 	submitBan  ban
 	resultBan  ban
+	badKeys    map[string]*window // wrong-key answers per IP address
+	ipBans     map[string]ban
+
+	tooSoon    int // polls refused by the timing rules
+	pingbacks  map[string]bool
+	pingTimers map[int64]*time.Timer
+	pingSent   int
+	pingFailed int
+	closed     bool
 }
 
 // task is one accepted task, kept small: 10,000 in flight cost well under a
@@ -67,10 +89,16 @@ type task struct {
 	fp       Fingerprint
 	cost     int64
 	polls    uint32
+	lastPoll int64 // the last poll the timing rules let through
 	method   uint16
 	outcome  uint16
 	report   uint8
+	flags    uint8
 }
+
+// flagGeetestV4 marks a GeeTest v4 task sent as CaptchaAI spells it
+// (method=geetest&version=4): its answer has v4's fields.
+const flagGeetestV4 uint8 = 1
 
 const (
 	reportNone uint8 = iota
@@ -102,8 +130,8 @@ func New(cfg Config) *Sim {
 		costs:    cfg.Costs,
 		times:    cfg.SolveTime,
 		faults:   cfg.Faults,
-		key:      cfg.Key,
 		rules:    !cfg.NoRateRules,
+		timing:   cfg.PollTiming,
 		byName:   map[string]uint16{},
 		codes:    []string{""},
 		codeIdx:  map[string]uint16{"": 0},
@@ -113,10 +141,25 @@ func New(cfg Config) *Sim {
 		bans:     map[string]int{},
 		faultN:   map[FaultKey]int{},
 
-		submitWin:  newWindow(submitBurst, submitBurstWindow),
-		noSlotWin:  newWindow(floodAnswers, floodWindow),
-		zeroBalWin: newWindow(floodAnswers, floodWindow),
+		submitWin:  newWindow(provider.SubmitBurst, provider.SubmitBurstWindow),
+		noSlotWin:  newWindow(provider.FloodAnswers, provider.FloodWindow),
+		zeroBalWin: newWindow(provider.FloodAnswers, provider.FloodWindow),
+		badKeys:    map[string]*window{},
+		ipBans:     map[string]ban{},
+		pingbacks:  map[string]bool{},
+		pingTimers: map[int64]*time.Timer{},
+		pingClient: cfg.PingbackClient,
 	}
+	for _, k := range append([]string{cfg.Key}, cfg.Keys...) {
+		if k != "" {
+			s.keys = append(s.keys, []byte(strings.ToLower(k)))
+		}
+	}
+	if s.pingClient == nil {
+		s.pingClient = defaultPingbackClient()
+	}
+	s.pingCtx, s.pingCancel = context.WithCancel(context.Background())
+	s.proto = protocol.NewHandler(backend{s}, nil)
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -203,15 +246,18 @@ func (s *Sim) Ledger() Ledger {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := Ledger{
-		Requests:     make(map[Kind]int, len(s.requests)),
-		Answers:      make(map[string]int, len(s.answers)),
-		Tasks:        make([]TaskRecord, len(s.tasks)),
-		Cost:         fromNanos(s.charged),
-		Balance:      fromNanos(s.balance),
-		Bans:         make(map[string]int, len(s.bans)),
-		Faults:       make(map[FaultKey]int, len(s.faultN)),
-		Polls:        map[int64]int{},
-		Fingerprints: make(map[Fingerprint]Submits, len(s.prints)),
+		Requests:        make(map[Kind]int, len(s.requests)),
+		Answers:         make(map[string]int, len(s.answers)),
+		Tasks:           make([]TaskRecord, len(s.tasks)),
+		Cost:            fromNanos(s.charged),
+		Balance:         fromNanos(s.balance),
+		Bans:            make(map[string]int, len(s.bans)),
+		Faults:          make(map[FaultKey]int, len(s.faultN)),
+		Polls:           map[int64]int{},
+		Fingerprints:    make(map[Fingerprint]Submits, len(s.prints)),
+		TooSoon:         s.tooSoon,
+		Pingbacks:       s.pingSent,
+		PingbacksFailed: s.pingFailed,
 	}
 	for k, v := range s.requests {
 		l.Requests[k] = v

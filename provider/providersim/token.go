@@ -1,5 +1,13 @@
 package providersim
 
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/captchafsm/captchafsm/provider/protocol"
+)
+
 // Token alphabets: neither holds '|' (the batch separator), and no prefix
 // starts with "ERROR" or "CAPCHA_", so a token never looks like a code.
 const (
@@ -43,10 +51,6 @@ func (s *Sim) token(id int64, method string) string {
 		prefix = "0."
 	case "funcaptcha":
 		prefix = "fc_"
-	case "geetest":
-		prefix = "gt3_"
-	case "geetest_v4":
-		prefix = "gt4_"
 	}
 	b := make([]byte, len(prefix), len(prefix)+tokenLength)
 	copy(b, prefix)
@@ -58,4 +62,57 @@ func (s *Sim) token(id int64, method string) string {
 		}
 	}
 	return string(b)
+}
+
+// answer is the result of solved task id: a token, or for GeeTest the
+// fields a client splits, in the provider's two shapes — CaptchaAI's text
+// "challenge:…,validate:…,seccode:…" and 2captcha's JSON object
+// {"geetest_challenge":…,"geetest_validate":…,"geetest_seccode":…}; v4's
+// fields are captcha_id, lot_number, pass_token, gen_time and
+// captcha_output in both.
+func (s *Sim) answer(id int64, method string, flags uint8) protocol.Result {
+	g := splitmix64(uint64(s.seed)*0x9e3779b97f4a7c15 ^ uint64(id) ^ 0x6765657465737400)
+	hex := func(n int) string {
+		const digits = "0123456789abcdef"
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = digits[g.next()&15]
+		}
+		return string(b)
+	}
+	var fields [][2]string
+	switch {
+	case method == "geetest" && flags&flagGeetestV4 == 0:
+		challenge := hex(32)
+		fields = [][2]string{
+			{"challenge", challenge},
+			{"validate", hex(32)},
+			// The real seccode ends "|jordan"; '|' would break a batched
+			// answer, so the simulator leaves it out (docs/protocol.md).
+			{"seccode", hex(32) + "_jordan"},
+		}
+	case method == "geetest_v4", method == "geetest":
+		fields = [][2]string{
+			{"captcha_id", hex(32)},
+			{"lot_number", hex(32)},
+			{"pass_token", hex(64)},
+			{"gen_time", strconv.FormatInt(1_700_000_000+id%100_000_000, 10)},
+			{"captcha_output", s.token(id, method)},
+		}
+	default:
+		return protocol.Result{Token: s.token(id, method)}
+	}
+	text := make([]string, len(fields))
+	obj := make([]string, len(fields))
+	for i, f := range fields {
+		text[i] = f[0] + ":" + f[1]
+		name := f[0]
+		if method == "geetest" && flags&flagGeetestV4 == 0 {
+			name = "geetest_" + name
+		}
+		k, _ := json.Marshal(name)
+		v, _ := json.Marshal(f[1])
+		obj[i] = string(k) + ":" + string(v)
+	}
+	return protocol.Result{Token: strings.Join(text, ","), JSON: json.RawMessage("{" + strings.Join(obj, ",") + "}")}
 }

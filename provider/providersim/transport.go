@@ -1,12 +1,12 @@
 package providersim
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -43,10 +43,12 @@ func (s *Sim) serveHTTP(w http.ResponseWriter, r *http.Request, stop <-chan stru
 		}
 	}
 	h := w.Header()
-	h.Set("Content-Type", rep.ctype)
+	for k, v := range rep.header {
+		h[k] = v
+	}
 	h.Set("Content-Length", strconv.Itoa(len(rep.body)))
 	w.WriteHeader(rep.status)
-	_, _ = io.WriteString(w, rep.body)
+	_, _ = w.Write(rep.body)
 }
 
 // wait sleeps d unless ctx ends or stop closes first.
@@ -104,14 +106,19 @@ func (t transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
+	h := rep.header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	h.Set("Content-Length", strconv.Itoa(len(rep.body)))
 	return &http.Response{
 		Status:        strconv.Itoa(rep.status) + " " + http.StatusText(rep.status),
 		StatusCode:    rep.status,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
-		Header:        http.Header{"Content-Type": {rep.ctype}, "Content-Length": {strconv.Itoa(len(rep.body))}},
-		Body:          io.NopCloser(strings.NewReader(rep.body)),
+		Header:        h,
+		Body:          io.NopCloser(bytes.NewReader(rep.body)),
 		ContentLength: int64(len(rep.body)),
 		Request:       req,
 	}, nil

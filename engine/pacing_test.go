@@ -1,0 +1,106 @@
+package engine_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/captchafsm/captchafsm/engine"
+	"github.com/captchafsm/captchafsm/persist"
+	"github.com/captchafsm/captchafsm/persist/boltstore"
+	"github.com/captchafsm/captchafsm/provider"
+	"github.com/captchafsm/captchafsm/provider/providersim"
+	"github.com/captchafsm/captchafsm/states"
+	"github.com/captchafsm/captchafsm/transitions"
+)
+
+// arrivals records when each in.php request reaches the simulator.
+type arrivals struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	at   []time.Time
+}
+
+func (a *arrivals) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(r.URL.Path, "/in.php") {
+		a.mu.Lock()
+		a.at = append(a.at, time.Now())
+		a.mu.Unlock()
+	}
+	return a.next.RoundTrip(r)
+}
+
+// busiest is the most requests that arrived in any window of length w.
+func (a *arrivals) busiest(w time.Duration) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	most, j := 0, 0
+	for i := range a.at {
+		for a.at[i].Sub(a.at[j]) >= w {
+			j++
+		}
+		most = max(most, i-j+1)
+	}
+	return most
+}
+
+// slowIntents delays every commit of an intent to submit by a random
+// while (virtual time), as a group commit under load or a slow disk does.
+type slowIntents struct {
+	persist.Store
+	mu  sync.Mutex
+	rng *rand.Rand
+}
+
+func (s *slowIntents) Apply(ctx context.Context, t *persist.Task, rec *persist.Record) error {
+	if rec.Event == transitions.SubmitSending {
+		s.mu.Lock()
+		d := time.Duration(s.rng.Int64N(int64(800 * time.Millisecond)))
+		s.mu.Unlock()
+		<-time.After(d)
+	}
+	return s.Store.Apply(ctx, t, rec)
+}
+
+// TestSubmitsPacedWhereTheyLeave: with every intent's commit delayed by up
+// to 800 ms, requests booked when they were scheduled used to bunch at the
+// provider; paced where they leave, no 3-second window holds more than the
+// engine's 57 (a margin of 3 under the provider's 60) and the simulator,
+// rate rules on, never answers MAX_USER_TURN (issue 11, point 2).
+func TestSubmitsPacedWhereTheyLeave(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := providersim.New(providersim.Config{Seed: 5, Mix: providersim.NoErrors(), PollTiming: true})
+		rec := &arrivals{next: sim.RoundTripper()}
+		client, err := provider.New(provider.Config{BaseURL: "http://sim.invalid", Key: simKey, HTTPClient: &http.Client{Transport: rec}})
+		require.NoError(t, err)
+		st, err := boltstore.Open(filepath.Join(t.TempDir(), "pace.db"), &boltstore.Options{NoSync: true})
+		require.NoError(t, err)
+		defer st.Close()
+		eng, err := engine.Open(context.Background(), engine.Config{
+			Store: &slowIntents{Store: st, rng: rand.New(rand.NewPCG(1, 2))}, API: client})
+		require.NoError(t, err)
+		defer eng.Close()
+		ctx := context.Background()
+		_, _, err = eng.SubmitMany(ctx, mixed(1500))
+		require.NoError(t, err)
+		require.NoError(t, eng.Drain(ctx))
+		led := sim.Ledger()
+		assert.Zero(t, led.Bans["MAX_USER_TURN"], "bans %v", led.Bans)
+		assert.Zero(t, led.TooSoon, "no poll sooner than the provider's minimum")
+		most := rec.busiest(provider.SubmitBurstWindow)
+		assert.LessOrEqual(t, most, provider.SubmitBurst-3)
+		t.Logf("busiest 3 s at the provider: %d in.php requests (limit %d)", most, provider.SubmitBurst)
+		counts, err := st.Count(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, 1500, counts[states.Done], "counts %v", counts)
+	})
+}

@@ -1,0 +1,119 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/captchafsm/captchafsm/provider"
+)
+
+// BalanceAPI is implemented by APIs that can tell the account's balance
+// (res.php?action=getbalance, a free request). *provider.Client does. With
+// it, an open account breaker probes the account and closes itself once
+// the account is usable again (Policy.AccountProbeInterval).
+type BalanceAPI interface {
+	Balance(ctx context.Context) (string, error)
+}
+
+var _ BalanceAPI = (*provider.Client)(nil)
+
+// ProbeClaimer is implemented by shared stores that let one engine of a
+// fleet probe the account at a time. Without it every engine of the fleet
+// probes on its own.
+type ProbeClaimer interface {
+	// ClaimProbe reports whether owner may probe now: true for at most one
+	// engine of the fleet per every.
+	ClaimProbe(ctx context.Context, owner string, every time.Duration) (bool, error)
+}
+
+// probeLoop is the half-open breaker: while the breaker is open it asks the
+// provider for the balance every AccountProbeInterval, and when the
+// account is usable (a positive balance, no account error) it releases
+// the parked tasks itself. A ban in force is waited out first.
+func (e *Engine) probeLoop(api BalanceAPI) {
+	defer e.wg.Done()
+	for {
+		open, flipped := e.brk.watch()
+		if !open {
+			select {
+			case <-flipped:
+				continue
+			case <-e.done:
+				return
+			}
+		}
+		timer := time.NewTimer(e.pol.AccountProbeInterval)
+		select {
+		case <-timer.C:
+			e.probe(api)
+		case <-flipped:
+			timer.Stop()
+		case <-e.done:
+			timer.Stop()
+			return
+		}
+	}
+}
+
+// probe asks for the balance once and releases the parked tasks when the
+// account is usable.
+func (e *Engine) probe(api BalanceAPI) {
+	now := time.Now()
+	if _, polls := e.lim.pauses(); now.Before(polls) {
+		return // a ban in force: waited out, then probed
+	}
+	if c, ok := e.store.(ProbeClaimer); ok && e.fleet != nil {
+		mine, err := c.ClaimProbe(e.ctx, e.fleet.owner, e.pol.AccountProbeInterval)
+		if err != nil {
+			e.log.Error("claim the account probe", "err", err)
+			return
+		}
+		if !mine {
+			return // another engine of the fleet probes
+		}
+	}
+	if ok, _ := e.lim.pollAllowed(now); !ok {
+		return
+	}
+	e.lim.notePoll(now)
+	var balance string
+	err := e.request(e.ctx, func(ctx context.Context) (err error) {
+		balance, err = api.Balance(ctx)
+		return err
+	})
+	e.stats.probes.Add(1)
+	opened := e.brk.openedBy()
+	if err != nil {
+		var apiErr *provider.APIError
+		if errors.As(err, &apiErr) {
+			e.log.Warn("account probe: not usable yet", "code", apiErr.Code, "opened_by", opened)
+		} else {
+			e.log.Warn("account probe failed", "err", err)
+		}
+		return
+	}
+	if v, err := strconv.ParseFloat(balance, 64); err != nil || v <= 0 {
+		e.log.Warn("account probe: no funds yet", "balance", balance, "opened_by", opened)
+		return
+	}
+	detail := fmt.Sprintf("getbalance probe: balance %s", balance)
+	if opened != "" {
+		detail += fmt.Sprintf(" (breaker opened by %s)", opened)
+	}
+	n, err := e.releaseProbed(detail)
+	e.log.Info("account usable again: parked tasks released", "released", n, "balance", balance, "err", err)
+}
+
+// releaseProbed closes the breaker and releases the parked tasks, noting
+// the probe in each history: the engine's own in a lone engine, the
+// store's in a fleet.
+func (e *Engine) releaseProbed(detail string) (int, error) {
+	if e.fleet == nil {
+		return e.releaseParked(e.ctx, detail)
+	}
+	e.brk.reset()
+	return releaseAccountFix(e.ctx, e.store, detail)
+}

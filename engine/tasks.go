@@ -1,0 +1,273 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/captchafsm/captchafsm/persist"
+	"github.com/captchafsm/captchafsm/provider"
+	"github.com/captchafsm/captchafsm/transitions"
+)
+
+// The public operations on tasks: submit, wait, cancel, audit.
+
+// Submit validates req, stores it as a new task (durable when Submit
+// returns) and schedules it. It returns the task id. Bad input is refused
+// before anything is stored or sent.
+func (e *Engine) Submit(ctx context.Context, req Request) (string, error) {
+	ids, _, err := e.SubmitMany(ctx, []Request{req})
+	if err != nil {
+		return "", err
+	}
+	return ids[0], nil
+}
+
+// SubmitMany validates every request, then stores the new ones in one
+// transaction and schedules them. A request whose Ref is already in the
+// store with the same method and parameters adds no task: it attaches to
+// the existing one, whose id is returned (a restarted bot collects its
+// answers that way). A Ref that names a task with another method or other
+// parameters is an error wrapping ErrRefConflict, before anything is
+// stored or sent. It returns the ids in request order and how many tasks
+// were added.
+func (e *Engine) SubmitMany(ctx context.Context, reqs []Request) (ids []string, added int, err error) {
+	for i, r := range reqs {
+		if err := provider.Validate(provider.Request{Method: r.Method, Params: r.Params}); err != nil {
+			if len(reqs) > 1 {
+				return nil, 0, fmt.Errorf("engine: request %d: %w", i+1, err)
+			}
+			return nil, 0, err
+		}
+	}
+	if e.isClosed() {
+		return nil, 0, ErrClosed
+	}
+	now := time.Now()
+	ids = make([]string, len(reqs))
+	var fresh []*persist.Task
+	seenRef := map[string]*persist.Task{}
+	for i, r := range reqs {
+		if r.Ref != "" {
+			old, ok := seenRef[r.Ref]
+			if !ok {
+				var err error
+				old, err = e.store.GetByRef(ctx, r.Ref)
+				if err != nil && !errors.Is(err, persist.ErrNotFound) {
+					return nil, 0, fmt.Errorf("engine: submit: %w", err)
+				}
+			}
+			if old != nil {
+				if old.Method != r.Method || !maps.Equal(old.Params, r.Params) {
+					return nil, 0, fmt.Errorf("engine: ref %q: %w: it names task %s, a %s request with other parameters; "+
+						"use another ref, or the same request to attach to that task", r.Ref, ErrRefConflict, old.ID, old.Method)
+				}
+				ids[i] = old.ID
+				seenRef[r.Ref] = old
+				continue
+			}
+		}
+		params := make(map[string]string, len(r.Params))
+		for k, v := range r.Params {
+			params[k] = v
+		}
+		t := &persist.Task{ID: persist.NewID(), Ref: r.Ref, Method: r.Method, Params: params,
+			State: transitions.Initial, Created: now, Updated: now, NextAt: now}
+		if e.fleet != nil {
+			t.Owner, t.LeaseUntil = e.fleet.owner, now.Add(e.fleet.ttl)
+		}
+		fresh = append(fresh, t)
+		ids[i] = t.ID
+		if r.Ref != "" {
+			seenRef[r.Ref] = t
+		}
+	}
+	if len(fresh) == 0 {
+		return ids, 0, nil
+	}
+	if err := e.store.Create(ctx, fresh...); err != nil {
+		return nil, 0, fmt.Errorf("engine: submit: %w", err)
+	}
+	for _, t := range fresh {
+		t.Params = nil // loaded again at submit time: memory stays small
+		tk := newTask(t)
+		e.reg.add(tk)
+		e.sched.push(tk)
+	}
+	return ids, len(fresh), nil
+}
+
+// Wait blocks until the task (named by its id or its ref) is terminal or
+// parked in NeedsAccountFix, or ctx is done. A Done task gives its Result;
+// any other end gives the Result and a *TaskError. When ctx ends first, the
+// task goes on and Wait returns a *PendingError: ctx bounds the wait, never
+// the task.
+func (e *Engine) Wait(ctx context.Context, key string) (*Result, error) {
+	id, err := e.resolve(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("engine: wait %s: %w", key, err)
+	}
+	for {
+		snap, ch, held := e.reg.watch(id)
+		if ch != nil {
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				if tk := e.reg.get(id); tk != nil {
+					snap = tk.cur()
+				}
+				return nil, &PendingError{ID: snap.ID, Ref: snap.Ref, State: snap.State, Err: ctx.Err()}
+			case <-e.done:
+				return nil, ErrClosed
+			}
+		}
+		if held {
+			return resultOf(snap)
+		}
+		t, err := e.store.Get(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("engine: wait %s: %w", id, err)
+		}
+		if t.State.Settled() {
+			return resultOf(t)
+		}
+		if e.fleet == nil {
+			return ResultOf(t), fmt.Errorf("engine: wait %s: task is %s and not driven by this engine", id, t.State)
+		}
+		// Another engine of the fleet drives it: watch the store.
+		select {
+		case <-time.After(e.fleet.every):
+		case <-ctx.Done():
+			return nil, &PendingError{ID: t.ID, Ref: t.Ref, State: t.State, Err: ctx.Err()}
+		case <-e.done:
+			return nil, ErrClosed
+		}
+	}
+}
+
+// Solve submits req and waits for its outcome, as Submit then Wait. When
+// ctx ends first, Solve stops waiting and returns a *PendingError: the
+// task, durable and maybe paid for already, goes on, and Wait collects it
+// later. To stop a task, Cancel it.
+func (e *Engine) Solve(ctx context.Context, req Request) (*Result, error) {
+	id, err := e.Submit(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return e.Wait(ctx, id)
+}
+
+// resolve returns the id of the task key names: its id, else its ref.
+func (e *Engine) resolve(ctx context.Context, key string) (string, error) {
+	if e.reg.get(key) != nil {
+		return key, nil
+	}
+	t, err := persist.Find(ctx, e.store, key)
+	if err != nil {
+		return "", err
+	}
+	return t.ID, nil
+}
+
+// Cancel ends the task (named by its id or ref) in Failed with code
+// CANCELLED. A request in flight for it completes first; its answer is
+// recorded, then the task is cancelled if it is not terminal by then.
+func (e *Engine) Cancel(ctx context.Context, key string) error {
+	id, err := e.resolve(ctx, key)
+	if err != nil {
+		return fmt.Errorf("engine: cancel %s: %w", key, err)
+	}
+	tk := e.reg.get(id)
+	if tk == nil {
+		return fmt.Errorf("engine: cancel %s: %w", key, ErrNotCancellable)
+	}
+	if tk.cur().State.Settled() {
+		return fmt.Errorf("engine: cancel %s: %w", id, ErrNotCancellable)
+	}
+	if !e.sched.claim(tk, true) {
+		return nil // its worker's release cancels it
+	}
+	if tk.cur().State.Settled() { // settled between the look and the claim
+		e.release(tk)
+		return fmt.Errorf("engine: cancel %s: %w", id, ErrNotCancellable)
+	}
+	err = e.decideAndCommit(ctx, tk, transitions.Input{What: transitions.Cancel})
+	e.release(tk)
+	return err
+}
+
+// Get returns the stored task named by its id or its ref.
+func (e *Engine) Get(ctx context.Context, key string) (*persist.Task, error) {
+	return persist.Find(ctx, e.store, key)
+}
+
+// List returns stored tasks.
+func (e *Engine) List(ctx context.Context, opts persist.ListOptions) ([]*persist.Task, error) {
+	return e.store.List(ctx, opts)
+}
+
+// History returns the transitions of the task named by its id or its ref.
+func (e *Engine) History(ctx context.Context, key string) ([]persist.Record, error) {
+	id, err := e.resolve(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return e.store.History(ctx, id)
+}
+
+// Subscribe returns a channel that receives every committed transition, and
+// a function that ends the subscription. A subscriber that falls more than
+// buf transitions behind misses transitions rather than stall the engine.
+func (e *Engine) Subscribe(buf int) (<-chan Transition, func()) { return e.reg.subscribe(buf) }
+
+// Drain blocks until no task is left for the engine to drive: every task it
+// knows is terminal or parked in NeedsAccountFix while the breaker is open
+// (a task parked while the breaker is closed is about to be released).
+func (e *Engine) Drain(ctx context.Context) error {
+	if e.fleet != nil {
+		return e.drainFleet(ctx)
+	}
+	for {
+		active, parked, changed := e.reg.activity()
+		open, flipped := e.brk.watch()
+		if active == 0 && (parked == 0 || open) {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-flipped:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-e.done:
+			return ErrClosed
+		}
+	}
+}
+
+// drainFleet waits until no task of the shared store is left to drive, by
+// this engine or any other (a dead engine's tasks are taken over).
+func (e *Engine) drainFleet(ctx context.Context) error {
+	tick := time.NewTicker(e.fleet.every)
+	defer tick.Stop()
+	for {
+		if mine, _, _ := e.reg.activity(); mine == 0 {
+			n, err := e.storeActive(ctx)
+			if err != nil {
+				return fmt.Errorf("engine: drain: %w", err)
+			}
+			if n == 0 {
+				return nil
+			}
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-e.done:
+			return ErrClosed
+		}
+	}
+}
