@@ -32,8 +32,9 @@ Every line is checked first; a bad one is reported with its line number and
 field, and nothing is stored or sent. Then every task of the file is recorded
 in the database (1,000 per transaction, so memory does not grow with the
 file) before the engine starts and the first request leaves: a crash loses
-none, and a crash while recording has sent nothing. A line whose ref is
-already in the database adds no task, so running the same file again is safe.
+none, and a crash while recording has sent nothing. A line whose ref names a
+task of the database with the same request adds no task (running the same
+file again is safe); with another request it is refused, naming the line.
 Tasks already in flight in the database are driven along. A ref is at most
 1,024 bytes of UTF-8 without NUL. "--from -" reads standard input (copied to
 an unlinked temporary file, to be read twice).
@@ -322,9 +323,10 @@ func (a *app) run(cmd *cobra.Command, from string) error {
 }
 
 // runSmall runs a file of at most recordChunk tasks: read whole, and
-// recorded in one transaction through the engine. (Recording before the
-// engine starts, as larger files are, would hold every submit for the
-// engine's 3-second restart pause: see recordTasks.)
+// recorded in one transaction through the engine's SubmitMany once it
+// runs. Recording before the engine starts, as larger files are, makes the
+// engine's resume hold every submit for 3 s (it takes tasks just recorded
+// for tasks a process just sent), which a small file should not pay.
 func (a *app) runSmall(cmd *cobra.Command, fp *failpoint, store persist.Store, client *provider.Client, pol engine.Policy, from string, r io.Reader) error {
 	var reqs []engine.Request
 	err := scanTasks(from, r, func(_ int, req engine.Request) error {
