@@ -1,10 +1,12 @@
 package dashboard
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"sort"
@@ -103,10 +105,18 @@ func badRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
 }
 
-// listOptions reads ?state= and ?limit=.
+// listOptions reads ?state=, ?limit=, ?after= and ?order=.
 func listOptions(r *http.Request) (persist.ListOptions, error) {
 	var opts persist.ListOptions
 	q := r.URL.Query()
+	opts.After = q.Get("after")
+	switch o := q.Get("order"); o {
+	case "", "oldest":
+	case "newest":
+		opts.Reverse = true
+	default:
+		return opts, badRequest("order %q: want oldest or newest", o)
+	}
 	if v := q.Get("state"); v != "" {
 		st, err := states.Parse(v)
 		if err != nil {
@@ -124,23 +134,86 @@ func listOptions(r *http.Request) (persist.ListOptions, error) {
 	return opts, nil
 }
 
-// apiList: GET /api/tasks?state=S&limit=N, tasks in creation order.
+// apiList: GET /api/tasks?state=S&limit=N&after=ID&order=newest, tasks in
+// creation order (newest first with order=newest), after the task ID when
+// given: a page's last id asks for the next page. The array is written as
+// the store reads it, so any number of tasks lists in flat memory. A read
+// that fails before the first task is an error answer; one that fails
+// later cuts the array short (the body is then not valid JSON) and is
+// logged.
 func (s *server) apiList(w http.ResponseWriter, r *http.Request) {
 	opts, err := listOptions(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	list, err := s.store.List(r.Context(), opts)
-	if err != nil {
+	var out *bufio.Writer
+	arr := &jsonArray{}
+	err = s.store.Scan(r.Context(), opts, func(t *persist.Task) error {
+		if out == nil {
+			out = startJSON(w)
+			arr.w = out
+		}
+		return arr.add(engine.ViewOf(t))
+	})
+	switch {
+	case err != nil && out == nil:
 		s.fail(w, r, err)
 		return
+	case err != nil:
+		if r.Context().Err() == nil {
+			s.log.Error("dashboard: task list cut short", "path", r.URL.Path, "err", err)
+		}
+		_ = out.Flush()
+		return
+	case out == nil:
+		out = startJSON(w)
+		arr.w = out
 	}
-	out := make([]Task, 0, len(list))
-	for _, t := range list {
-		out = append(out, engine.ViewOf(t))
+	_ = arr.close()
+	_ = out.Flush()
+}
+
+// startJSON sends a 200 JSON answer's header and returns a buffered
+// writer for its body.
+func startJSON(w http.ResponseWriter) *bufio.Writer {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	return bufio.NewWriterSize(w, 32<<10)
+}
+
+// jsonArray writes a JSON array one element at a time, laid out as
+// writeJSON lays out a whole one.
+type jsonArray struct {
+	w io.Writer
+	n int
+}
+
+func (a *jsonArray) add(v any) error {
+	b, err := json.MarshalIndent(v, "  ", "  ")
+	if err != nil {
+		return err
 	}
-	writeJSON(w, http.StatusOK, out)
+	sep := ",\n  "
+	if a.n == 0 {
+		sep = "[\n  "
+	}
+	a.n++
+	if _, err := io.WriteString(a.w, sep); err != nil {
+		return err
+	}
+	_, err = a.w.Write(b)
+	return err
+}
+
+func (a *jsonArray) close() error {
+	end := "\n]\n"
+	if a.n == 0 {
+		end = "[]\n"
+	}
+	_, err := io.WriteString(a.w, end)
+	return err
 }
 
 // MaxWait caps GET /api/tasks/{id}?wait=.

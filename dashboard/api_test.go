@@ -1,9 +1,12 @@
 package dashboard_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -12,6 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/captchafsm/captchafsm/dashboard"
+	"github.com/captchafsm/captchafsm/persist"
+	"github.com/captchafsm/captchafsm/persist/boltstore"
 	"github.com/captchafsm/captchafsm/states"
 )
 
@@ -282,4 +287,68 @@ func TestAPIRouting(t *testing.T) {
 		assert.Equal(t, http.StatusOK, w.Code)
 		assert.Contains(t, w.Header().Get("Content-Type"), "text/css")
 	})
+}
+
+// TestAPIListPages: a store larger than a page of the store's reads lists
+// whole, as one array laid out as before, and page by page with after and
+// order; the index page shows the newest MaxListed.
+func TestAPIListPages(t *testing.T) {
+	ctx := context.Background()
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "big.db"), &boltstore.Options{NoSync: true})
+	require.NoError(t, err)
+	defer st.Close()
+	const n = 2345
+	tasks := make([]*persist.Task, n)
+	for i := range tasks {
+		tasks[i] = &persist.Task{ID: persist.NewID(), Ref: fmt.Sprintf("big-%d", i), Method: "turnstile"}
+	}
+	require.NoError(t, st.Create(ctx, tasks...))
+	h := dashboard.New(dashboard.Config{Store: st})
+
+	w := do(t, h, "GET", "/api/tasks", "")
+	require.Equal(t, http.StatusOK, w.Code)
+	all := decode[[]dashboard.Task](t, w.Body.String())
+	require.Len(t, all, n)
+	var whole bytes.Buffer
+	enc := json.NewEncoder(&whole)
+	enc.SetIndent("", "  ")
+	require.NoError(t, enc.Encode(all))
+	assert.Equal(t, whole.String(), w.Body.String(), "the streamed array is the array")
+
+	for _, order := range []string{"oldest", "newest"} {
+		var ids []string
+		after := ""
+		for {
+			w := do(t, h, "GET", "/api/tasks?limit=1000&order="+order+"&after="+after, "")
+			require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+			page := decode[[]dashboard.Task](t, w.Body.String())
+			for _, task := range page {
+				ids = append(ids, task.ID)
+			}
+			if len(page) < 1000 {
+				break
+			}
+			after = page[len(page)-1].ID
+		}
+		require.Len(t, ids, n, order)
+		for i, id := range ids {
+			j := i
+			if order == "newest" {
+				j = n - 1 - i
+			}
+			require.Equal(t, tasks[j].ID, id, "%s %d", order, i)
+		}
+	}
+	assert.Equal(t, "[]\n", do(t, h, "GET", "/api/tasks?after="+tasks[n-1].ID, "").Body.String())
+	w = do(t, h, "GET", "/api/tasks?order=sideways", "")
+	assert.Equal(t, http.StatusBadRequest, w.Code)
+	assert.Contains(t, w.Body.String(), "order")
+
+	page := do(t, h, "GET", "/", "").Body.String()
+	assert.Contains(t, page, fmt.Sprintf("Showing the newest %d of %d matching tasks", dashboard.MaxListed, n))
+	assert.Contains(t, page, tasks[n-1].ID, "the newest task is listed")
+	assert.NotContains(t, page, tasks[n-1-dashboard.MaxListed].ID, "the task after the newest MaxListed is not")
+	page = do(t, h, "GET", "/?q=big-23", "").Body.String()
+	// big-23, big-230..239, big-2300..2344: 1 + 10 + 45.
+	assert.Equal(t, 56, strings.Count(page, `href="/tasks/`))
 }

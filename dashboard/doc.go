@@ -7,7 +7,8 @@
 // engine that drives it and its metrics:
 //
 //	POST /api/tasks              submit {"method", "params", "ref"} (201, or 200 when the ref exists)
-//	GET  /api/tasks?state=S      tasks in creation order (the shape of `captchafsm list --json`)
+//	GET  /api/tasks?state=S      tasks in creation order (the shape of `captchafsm list --json`);
+//	                             &order=newest reverses it, &limit=N&after=ID pages through it
 //	GET  /api/tasks/{id}         one task, by id or ref, with its params redacted;
 //	                             ?wait=30s waits (at most MaxWait) until the engine is done with it
 //	GET  /api/tasks/{id}/history the task and its transitions (the shape of `captchafsm history --json`)
@@ -39,5 +40,7 @@
 // # Caveats
 //
 // The index lists the newest MaxListed tasks that match; the JSON API lists
-// all. Counts and lists are read from the store at each request.
+// all, written as the store reads them (flat memory whatever the store
+// holds). Counts and lists are read from the store at each request; a
+// search reads every task of the chosen state.
 package dashboard

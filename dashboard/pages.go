@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -153,21 +152,37 @@ func (s *server) pageIndex(w http.ResponseWriter, r *http.Request) {
 		p.Cards = append(p.Cards, stateCard{State: st, Count: sum.Counts[st], Selected: st == p.State,
 			Settled: st.Settled()})
 	}
-	list, err := s.store.List(r.Context(), opts)
+	// Newest first, read as the store pages them: without a search the
+	// counts say how many match and MaxListed tasks are read; a search
+	// reads every task of the state, one page at a time, to count.
+	needle := strings.ToLower(p.Query)
+	opts.Reverse = true
+	if needle == "" {
+		opts.Limit = MaxListed
+		if p.State != "" {
+			p.Matching = sum.Counts[p.State]
+		} else {
+			p.Matching = sum.Total
+		}
+	}
+	err = s.store.Scan(r.Context(), opts, func(t *persist.Task) error {
+		if needle != "" {
+			if !matches(t, needle) {
+				return nil
+			}
+			p.Matching++
+		}
+		if len(p.Tasks) < MaxListed {
+			p.Tasks = append(p.Tasks, engine.ViewOf(t))
+		}
+		return nil
+	})
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	needle := strings.ToLower(p.Query)
-	for _, t := range slices.Backward(list) {
-		if needle != "" && !matches(t, needle) {
-			continue
-		}
-		p.Matching++
-		if len(p.Tasks) < MaxListed {
-			p.Tasks = append(p.Tasks, engine.ViewOf(t))
-		}
-	}
+	// The counts were read a moment before the list.
+	p.Matching = max(p.Matching, len(p.Tasks))
 	p.Limited = p.Matching > len(p.Tasks)
 	s.render(w, r, "index.html", p)
 }

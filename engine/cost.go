@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -105,45 +106,25 @@ func (e *Engine) cost(method, pid string) string {
 	if e.coster == nil {
 		return ""
 	}
-	now := time.Now()
-	v, fresh, ask := e.prices.known(method, now)
+	v, fresh, ask := e.prices.known(method, time.Now())
 	if fresh {
 		return v
 	}
 	if !ask {
 		return ""
 	}
-	if ok, _ := e.lim.pollAllowed(now); !ok {
-		e.prices.forget(method)
-		return e.prices.stale(method)
-	}
-	e.lim.notePoll(now)
 	var cost string
-	err := e.request(e.ctx, func(ctx context.Context) (err error) {
+	err := e.resPHP(e.ctx, func(ctx context.Context) (err error) {
 		_, cost, err = e.coster.Cost(ctx, pid)
 		return err
 	})
-	e.stats.polls.Add(1)
 	if err != nil {
-		e.log.Warn("cost not fetched", "provider_id", pid, "err", err)
+		if !errors.Is(err, ErrUnsupported) {
+			e.log.Warn("cost not fetched", "provider_id", pid, "err", err)
+		}
 		e.prices.forget(method)
 		return e.prices.stale(method)
 	}
 	e.prices.learn(method, cost, time.Now())
 	return cost
-}
-
-// request runs one HTTP request of the engine's inside its request slots
-// (Policy.Concurrency in flight at most, whatever sends them: submits,
-// polls, price look-ups, probes) and its request timeout.
-func (e *Engine) request(ctx context.Context, do func(ctx context.Context) error) error {
-	select {
-	case e.slots <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { <-e.slots }()
-	rctx, cancel := context.WithTimeout(ctx, e.pol.RequestTimeout)
-	defer cancel()
-	return do(rctx)
 }

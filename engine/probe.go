@@ -48,7 +48,9 @@ func (e *Engine) probeLoop(api BalanceAPI) {
 		timer := time.NewTimer(e.pol.AccountProbeInterval)
 		select {
 		case <-timer.C:
-			e.probe(api)
+			if !e.probe(api) {
+				return // the API cannot tell the balance
+			}
 		case <-flipped:
 			timer.Stop()
 		case <-e.done:
@@ -59,31 +61,34 @@ func (e *Engine) probeLoop(api BalanceAPI) {
 }
 
 // probe asks for the balance once and releases the parked tasks when the
-// account is usable.
-func (e *Engine) probe(api BalanceAPI) {
+// account is usable. It reports false when the API cannot tell the balance
+// (ErrUnsupported): probing is over.
+func (e *Engine) probe(api BalanceAPI) bool {
 	now := time.Now()
 	if _, polls := e.lim.pauses(); now.Before(polls) {
-		return // a ban in force: waited out, then probed
+		return true // a ban in force: waited out, then probed
 	}
 	if c, ok := e.store.(ProbeClaimer); ok && e.fleet != nil {
 		mine, err := c.ClaimProbe(e.ctx, e.fleet.owner, e.pol.AccountProbeInterval)
 		if err != nil {
 			e.log.Error("claim the account probe", "err", err)
-			return
+			return true
 		}
 		if !mine {
-			return // another engine of the fleet probes
+			return true // another engine of the fleet probes
 		}
 	}
-	if ok, _ := e.lim.pollAllowed(now); !ok {
-		return
-	}
-	e.lim.notePoll(now)
 	var balance string
-	err := e.request(e.ctx, func(ctx context.Context) (err error) {
+	err := e.resPHP(e.ctx, func(ctx context.Context) (err error) {
 		balance, err = api.Balance(ctx)
 		return err
 	})
+	switch {
+	case errors.Is(err, ErrUnsupported):
+		return false
+	case errors.Is(err, ErrBudgetSpent):
+		return true
+	}
 	e.stats.probes.Add(1)
 	opened := e.brk.openedBy()
 	if err != nil {
@@ -93,11 +98,11 @@ func (e *Engine) probe(api BalanceAPI) {
 		} else {
 			e.log.Warn("account probe failed", "err", err)
 		}
-		return
+		return true
 	}
 	if v, err := strconv.ParseFloat(balance, 64); err != nil || v <= 0 {
 		e.log.Warn("account probe: no funds yet", "balance", balance, "opened_by", opened)
-		return
+		return true
 	}
 	detail := fmt.Sprintf("getbalance probe: balance %s", balance)
 	if opened != "" {
@@ -105,6 +110,7 @@ func (e *Engine) probe(api BalanceAPI) {
 	}
 	n, err := e.releaseProbed(detail)
 	e.log.Info("account usable again: parked tasks released", "released", n, "balance", balance, "err", err)
+	return true
 }
 
 // releaseProbed closes the breaker and releases the parked tasks, noting

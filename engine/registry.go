@@ -202,6 +202,22 @@ func (r *registry) publish(tk *task, from states.State, next *persist.Task, rec 
 	}
 }
 
+// announce tells the subscribers and the hook about a record of a task
+// the engine does not hold (a report on a Done task).
+func (r *registry) announce(tr Transition) {
+	r.mu.Lock()
+	for _, ch := range r.subs {
+		select {
+		case ch <- tr:
+		default:
+		}
+	}
+	r.mu.Unlock()
+	if r.hook != nil {
+		r.hook(tr)
+	}
+}
+
 // drop forgets tk (another engine took it over): its waiters go back to
 // watching the store, where the new owner's moves land.
 func (r *registry) drop(tk *task) {

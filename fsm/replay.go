@@ -16,7 +16,8 @@ import (
 // Seq 1, event transitions.Created, From "" and To transitions.Initial.
 // Every later record must have the next Seq, start From the state the
 // machine is in, carry an Event the machine allows from there, and name as
-// To the state the machine reaches.
+// To the state the machine reaches. An annotation (transitions.Annotations)
+// must leave the state as it was.
 //
 // The first record that breaks a rule is reported as a *ReplayError
 // (errors.Is(err, ErrReplay)), and the returned state is then "". When the
@@ -36,6 +37,14 @@ func Replay(history []persist.Record) (states.State, error) {
 		}
 		if rec.From != cur {
 			return "", refuse(rec, fmt.Sprintf("record starts from %s but the machine is in %s", stateName(rec.From), cur), nil)
+		}
+		if transitions.IsAnnotation(rec.Event) {
+			// A note, not a move (a report on the answer).
+			if rec.To != cur {
+				return "", refuse(rec, fmt.Sprintf("annotation %q leaves the task in %s, not %s", string(rec.Event), cur, stateName(rec.To)), nil)
+			}
+			prev = rec.Seq
+			continue
 		}
 		to, err := Step(cur, rec.Event)
 		if err != nil {

@@ -224,3 +224,21 @@ func TestReplayErrorMessage(t *testing.T) {
 	_, err = fsm.Replay(h)
 	assert.EqualError(t, err, "fsm: replay refused at seq 1 ([*] --created--> [*]): first record enters [*], want Submitting")
 }
+
+// TestReplayAnnotations: a report's record notes without moving; one that
+// claims to move is refused.
+func TestReplayAnnotations(t *testing.T) {
+	base := []persist.Record{
+		{Seq: 1, Event: transitions.Created, To: states.Submitting},
+		{Seq: 2, From: states.Submitting, Event: transitions.SubmitSending, To: states.Submitting},
+		{Seq: 3, From: states.Submitting, Event: transitions.SubmitAccepted, To: states.Polling},
+		{Seq: 4, From: states.Polling, Event: transitions.Solved, To: states.Done},
+	}
+	got, err := fsm.Replay(append(base, persist.Record{Seq: 5, From: states.Done, Event: transitions.Reported, To: states.Done}))
+	require.NoError(t, err)
+	assert.Equal(t, states.Done, got)
+
+	_, err = fsm.Replay(append(base, persist.Record{Seq: 5, From: states.Done, Event: transitions.Reported, To: states.Submitting}))
+	require.ErrorIs(t, err, fsm.ErrReplay)
+	assert.Contains(t, err.Error(), "annotation")
+}

@@ -40,14 +40,12 @@ const ClassOK = "ok"
 // InstrumentAPI returns api wrapped so that every request is counted in
 // requests_total, every answer in api_answers_total (each answer of a
 // batched poll separately) and every ban code in ban_waits_total. Give the
-// result to engine.Config.API. When api also implements engine.CostAPI,
-// so does the result, and its get2 requests count as res.php.
+// result to engine.Config.API. The result also implements
+// engine.CostAPI, engine.BalanceAPI and engine.ReportAPI (their get2,
+// getbalance and report requests count as res.php); for a request api
+// does not support it returns an error wrapping engine.ErrUnsupported.
 func (m *Metrics) InstrumentAPI(api engine.API) engine.API {
-	in := &instrumented{m: m, api: api}
-	if c, ok := api.(engine.CostAPI); ok {
-		return &instrumentedCost{instrumented: in, cost: c}
-	}
-	return in
+	return &instrumented{m: m, api: api}
 }
 
 type instrumented struct {
@@ -82,18 +80,43 @@ func (a *instrumented) Poll(ctx context.Context, ids []string) ([]provider.Answe
 	return answers, nil
 }
 
-type instrumentedCost struct {
-	*instrumented
-	cost engine.CostAPI
-}
-
-var _ engine.CostAPI = (*instrumentedCost)(nil)
+var (
+	_ engine.CostAPI    = (*instrumented)(nil)
+	_ engine.BalanceAPI = (*instrumented)(nil)
+	_ engine.ReportAPI  = (*instrumented)(nil)
+)
 
 // Cost counts one res.php (get2) request and its answer.
-func (a *instrumentedCost) Cost(ctx context.Context, id string) (string, string, error) {
-	tok, cost, err := a.cost.Cost(ctx, id)
+func (a *instrumented) Cost(ctx context.Context, id string) (string, string, error) {
+	c, ok := a.api.(engine.CostAPI)
+	if !ok {
+		return "", "", engine.ErrUnsupported
+	}
+	tok, cost, err := c.Cost(ctx, id)
 	a.m.request(provider.EndpointRes, err)
 	return tok, cost, err
+}
+
+// Balance counts one res.php (getbalance) request and its answer.
+func (a *instrumented) Balance(ctx context.Context) (string, error) {
+	b, ok := a.api.(engine.BalanceAPI)
+	if !ok {
+		return "", engine.ErrUnsupported
+	}
+	v, err := b.Balance(ctx)
+	a.m.request(provider.EndpointRes, err)
+	return v, err
+}
+
+// Report counts one res.php (reportgood/reportbad) request and its answer.
+func (a *instrumented) Report(ctx context.Context, id string, good bool) error {
+	r, ok := a.api.(engine.ReportAPI)
+	if !ok {
+		return engine.ErrUnsupported
+	}
+	err := r.Report(ctx, id, good)
+	a.m.request(provider.EndpointRes, err)
+	return err
 }
 
 // request counts a request with a single answer (or none).

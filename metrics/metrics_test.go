@@ -286,8 +286,13 @@ captchafsm_ban_waits_total{code="MAX_USER_TURN"} 1
 
 func TestInstrumentKeepsCostAPI(t *testing.T) {
 	m := metrics.New(metrics.Options{})
-	_, ok := m.InstrumentAPI(&fakeAPI{}).(engine.CostAPI)
-	assert.False(t, ok, "an API without Cost must not gain one")
+	bare, ok := m.InstrumentAPI(&fakeAPI{}).(engine.CostAPI)
+	require.True(t, ok)
+	_, _, err := bare.Cost(context.Background(), "1")
+	assert.ErrorIs(t, err, engine.ErrUnsupported, "an API without Cost says so")
+	_, err = bare.(engine.BalanceAPI).Balance(context.Background())
+	assert.ErrorIs(t, err, engine.ErrUnsupported, "nor Balance")
+	assert.ErrorIs(t, bare.(engine.ReportAPI).Report(context.Background(), "1", true), engine.ErrUnsupported, "nor Report")
 
 	f := &fakeCostAPI{}
 	wrapped, ok := m.InstrumentAPI(f).(engine.CostAPI)

@@ -56,6 +56,13 @@ type Task struct {
 	// Seq is the sequence number of the task's last history record. The
 	// store uses it to refuse a transition computed from a stale copy.
 	Seq uint64 `json:"seq"`
+	// Intent is set by the store, never by the caller: it is true when the
+	// task's last history record leaves a submit in doubt
+	// (transitions.InDoubt: a transitions.SubmitSending), that is, when an
+	// in.php request may have left without its answer being recorded.
+	// Apply sets it from the record it commits (and ignores the value it
+	// is given); Create sets it false.
+	Intent bool `json:"intent,omitempty"`
 }
 
 // Clone returns a deep copy of t.
@@ -88,10 +95,39 @@ type Record struct {
 	PossiblyCharged bool `json:"possibly_charged,omitempty"`
 }
 
-// ListOptions filters List.
+// ListOptions filters List and Scan.
 type ListOptions struct {
 	// States keeps tasks in these states only; empty means all.
 	States []states.State
+	// Limit caps the number of tasks returned; 0 means no cap.
+	Limit int
+	// After, when not empty, keeps only the tasks whose id sorts after it
+	// (before it, with Reverse): pass the last id of one page to read the
+	// next. It need not be the id of a stored task.
+	After string
+	// Reverse lists in descending id order: newest first.
+	Reverse bool
+}
+
+// DueCursor is a position in the due-time order of active tasks: a task's
+// (NextAt, ID). Times compare as instants (time.Time.Compare), to the
+// nanosecond and whatever their zone, ids as bytes; the zero NextAt sorts
+// first.
+type DueCursor struct {
+	At time.Time
+	ID string
+}
+
+// DueOptions pages through the active tasks (states.State.Active:
+// Submitting, Backoff, Polling, Resubmitting) by next-action time.
+type DueOptions struct {
+	// After: the zero cursor starts from the first task; otherwise only
+	// tasks strictly after (After.At, After.ID) in the order are returned.
+	// Pass the last task's (NextAt, ID) to read the next page.
+	After DueCursor
+	// Until, when not zero, leaves out the tasks whose NextAt is after it
+	// (a NextAt equal to Until is returned).
+	Until time.Time
 	// Limit caps the number of tasks returned; 0 means no cap.
 	Limit int
 }
@@ -106,7 +142,9 @@ type Store interface {
 	// Create stores new tasks, each with its first history record (event
 	// Created, to Submitting), in one transaction: all or none. A task's ID
 	// must be set (at most 1,024 bytes, no 0x00 byte) and its State empty
-	// or Submitting; Create sets Seq to 1 and zero Created/Updated to now.
+	// or Submitting; Create sets Seq to 1, Intent to false and zero
+	// Created/Updated to now. The tasks join the due index under their
+	// NextAt as given (zero: due at once).
 	// A Ref already in the store fails with ErrDuplicateRef, an ID with
 	// ErrDuplicateID.
 	Create(ctx context.Context, tasks ...*Task) error
@@ -115,22 +153,67 @@ type Store interface {
 	// replaces the task's mutable fields with t's (Params, Ref, Method and
 	// Created are kept as created), in one transaction. t.State must equal
 	// rec.To. The stored task must be in rec.From with Seq equal to t.Seq,
-	// else ErrConflict. On success rec.Seq and t.Seq are
-	// set to the new record's sequence. Apply returns only once the commit
-	// is durable; concurrent callers share commits.
+	// else ErrConflict. On success rec.Seq and t.Seq are set to the new
+	// record's sequence and t.Intent to transitions.InDoubt(rec.Event).
+	// The same transaction keeps the due index (see Due) and LastSubmit.
+	// Apply returns only once the commit is durable; concurrent callers
+	// share commits.
 	Apply(ctx context.Context, t *Task, rec *Record) error
 
 	// Get returns the task with its Params, or ErrNotFound.
 	Get(ctx context.Context, id string) (*Task, error)
 	// GetByRef returns the task whose Ref is ref, or ErrNotFound.
 	GetByRef(ctx context.Context, ref string) (*Task, error)
-	// List returns tasks (without Params) in id order, that is creation order.
+	// List returns tasks (without Params) in id order, that is creation
+	// order (descending with opts.Reverse), all in memory: for small
+	// results. Scan reads any number.
 	List(ctx context.Context, opts ListOptions) ([]*Task, error)
+	// Scan calls fn with each task (without Params) that opts selects, in
+	// List's order, and stops at the first error fn returns, which Scan
+	// returns as it is. It reads in pages of bounded size, each in a short
+	// read of its own, and calls fn between reads, never inside one: memory
+	// stays flat whatever the store holds, writers are not held up by a
+	// slow fn, and fn may call the store. Each task is passed at most once,
+	// in strictly increasing (decreasing, with Reverse) id order. Pages are
+	// not one snapshot: a task created, moved or deleted during the scan
+	// may be seen as it was before or after (and, if created or deleted,
+	// not at all); a task that moves between two states both selected by
+	// opts.States is still passed at most once. fn owns the tasks it gets.
+	Scan(ctx context.Context, opts ListOptions, fn func(*Task) error) error
+	// Due returns up to opts.Limit active tasks (Submitting, Backoff,
+	// Polling, Resubmitting: states.State.Active), without Params, in
+	// (NextAt, ID) order: the earliest next action first, a zero NextAt
+	// (due at once) first of all, ids breaking ties. It reads an index
+	// that every Create and Apply keeps in the same transaction as the
+	// task, so a task is returned exactly when its committed state is
+	// active, under its committed NextAt: a task leaves the index when it
+	// settles (terminal or NeedsAccountFix) and comes back when it is
+	// active again. One call is one consistent read; tasks returned are
+	// the store's copies. Leases (see Leaser) are not considered: an
+	// engine sharing a store with others claims its tasks instead.
+	Due(ctx context.Context, opts DueOptions) ([]*Task, error)
+	// LastSubmit returns the latest At of the committed records whose
+	// event is transitions.SubmitSending (the intent to send in.php),
+	// zero when there is none. The store keeps it in the transaction of
+	// each such Apply, so an engine that restarts can hold its first
+	// submit until the provider's rate window after that moment has
+	// passed without reading every task. It is never moved back (Prune
+	// keeps it); a file migrated from an older schema starts from its
+	// latest task update, a bound that is never earlier than the last
+	// submit.
+	LastSubmit(ctx context.Context) (time.Time, error)
 	// Count returns the number of tasks per state; states without tasks
 	// may be absent.
 	Count(ctx context.Context) (map[states.State]int, error)
 	// History returns the task's records in sequence order, or ErrNotFound.
 	History(ctx context.Context, id string) ([]Record, error)
+	// ScanHistory calls fn with each of the task's records in sequence
+	// order, reading in pages as Scan does, and stops at the first error
+	// fn returns, which it returns as it is. A task without records (no
+	// task) fails with ErrNotFound before fn is called. Records committed
+	// during the scan may or may not be passed; those passed are
+	// contiguous from seq 1.
+	ScanHistory(ctx context.Context, id string, fn func(Record) error) error
 
 	// Prune deletes terminal tasks last updated before cutoff, with their
 	// histories, and returns how many it deleted.
@@ -143,6 +226,28 @@ type Store interface {
 // frees.
 type Compacter interface {
 	Compact(ctx context.Context) error
+}
+
+// Space is the room a store takes, in bytes.
+type Space struct {
+	// Used is what the store's data (tasks, histories, indexes and the
+	// store's own structures) occupies.
+	Used int64
+	// Free is room the store holds that no data uses: in a bbolt file,
+	// the pages that Prune and every commit's copy-on-write freed, which
+	// later commits reuse and Compact gives back.
+	Free int64
+	// File is the apparent size of a store's file (0 when it has none):
+	// bbolt grows its file ahead of its data, and that tail is sparse.
+	File int64
+	// Disk is what the file occupies on the disk (its allocated blocks),
+	// or File where the system does not say.
+	Disk int64
+}
+
+// Sizer is implemented by stores that can tell how much room they take.
+type Sizer interface {
+	Space(ctx context.Context) (Space, error)
 }
 
 // Sentinel errors. Implementations wrap them with detail; match with errors.Is.

@@ -56,9 +56,21 @@ const (
 	UnknownError Event = "unknown_error"
 	// AccountFixed: a person said the account is fixed.
 	AccountFixed Event = "account_fixed"
-	// Cancelled: the task (or its Solve context) was cancelled.
+	// Cancelled: the task was cancelled.
 	Cancelled Event = "cancelled"
+	// Reported notes that a report on the task's answer (reportgood or
+	// reportbad) was sent to the provider. It is an annotation, not an
+	// edge: its record leaves the task in the state it was (Done).
+	Reported Event = "reported"
 )
+
+// Annotations lists the events that note something about a task without
+// moving it: their records have From equal to To, and replay passes over
+// them.
+func Annotations() []Event { return []Event{Reported} }
+
+// IsAnnotation reports whether ev notes without moving (see Annotations).
+func IsAnnotation(ev Event) bool { return ev == Reported }
 
 // Edge is one row of the transition table.
 type Edge struct {

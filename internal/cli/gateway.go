@@ -205,7 +205,6 @@ func (a *app) gateway(cmd *cobra.Command, o gatewayOptions) error {
 		Engine: engine.Config{Store: fp.store(store), API: m.InstrumentAPI(fp.api(client)), Policy: pol,
 			Logger: log, OnTransition: m.Observe, FetchCost: true},
 		Clients:       clients,
-		Upstream:      client,
 		DedupWindow:   dedupWindow,
 		BalanceTTL:    o.balanceTTL,
 		PingbackHosts: o.pingbackHosts,

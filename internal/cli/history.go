@@ -1,13 +1,14 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -56,7 +57,7 @@ learnt. Proxy logins and passwords are shown as ***.`,
 		Example: `  captchafsm history 0190c6d2-7b1e-7c3a-9f0e-2a41d5b6e7f8
   captchafsm history login-1 --json | jq '.history[] | select(.possibly_charged)'`,
 		Args: exactArgs(1, "one task id or ref"),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			store, err := a.openStore(false)
 			if err != nil {
 				return err
@@ -67,32 +68,17 @@ learnt. Proxy logins and passwords are shown as ***.`,
 			if err != nil {
 				return err
 			}
-			hist, err := store.History(ctx, t.ID)
-			if err != nil {
-				return fmt.Errorf("task %s: %w", t.ID, err)
-			}
-			charged := 0
-			for _, r := range hist {
-				if r.PossiblyCharged {
-					charged++
+			out := bufferedOut(cmd.OutOrStdout())
+			defer func() {
+				if ferr := out.Flush(); err == nil {
+					err = ferr
 				}
-			}
-			pending := inFlight(hist) && !t.State.Settled()
-			if pending {
-				charged++
-			}
-			out := cmd.OutOrStdout()
+			}()
+			// The submit in flight, if any: the task's last record is the
+			// intent to submit and no answer followed.
+			pending := t.Intent && !t.State.Settled()
 			if a.json {
-				var h historyJSON
-				h.Task.TaskView = engine.ViewOf(t)
-				h.Task.PossiblyCharged = charged
-				h.History = make([]engine.RecordView, 0, len(hist))
-				for _, r := range hist {
-					h.History = append(h.History, engine.RecordViewOf(r))
-				}
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(h)
+				return historyJSONOut(ctx, store, t, pending, out)
 			}
 			fmt.Fprintf(out, "task      %s\n", printable(t.ID))
 			if t.Ref != "" {
@@ -117,18 +103,23 @@ learnt. Proxy logins and passwords are shown as ***.`,
 				fmt.Fprintf(out, "token     %s\n", printable(t.Token))
 			}
 			fmt.Fprintln(out)
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SEQ\tTIME\t!\tFROM → TO\tEVENT\tCODE\tDETAIL")
-			for i, r := range hist {
+			tw := newBlockTable(out)
+			if err := tw.row("SEQ\tTIME\t!\tFROM → TO\tEVENT\tCODE\tDETAIL\n"); err != nil {
+				return err
+			}
+			charged := 0
+			err = store.ScanHistory(ctx, t.ID, func(r persist.Record) error {
 				mark := ""
 				detail := provider.RedactText(r.Detail)
 				if r.PossiblyCharged {
+					charged++
 					mark = "!"
 					if !strings.Contains(detail, "charged") {
 						detail = join(detail, "possibly charged")
 					}
 				}
-				if pending && i == len(hist)-1 {
+				if pending && r.Seq == t.Seq {
+					charged++
 					mark = "!"
 					detail = join(detail, "sent, no answer recorded: possibly charged (resume records it)")
 				}
@@ -136,10 +127,13 @@ learnt. Proxy logins and passwords are shown as ***.`,
 				if from == "" {
 					from = "[*]"
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s → %s\t%s\t%s\t%s\n", r.Seq, r.At.Local().Format("15:04:05.000"), mark,
-					printable(from), printable(string(r.To)), printable(string(r.Event)), printable(dash(r.Code)), printable(dash(detail)))
+				return tw.row(fmt.Sprintf("%d\t%s\t%s\t%s → %s\t%s\t%s\t%s\n", r.Seq, r.At.Local().Format("15:04:05.000"), mark,
+					printable(from), printable(string(r.To)), printable(string(r.Event)), printable(dash(r.Code)), printable(dash(detail))))
+			})
+			if err != nil {
+				return fmt.Errorf("task %s: %w", t.ID, err)
 			}
-			if err := tw.Flush(); err != nil {
+			if err := tw.flush(); err != nil {
 				return err
 			}
 			if charged > 0 {
@@ -148,6 +142,68 @@ learnt. Proxy logins and passwords are shown as ***.`,
 			return nil
 		},
 	}
+}
+
+// historyJSONOut writes history --json's object for t, its history
+// streamed. The task's possibly_charged count comes before the history in
+// the object, so the history is read twice: once to count, once to write
+// (the records the first pass saw, no more).
+func historyJSONOut(ctx context.Context, store persist.Store, t *persist.Task, pending bool, out io.Writer) error {
+	charged, last := 0, uint64(0)
+	err := store.ScanHistory(ctx, t.ID, func(r persist.Record) error {
+		if r.PossiblyCharged {
+			charged++
+		}
+		last = r.Seq
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("task %s: %w", t.ID, err)
+	}
+	if pending && last == t.Seq {
+		charged++
+	}
+	var h historyJSON
+	h.Task.TaskView = engine.ViewOf(t)
+	h.Task.PossiblyCharged = charged
+	task, err := json.MarshalIndent(h.Task, "  ", "  ")
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(out, "{\n  \"task\": %s,\n  \"history\": ", task); err != nil {
+		return err
+	}
+	// The records, one level deeper than a top-level array.
+	arr := &jsonArray{w: &indenter{w: out}}
+	err = store.ScanHistory(ctx, t.ID, func(r persist.Record) error {
+		if r.Seq > last {
+			return errEnough
+		}
+		return arr.add(engine.RecordViewOf(r))
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return fmt.Errorf("task %s: %w", t.ID, err)
+	}
+	if arr.n == 0 {
+		_, err = io.WriteString(out, "[]\n}\n")
+		return err
+	}
+	if _, err := io.WriteString(out, "\n  ]\n}\n"); err != nil {
+		return err
+	}
+	return nil
+}
+
+// errEnough stops a scan that has read what it needs.
+var errEnough = errors.New("enough")
+
+// indenter indents every line after the first by two spaces: a streamed
+// array nested one level in an object.
+type indenter struct{ w io.Writer }
+
+func (in *indenter) Write(b []byte) (int, error) {
+	_, err := in.w.Write(bytes.ReplaceAll(b, []byte("\n"), []byte("\n  ")))
+	return len(b), err
 }
 
 func join(a, b string) string {

@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -32,21 +30,27 @@ func dash(s string) string {
 func (a *app) listCmd() *cobra.Command {
 	var state string
 	var limit int
+	var lines bool
 	c := &cobra.Command{
 		Use:   "list [--state S]",
 		Short: "List the tasks in the database",
 		Long: `List the tasks in the database in creation order: id, ref, state, last code,
 submits, polls, resubmits, created and updated. With --json an array of task
 objects (id, ref, method, state, code, submits, retries, resubmits, polls,
-provider_id, token, cost, created, updated).
+provider_id, token, cost, created, updated); with --jsonl the same objects,
+one per line.
+
+The list is written as it is read, so a database of millions of tasks lists in
+flat memory; the table's columns are aligned in blocks of 1,000 rows.
 
 States: Submitting, Backoff, Polling, Resubmitting, Done, Failed, NeedsAccountFix
 (case and dashes are ignored: needs-account-fix works).`,
 		Example: `  captchafsm list
   captchafsm list --state Failed
-  captchafsm list --state needs-account-fix --json | jq length`,
+  captchafsm list --state needs-account-fix --json | jq length
+  captchafsm list --jsonl | jq -c 'select(.submits > 1)'`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			opts := persist.ListOptions{Limit: limit}
 			if state != "" {
 				s, err := states.Parse(state)
@@ -63,30 +67,48 @@ States: Submitting, Backoff, Polling, Resubmitting, Done, Failed, NeedsAccountFi
 				return err
 			}
 			defer store.Close()
-			tasks, err := store.List(cmd.Context(), opts)
+			out := bufferedOut(cmd.OutOrStdout())
+			defer func() {
+				if ferr := out.Flush(); err == nil {
+					err = ferr
+				}
+			}()
+			n := 0
+			var each func(*persist.Task) error
+			var end func() error
+			switch {
+			case lines || a.json:
+				var w interface {
+					add(any) error
+					close() error
+				} = &jsonArray{w: out}
+				if lines {
+					w = newJSONLines(out)
+				}
+				each = func(t *persist.Task) error { return w.add(engine.ViewOf(t)) }
+				end = w.close
+			default:
+				tw := newBlockTable(out)
+				if err := tw.row("ID\tREF\tSTATE\tCODE\tSUBMITS\tPOLLS\tRESUBMITS\tCREATED\tUPDATED\n"); err != nil {
+					return err
+				}
+				each = func(t *persist.Task) error {
+					return tw.row(fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", printable(t.ID), printable(dash(t.Ref)), printable(string(t.State)), printable(dash(t.Code)),
+						t.Submits, t.Polls, t.Resubmits, stamp(t.Created), stamp(t.Updated)))
+				}
+				end = tw.flush
+			}
+			err = store.Scan(cmd.Context(), opts, func(t *persist.Task) error {
+				n++
+				return each(t)
+			})
 			if err != nil {
 				return fmt.Errorf("%s: %w", a.dbPath().value, err)
 			}
-			out := cmd.OutOrStdout()
-			if a.json {
-				list := make([]engine.TaskView, 0, len(tasks))
-				for _, t := range tasks {
-					list = append(list, engine.ViewOf(t))
-				}
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(list)
-			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tREF\tSTATE\tCODE\tSUBMITS\tPOLLS\tRESUBMITS\tCREATED\tUPDATED")
-			for _, t := range tasks {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", printable(t.ID), printable(dash(t.Ref)), printable(string(t.State)), printable(dash(t.Code)),
-					t.Submits, t.Polls, t.Resubmits, stamp(t.Created), stamp(t.Updated))
-			}
-			if err := tw.Flush(); err != nil {
+			if err := end(); err != nil {
 				return err
 			}
-			if len(tasks) == 0 {
+			if n == 0 && !lines && !a.json {
 				fmt.Fprintln(cmd.ErrOrStderr(), "captchafsm: no tasks"+stateNote(opts))
 			}
 			return nil
@@ -94,6 +116,7 @@ States: Submitting, Backoff, Polling, Resubmitting, Done, Failed, NeedsAccountFi
 	}
 	c.Flags().StringVar(&state, "state", "", "only tasks in this state")
 	c.Flags().IntVar(&limit, "limit", 0, "at most this many tasks (0: all)")
+	c.Flags().BoolVar(&lines, "jsonl", false, "JSON lines: one task object per line")
 	return c
 }
 

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -32,6 +33,20 @@ func TestPostgresBackend(t *testing.T) {
 
 	r = w.run("replay", "--all", "--db", url)
 	require.Equal(t, ExitOK, r.code, r.err)
+
+	r = w.run("history", "pg-0", "--db", url, "--json")
+	require.Equal(t, ExitOK, r.code, r.err)
+	assert.Contains(t, r.out, `"event": "solved"`)
+
+	// Prune on PostgreSQL: no compaction, the tables' size reported.
+	r = w.run("prune", "--older-than", "1ns", "--db", url, "--json")
+	require.Equal(t, ExitOK, r.code, r.err)
+	var pr pruneJSON
+	require.NoError(t, json.Unmarshal([]byte(r.out), &pr))
+	assert.Equal(t, 6, pr.Pruned)
+	assert.Positive(t, pr.UsedBefore)
+	assert.Positive(t, pr.UsedAfter, "the tables are still there")
+	assert.Zero(t, pr.FileSize)
 
 	// A bad password: one line, the password redacted.
 	bad := strings.Replace(url, "postgres://postgres@", "postgres://postgres:s3cr3tpw@", 1)

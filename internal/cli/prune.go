@@ -3,7 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"regexp"
 	"strconv"
 	"time"
@@ -41,6 +40,19 @@ func parseAge(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// pruneJSON is prune --json's object. Sizes are bytes; used_* and freed
+// are what the data occupies (not the file's apparent size, which bbolt
+// keeps ahead of its data); file_size and disk_size describe the file
+// after the prune (0 for a database that is not a file).
+type pruneJSON struct {
+	Pruned     int   `json:"pruned"`
+	UsedBefore int64 `json:"used_before"`
+	UsedAfter  int64 `json:"used_after"`
+	Freed      int64 `json:"freed"`
+	FileSize   int64 `json:"file_size"`
+	DiskSize   int64 `json:"disk_size"`
+}
+
 func (a *app) pruneCmd() *cobra.Command {
 	var older string
 	c := &cobra.Command{
@@ -49,7 +61,16 @@ func (a *app) pruneCmd() *cobra.Command {
 		Long: `Delete the terminal tasks (Done, Failed) last updated longer ago than DURATION,
 with their histories, then compact the file to give the space back. Tasks still
 in flight and tasks waiting in NeedsAccountFix are never pruned. DURATION is a
-Go duration (720h, 90m) and may start with days: 30d, 1d12h.`,
+Go duration (720h, 90m) and may start with days: 30d, 1d12h.
+
+It reports the bytes the data used before and after, and so what it freed.
+bbolt grows its file in steps ahead of its data, leaving a sparse tail: the
+file's apparent size (ls -l) can exceed the data several times over while
+the blocks it occupies on the disk (du) stay close to it; both are shown.
+With --json: {"pruned", "used_before", "used_after", "freed", "file_size",
+"disk_size"}. A PostgreSQL database reuses the space of pruned rows itself
+(autovacuum): its tables' size is reported, and the freed bytes are those
+the tables gave back at once.`,
 		Example: `  captchafsm prune --older-than 30d
   captchafsm prune --older-than 12h --json`,
 		Args: noArgs,
@@ -68,7 +89,13 @@ Go duration (720h, 90m) and may start with days: 30d, 1d12h.`,
 			defer store.Close()
 			ctx := cmd.Context()
 			path := a.dbPath().shown()
-			before := fileSize(a.dbPath().value)
+			sizer, sized := store.(persist.Sizer)
+			var before, after persist.Space
+			if sized {
+				if before, err = sizer.Space(ctx); err != nil {
+					return fmt.Errorf("%s: %w", path, err)
+				}
+			}
 			n, err := store.Prune(ctx, time.Now().Add(-age))
 			if err != nil {
 				return fmt.Errorf("%s: prune: %w", path, err)
@@ -79,17 +106,26 @@ Go duration (720h, 90m) and may start with days: 30d, 1d12h.`,
 					return fmt.Errorf("%s: pruned %d tasks, then compact: %w", path, n, err)
 				}
 			}
-			after := fileSize(a.dbPath().value)
-			if a.json {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{
-					"pruned": n, "size_before": before, "size_after": after})
+			if sized {
+				if after, err = sizer.Space(ctx); err != nil {
+					return fmt.Errorf("%s: pruned %d tasks, then measure: %w", path, n, err)
+				}
 			}
-			if !compacts {
-				fmt.Fprintf(cmd.OutOrStdout(), "pruned %d terminal tasks last updated more than %s ago from %s\n", n, age, path)
+			res := pruneJSON{Pruned: n, UsedBefore: before.Used, UsedAfter: after.Used,
+				Freed: max(0, before.Used-after.Used), FileSize: after.File, DiskSize: after.Disk}
+			out := cmd.OutOrStdout()
+			if a.json {
+				return json.NewEncoder(out).Encode(res)
+			}
+			fmt.Fprintf(out, "pruned %d terminal tasks last updated more than %s ago from %s\n", n, age, path)
+			if !sized {
 				return nil
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "pruned %d terminal tasks last updated more than %s ago; %s compacted from %d to %d bytes\n",
-				n, age, path, before, after)
+			fmt.Fprintf(out, "data: %s before, %s after: %s freed\n", bytesText(res.UsedBefore), bytesText(res.UsedAfter), bytesText(res.Freed))
+			if res.FileSize > 0 {
+				fmt.Fprintf(out, "file: %s on disk (%s apparent: bbolt keeps a sparse tail ahead of its data)\n",
+					bytesText(res.DiskSize), bytesText(res.FileSize))
+			}
 			return nil
 		},
 	}
@@ -97,10 +133,17 @@ Go duration (720h, 90m) and may start with days: 30d, 1d12h.`,
 	return c
 }
 
-func fileSize(path string) int64 {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0
+// bytesText shows a size in bytes for people: "812 B", "3.4 KiB", "27.1 MiB".
+func bytesText(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
 	}
-	return fi.Size()
+	f, suffix := float64(n), []string{"KiB", "MiB", "GiB", "TiB"}
+	i := -1
+	for f >= unit && i < len(suffix)-1 {
+		f /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %s", f, suffix[i])
 }

@@ -33,14 +33,14 @@ func bigFile(t *testing.T, path string, n int, prefix string) {
 	require.NoError(t, os.WriteFile(path, b.Bytes(), 0o600))
 }
 
-// heapProbe is a store whose Create measures the live heap first, when the
+// createHeapProbe is a store whose Create measures the live heap first, when the
 // caller holds everything it built for the transaction.
-type heapProbe struct {
+type createHeapProbe struct {
 	persist.Store
 	peak uint64
 }
 
-func (h *heapProbe) Create(ctx context.Context, tasks ...*persist.Task) error {
+func (h *createHeapProbe) Create(ctx context.Context, tasks ...*persist.Task) error {
 	runtime.GC()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
@@ -64,7 +64,7 @@ func TestRecordingMemoryIsBoundedPerTask(t *testing.T) {
 		s, err := boltstore.Open(filepath.Join(dir, "m.db"), &boltstore.Options{NoSync: true})
 		require.NoError(t, err)
 		defer s.Close()
-		probe := &heapProbe{Store: s}
+		probe := &createHeapProbe{Store: s}
 		f, err := os.Open(file)
 		require.NoError(t, err)
 		defer f.Close()

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/captchafsm/captchafsm/engine"
 	"github.com/captchafsm/captchafsm/provider"
 	"github.com/captchafsm/captchafsm/states"
 	"github.com/captchafsm/captchafsm/transitions"
@@ -36,17 +38,29 @@ refused the token or text (the provider may refund it and checks its workers),
 			if err != nil {
 				return err
 			}
+			defer store.Close()
 			ctx := cmd.Context()
 			t, err := findTask(ctx, store, args[0])
-			store.Close()
 			if err != nil {
 				return err
 			}
 			if t.State != states.Done || t.ProviderID == "" {
 				return usageErr("task %s is %s: only a solved (Done) task can be reported", t.ID, t.State)
 			}
+			hist, err := store.History(ctx, t.ID)
+			if err != nil {
+				return fmt.Errorf("task %s: %w", t.ID, err)
+			}
+			for _, r := range hist {
+				if r.Event == transitions.Reported {
+					return usageErr("task %s was reported already (%s, %s)", t.ID, r.Detail, r.At.Format(time.RFC3339))
+				}
+			}
 			if err := client.Report(ctx, t.ProviderID, good); err != nil {
 				return apiProblem("report "+t.ID, err)
+			}
+			if _, err := engine.RecordReport(ctx, store, t, good); err != nil {
+				return err
 			}
 			verdict := "bad"
 			if good {

@@ -27,10 +27,16 @@ func TestReport(t *testing.T) {
 	assert.Equal(t, "bad", reports[tasks[0].ProviderID])
 	assert.Equal(t, "good", reports[tasks[1].ProviderID])
 
-	// A second report of the same task: the provider's code, explained.
+	// The report is in the task's history, so a second one is refused
+	// before anything is sent.
+	h := w.run("history", tasks[0].ID)
+	require.Equal(t, ExitOK, h.code, h.err)
+	assert.Contains(t, h.out, "reported")
+	sent := w.requests()
 	r = w.run("report", tasks[0].ID, "--bad")
 	assert.Equal(t, ExitUsage, r.code)
-	assert.Contains(t, r.err, "ERROR_DUPLICATE_REPORT")
+	assert.Contains(t, r.err, "reported already")
+	assert.Equal(t, sent, w.requests(), "nothing sent")
 }
 
 func TestReportUsage(t *testing.T) {

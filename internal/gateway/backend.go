@@ -123,8 +123,9 @@ func (b backend) Results(ctx context.Context, r *protocol.Request, ids []int64) 
 	return out, nil
 }
 
-// Cost answers action=get2: the answer and its price, asked of the
-// provider once per task (the engine does not fetch prices by default).
+// Cost answers action=get2: the answer and its price (the one the engine
+// recorded, else asked of the provider once per task, through the engine's
+// budget).
 func (b backend) Cost(ctx context.Context, r *protocol.Request, id int64) (protocol.Result, error) {
 	g := b.g
 	e, ok, err := g.lookup(ctx, r.Client, id)
@@ -140,7 +141,7 @@ func (b backend) Cost(ctx context.Context, r *protocol.Request, id int64) (proto
 	}
 	price := e.cost
 	if price == "" {
-		_, c, err := g.up.Cost(ctx, e.providerID)
+		c, err := g.eng.Price(ctx, e.task)
 		if err != nil {
 			return protocol.Result{}, upstreamErr(err, "get2")
 		}
@@ -153,7 +154,7 @@ func (b backend) Cost(ctx context.Context, r *protocol.Request, id int64) (proto
 
 // Balance answers the provider's balance, reused for BalanceTTL.
 func (b backend) Balance(ctx context.Context, _ *protocol.Request) (string, error) {
-	v, err := b.g.balance.get(ctx, b.g.up.Balance)
+	v, err := b.g.balance.get(ctx, b.g.eng.Balance)
 	if err != nil {
 		return "", upstreamErr(err, "getbalance")
 	}
@@ -184,7 +185,7 @@ func (b backend) Report(ctx context.Context, r *protocol.Request, id int64, good
 		g.obs.Reported(r.Client, good, "ERROR_DUPLICATE_REPORT")
 		return protocol.Errorf("ERROR_DUPLICATE_REPORT", "this task was reported already")
 	}
-	if err := g.up.Report(ctx, e.providerID, good); err != nil {
+	if err := g.eng.Report(ctx, e.task, good); err != nil {
 		ue := upstreamErr(err, "report")
 		var pe *protocol.Error
 		code := protocol.CodeInternal

@@ -46,17 +46,6 @@ type Client struct {
 	Key string
 }
 
-// Upstream is what the gateway asks the provider itself, beside the
-// engine's submits and polls: the balance, reports and prices.
-// *provider.Client implements it.
-type Upstream interface {
-	Balance(ctx context.Context) (string, error)
-	Report(ctx context.Context, id string, good bool) error
-	Cost(ctx context.Context, id string) (token, cost string, err error)
-}
-
-var _ Upstream = (*provider.Client)(nil)
-
 // Config configures a Gateway. Engine.Store, Engine.API and Clients are
 // required; every other zero value means its default.
 type Config struct {
@@ -65,9 +54,6 @@ type Config struct {
 	Engine engine.Config
 	// Clients are the local clients: their names and keys.
 	Clients []Client
-	// Upstream answers getbalance, reportgood/reportbad and get2's price;
-	// nil means Engine.API when it implements Upstream.
-	Upstream Upstream
 	// DedupWindow: an identical in.php request (same client, same task
 	// fingerprint) within this window of one whose answer never reached its
 	// client gets that answer's id instead of a new task. 0 means
@@ -169,7 +155,6 @@ type clientKey struct {
 // is safe for concurrent use.
 type Gateway struct {
 	eng      *engine.Engine
-	up       Upstream
 	log      *slog.Logger
 	obs      Observer
 	handler  *protocol.Handler
@@ -188,14 +173,6 @@ type Gateway struct {
 func Open(ctx context.Context, cfg Config) (*Gateway, error) {
 	if err := CheckClients(cfg.Clients); err != nil {
 		return nil, err
-	}
-	up := cfg.Upstream
-	if up == nil {
-		u, ok := cfg.Engine.API.(Upstream)
-		if !ok {
-			return nil, fmt.Errorf("%w: Upstream is required when Engine.API does not implement it", ErrConfig)
-		}
-		up = u
 	}
 	if cfg.DedupWindow == 0 {
 		cfg.DedupWindow = DefaultDedupWindow
@@ -218,7 +195,7 @@ func Open(ctx context.Context, cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Gateway{up: up, log: log, obs: obs, view: newView(cfg.Retain),
+	g := &Gateway{log: log, obs: obs, view: newView(cfg.Retain),
 		dedup: newDedup(cfg.DedupWindow), pings: pings, opTimout: 30 * time.Second}
 	g.balance.ttl = cfg.BalanceTTL
 	for _, c := range cfg.Clients {

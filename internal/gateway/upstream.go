@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/captchafsm/captchafsm/engine"
 	"github.com/captchafsm/captchafsm/provider"
 	"github.com/captchafsm/captchafsm/provider/protocol"
 	"github.com/captchafsm/captchafsm/transitions"
@@ -70,6 +71,14 @@ func (c *balanceCache) get(ctx context.Context, fetch func(context.Context) (str
 // ERROR_INTERNAL_SERVER_ERROR — never the provider's text, which may
 // describe the gateway's own key.
 func upstreamErr(err error, what string) error {
+	switch {
+	case errors.Is(err, engine.ErrBudgetSpent):
+		return protocol.Errorf("ERROR_TOO_MUCH_REQUESTS", "%s: the gateway keeps its requests under the provider's hourly budget; try again in a minute", what)
+	case errors.Is(err, engine.ErrReported):
+		return protocol.Errorf("ERROR_DUPLICATE_REPORT", "%s: this task was reported already", what)
+	case errors.Is(err, engine.ErrNotReportable):
+		return protocol.Errorf("ERROR_REPORT_NOT_RECORDED", "%s: the task has no answer to report on", what)
+	}
 	var ae *provider.APIError
 	if errors.As(err, &ae) {
 		switch ae.Code {

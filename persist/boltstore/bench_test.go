@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +29,10 @@ import (
 //	go test -run='^$' -bench=Transitions -benchtime=2000x ./persist/boltstore/
 
 var benchCallers = []int{1, 64, 1000}
+
+// benchNoSync (CAPTCHAFSM_BENCH_NOSYNC=1) runs BenchmarkVsRawBatch without
+// fsync on either side: what the store's CPU costs beside raw bbolt's.
+var benchNoSync = os.Getenv("CAPTCHAFSM_BENCH_NOSYNC") != ""
 
 func BenchmarkTransitions(b *testing.B) {
 	for _, n := range benchCallers {
@@ -173,4 +179,222 @@ func benchRaw(b *testing.B, callers int, batch bool) {
 		return db.Update(fn)
 	}
 	runCallers(b, callers, put)
+}
+
+// BenchmarkLoneCommit measures what a lone transition costs over a raw
+// bbolt Update that puts as many bytes: each iteration commits one
+// Store.Apply (a polling task's not-ready step) and one raw put,
+// alternately, so that both meet the same disk. It reports the mean of
+// each ("store_us", "raw_us") and their difference ("overhead_us"), with
+// real fsync ("sync") and without ("nosync": the CPU part alone).
+//
+//	go test -run='^$' -bench=LoneCommit -benchtime=2000x -count=3 ./persist/boltstore/
+func BenchmarkLoneCommit(b *testing.B) {
+	for _, noSync := range []bool{false, true} {
+		name := "sync"
+		if noSync {
+			name = "nosync"
+		}
+		b.Run(name, func(b *testing.B) {
+			dir := b.TempDir()
+			s, err := Open(filepath.Join(dir, "store.db"), &Options{NoSync: noSync})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			db, err := bbolt.Open(filepath.Join(dir, "raw.db"), 0o600, &bbolt.Options{NoSync: noSync})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			ctx := context.Background()
+			task := benchTask()
+			if err := s.Create(ctx, task); err != nil {
+				b.Fatal(err)
+			}
+			task.State, task.ProviderID, task.PollSince = states.Polling, "7234567890", task.Created
+			if err := s.Apply(ctx, task, &persist.Record{From: states.Submitting, Event: transitions.SubmitAccepted,
+				To: states.Polling, ProviderID: task.ProviderID}); err != nil {
+				b.Fatal(err)
+			}
+			name := []byte("puts")
+			if err := db.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucket(name); return err }); err != nil {
+				b.Fatal(err)
+			}
+			val := make([]byte, transitionBytes(b))
+			var storeT, rawT time.Duration
+			b.ResetTimer()
+			for i := range b.N {
+				t0 := time.Now()
+				if err := s.Apply(ctx, task, notReady(task)); err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				key := binary.BigEndian.AppendUint64(nil, uint64(i))
+				if err := db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(name).Put(key, val) }); err != nil {
+					b.Fatal(err)
+				}
+				storeT += t1.Sub(t0)
+				rawT += time.Since(t1)
+			}
+			b.StopTimer()
+			us := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(b.N) }
+			b.ReportMetric(us(storeT), "store_us")
+			b.ReportMetric(us(rawT), "raw_us")
+			b.ReportMetric(us(storeT)-us(rawT), "overhead_us")
+		})
+	}
+}
+
+// BenchmarkVsRawBatch measures the target of issue 16 for many callers:
+// Store.Apply against raw bbolt Batch writing as many bytes per
+// transition, 1,000 callers, real fsync, at three run lengths (2,000
+// transitions: two per caller, mostly start-up; 20,000; 100,000). Each
+// iteration is a pair of runs, the store's then raw Batch's, each on a
+// fresh file, so that both meet the same disk and the same machine load;
+// it reports each side's transitions/s over all pairs and their ratio
+// ("store/raw"), and each side's CPU time per transition (this process's,
+// from getrusage: steadier than wall time on a machine shared with other
+// work) and their ratio ("cpu_raw/store"). -benchtime=Nx runs N pairs:
+//
+//	go test -run='^$' -bench=VsRawBatch -benchtime=5x ./persist/boltstore/
+func BenchmarkVsRawBatch(b *testing.B) {
+	const callers = 1000
+	for _, n := range []int{2000, 20000, 100000} {
+		b.Run(fmt.Sprintf("transitions=%d", n), func(b *testing.B) {
+			var storeT, rawT, storeCPU, rawCPU time.Duration
+			for range b.N {
+				b.StopTimer()
+				st, sc := timeStoreRun(b, callers, n)
+				rt, rc := timeRawBatchRun(b, callers, n)
+				storeT, storeCPU, rawT, rawCPU = storeT+st, storeCPU+sc, rawT+rt, rawCPU+rc
+				b.StartTimer()
+			}
+			runs := float64(b.N * n)
+			b.ReportMetric(runs/storeT.Seconds(), "store_tr/s")
+			b.ReportMetric(runs/rawT.Seconds(), "raw_tr/s")
+			b.ReportMetric(rawT.Seconds()/storeT.Seconds(), "store/raw")
+			b.ReportMetric(float64(storeCPU.Microseconds())/runs, "store_cpu_us/tr")
+			b.ReportMetric(float64(rawCPU.Microseconds())/runs, "raw_cpu_us/tr")
+			b.ReportMetric(rawCPU.Seconds()/storeCPU.Seconds(), "cpu_raw/store")
+		})
+	}
+}
+
+// timeStoreRun times n transitions by callers goroutines through
+// Store.Apply on a fresh store whose tasks are polling, in wall and CPU
+// time.
+func timeStoreRun(b *testing.B, callers, n int) (wall, cpu time.Duration) {
+	s, err := Open(filepath.Join(b.TempDir(), "bench.db"), &Options{NoSync: benchNoSync})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	tasks := make([]*persist.Task, callers)
+	for i := range tasks {
+		tasks[i] = benchTask()
+		tasks[i].Ref = fmt.Sprint("bench-", i)
+	}
+	if err := s.Create(ctx, tasks...); err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, callers)
+	for i, t := range tasks {
+		wg.Go(func() {
+			t.State, t.ProviderID, t.PollSince = states.Polling, "7234567890", t.Created
+			errs[i] = s.Apply(ctx, t, &persist.Record{From: states.Submitting, Event: transitions.SubmitAccepted,
+				To: states.Polling, ProviderID: t.ProviderID})
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	return timeCallers(b, callers, n, func(c, _ int) error {
+		t := tasks[c]
+		return s.Apply(ctx, t, notReady(t))
+	})
+}
+
+// timeRawBatchRun times n puts of a transition's bytes by callers
+// goroutines through bbolt's Batch, on a fresh file holding as much per
+// caller as the store's does before its run, in wall and CPU time.
+func timeRawBatchRun(b *testing.B, callers, n int) (wall, cpu time.Duration) {
+	db, err := bbolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, &bbolt.Options{NoSync: benchNoSync})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	name := []byte("puts")
+	val := make([]byte, transitionBytes(b))
+	key := func(c, i int) []byte {
+		return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(c)), uint64(i))
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		bk, err := tx.CreateBucket(name)
+		if err != nil {
+			return err
+		}
+		for c := range callers {
+			for i := range 2 {
+				if err := bk.Put(key(c, i), val); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	return timeCallers(b, callers, n, func(c, i int) error {
+		k := key(c, 2+i)
+		return db.Batch(func(tx *bbolt.Tx) error { return tx.Bucket(name).Put(k, val) })
+	})
+}
+
+// timeCallers runs n operations on callers goroutines, as runCallers
+// does, and returns the wall and CPU time they took.
+func timeCallers(b *testing.B, callers, n int, op func(caller, i int) error) (wall, cpu time.Duration) {
+	var next atomic.Int64
+	var failed atomic.Pointer[error]
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for c := range callers {
+		wg.Go(func() {
+			<-start
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := op(c, i); err != nil {
+					failed.CompareAndSwap(nil, &err)
+					return
+				}
+			}
+		})
+	}
+	c0 := processCPU()
+	t := time.Now()
+	close(start)
+	wg.Wait()
+	elapsed := time.Since(t)
+	used := processCPU() - c0
+	if err := failed.Load(); err != nil {
+		b.Fatal(*err)
+	}
+	return elapsed, used
+}
+
+// processCPU returns the user and system time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -19,6 +19,7 @@ type committed struct {
 	seq         uint64
 	ref, method string
 	created     time.Time
+	nextAt      time.Time
 }
 
 // commitCache remembers the value of every task the loop wrote, so the
@@ -34,6 +35,19 @@ func (c *commitCache) get(id string) (committed, bool) {
 	defer c.mu.Unlock()
 	e, ok := c.m[id]
 	return e, ok
+}
+
+// markTrusted sets r.trusted for each request whose caller took the stored
+// value from the cache and whose entry still holds that very value (the
+// same bytes in memory, not only equal ones): the task has not been
+// written since.
+func (c *commitCache) markTrusted(reqs []*applyReq) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range reqs {
+		e, ok := c.m[r.task.ID]
+		r.trusted = ok && len(e.val) > 0 && len(r.stored) > 0 && &e.val[0] == &r.stored[0]
+	}
 }
 
 // update records the requests of a commit.
@@ -53,7 +67,7 @@ func (c *commitCache) update(reqs []*applyReq) {
 			continue
 		}
 		c.m[id] = committed{val: r.taskVal, state: r.task.State, seq: r.task.Seq,
-			ref: r.task.Ref, method: r.task.Method, created: r.task.Created}
+			ref: r.task.Ref, method: r.task.Method, created: r.task.Created, nextAt: r.task.NextAt}
 	}
 	if len(c.m) == 0 {
 		// Go maps keep their buckets when emptied: once every task in

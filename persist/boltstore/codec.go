@@ -13,14 +13,24 @@ import (
 	"github.com/captchafsm/captchafsm/states"
 )
 
-// encodingV1 is the first byte of every stored value: a version for what
-// follows, so a later captchafsm can change the encoding of one kind of
-// value without migrating the whole file. In version 1 a CRC-32C of the
-// JSON (4 bytes, big-endian) comes next, then the JSON: bbolt checks no
-// data, and a flipped bit in a token or a time must not pass unseen.
-const encodingV1 byte = 1
+// Every stored value starts with a byte that says how the rest is
+// encoded, so that a later captchafsm can change the encoding of one kind
+// of value and still read the values written before, then a CRC-32C (4
+// bytes, big-endian) of the payload that follows: bbolt checks no data,
+// and a flipped bit in a token or a time must not pass unseen.
+const (
+	// encodingV1: the payload is JSON. Schema 1 wrote every value so;
+	// params are still written so (they are read only by Get), and the
+	// history records of a migrated file stay so.
+	encodingV1 byte = 1
+	// encodingV2: the payload is binary (see encodeTaskV2 and
+	// encodeRecordV2). Tasks and records are written so since schema 2.
+	encodingV2 byte = 2
+	// encodingLatest is the highest encoding this program reads.
+	encodingLatest = encodingV2
+)
 
-// headerLen is the length of a version 1 value's header.
+// headerLen is the length of a value's header: version and CRC.
 const headerLen = 5
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -49,30 +59,62 @@ func damaged(format string, args ...any) error {
 	return &decodeError{msg: fmt.Sprintf(format, args...), kind: persist.ErrNotOurs}
 }
 
+// frameValue returns a value of encoding v holding payload.
+func frameValue(v byte, payload []byte) []byte {
+	b := make([]byte, headerLen, headerLen+len(payload))
+	b[0] = v
+	binary.BigEndian.PutUint32(b[1:], crc32.Checksum(payload, crcTable))
+	return append(b, payload...)
+}
+
+// sealValue fills in the header of b, whose payload starts at headerLen.
+func sealValue(v byte, b []byte) []byte {
+	b[0] = v
+	binary.BigEndian.PutUint32(b[1:], crc32.Checksum(b[headerLen:], crcTable))
+	return b
+}
+
+// unframe checks a value's header and checksum and returns its encoding
+// and payload.
+func unframe(what string, b []byte) (byte, []byte, error) {
+	switch {
+	case len(b) == 0:
+		return 0, nil, damaged("empty %s", what)
+	case b[0] > encodingLatest:
+		return 0, nil, &decodeError{kind: persist.ErrNewerSchema,
+			msg: fmt.Sprintf("%s has encoding version %d, this program reads up to %d: upgrade captchafsm", what, b[0], encodingLatest)}
+	case b[0] == 0:
+		return 0, nil, damaged("%s has encoding version %d", what, b[0])
+	case len(b) < headerLen:
+		return 0, nil, damaged("%s of %d bytes", what, len(b))
+	}
+	if got, want := crc32.Checksum(b[headerLen:], crcTable), binary.BigEndian.Uint32(b[1:]); got != want {
+		return 0, nil, damaged("%s fails its checksum (%08x, stored %08x)", what, got, want)
+	}
+	return b[0], b[headerLen:], nil
+}
+
 // encodeTask returns the stored form of t: its fields without Params, which
 // live in their own bucket.
 func encodeTask(t *persist.Task) ([]byte, error) {
-	c := *t
-	c.Params = nil
-	return encode("task", &c)
+	return encodeTaskV2(t)
 }
 
-// decodeTask decodes a value of the tasks bucket and checks the fields the
-// store depends on.
+// decodeTask decodes a value of the tasks bucket, of either encoding, and
+// checks the fields the store depends on.
 func decodeTask(b []byte) (*persist.Task, error) {
-	var t persist.Task
-	// The outer State shadows the task's for the decoder, so the state is
-	// read as a string and parsed once, by parseState.
-	sh := struct {
-		*persist.Task
-		State string `json:"state"`
-	}{Task: &t}
-	if err := decode("task", b, &sh); err != nil {
+	v, payload, err := unframe("task", b)
+	if err != nil {
 		return nil, err
 	}
-	var err error
-	if t.State, err = parseState(sh.State); err != nil {
-		return nil, damaged("task %s: %v", t.ID, err)
+	var t *persist.Task
+	if v == encodingV1 {
+		t, err = decodeTaskV1(payload)
+	} else {
+		t, err = decodeTaskV2(payload)
+	}
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case t.ID == "":
@@ -81,44 +123,35 @@ func decodeTask(b []byte) (*persist.Task, error) {
 		return nil, damaged("task %s has no state", t.ID)
 	case t.Seq == 0:
 		return nil, damaged("task %s has seq 0", t.ID)
-	case t.Params != nil:
+	}
+	return t, nil
+}
+
+// decodeTaskV1 decodes a JSON task.
+func decodeTaskV1(payload []byte) (*persist.Task, error) {
+	var t persist.Task
+	// The outer State shadows the task's for the decoder, so the state is
+	// read as a string and parsed once, by parseState.
+	sh := struct {
+		*persist.Task
+		State string `json:"state"`
+	}{Task: &t}
+	if err := json.Unmarshal(payload, &sh); err != nil {
+		return nil, damaged("task: %v", err)
+	}
+	var err error
+	if t.State, err = parseState(sh.State); err != nil {
+		return nil, damaged("task %s: %v", t.ID, err)
+	}
+	if t.Params != nil {
 		// The tasks bucket never holds params; a value that does was not
 		// written by this store.
 		return nil, damaged("task %s holds params", t.ID)
 	}
+	// Schema 1 had no intent flag; the migration to schema 2 sets it in
+	// every task it rewrites.
+	t.Intent = false
 	return &t, nil
-}
-
-// taskHead is what Apply's check reads of a stored task: the fields that
-// decide a conflict and those Apply keeps as stored.
-type taskHead struct {
-	ID      string    `json:"id"`
-	Ref     string    `json:"ref"`
-	Method  string    `json:"method"`
-	State   string    `json:"state"`
-	Created time.Time `json:"created"`
-	Seq     uint64    `json:"seq"`
-}
-
-// decodeTaskHead decodes the head of a value of the tasks bucket.
-func decodeTaskHead(b []byte) (taskHead, error) {
-	var h taskHead
-	if err := decode("task", b, &h); err != nil {
-		return taskHead{}, err
-	}
-	st, err := parseState(h.State)
-	switch {
-	case err != nil:
-		return taskHead{}, damaged("task %s: %v", h.ID, err)
-	case h.ID == "":
-		return taskHead{}, damaged("task without id")
-	case !st.Valid():
-		return taskHead{}, damaged("task %s has no state", h.ID)
-	case h.Seq == 0:
-		return taskHead{}, damaged("task %s has seq 0", h.ID)
-	}
-	h.State = string(st)
-	return h, nil
 }
 
 // parseState reads a stored state name as states.State.UnmarshalText does,
@@ -131,25 +164,22 @@ func parseState(s string) (states.State, error) {
 }
 
 // encodeRecord returns the stored form of a history record.
-func encodeRecord(r *persist.Record) ([]byte, error) { return encode("record", r) }
+func encodeRecord(r *persist.Record) ([]byte, error) { return encodeRecordV2(r) }
 
-// decodeRecord decodes a value of a history bucket.
+// decodeRecord decodes a value of the history bucket, of either encoding.
 func decodeRecord(b []byte) (persist.Record, error) {
-	var r persist.Record
-	sh := struct {
-		*persist.Record
-		From string `json:"from,omitempty"`
-		To   string `json:"to"`
-	}{Record: &r}
-	if err := decode("record", b, &sh); err != nil {
+	v, payload, err := unframe("record", b)
+	if err != nil {
 		return persist.Record{}, err
 	}
-	var err error
-	if r.From, err = parseState(sh.From); err != nil {
-		return persist.Record{}, damaged("record %d: %v", r.Seq, err)
+	var r persist.Record
+	if v == encodingV1 {
+		r, err = decodeRecordV1(payload)
+	} else {
+		r, err = decodeRecordV2(payload)
 	}
-	if r.To, err = parseState(sh.To); err != nil {
-		return persist.Record{}, damaged("record %d: %v", r.Seq, err)
+	if err != nil {
+		return persist.Record{}, err
 	}
 	switch {
 	case r.Seq == 0:
@@ -162,62 +192,63 @@ func decodeRecord(b []byte) (persist.Record, error) {
 	return r, nil
 }
 
-// encodeParams returns the stored form of a task's params.
+// decodeRecordV1 decodes a JSON record.
+func decodeRecordV1(payload []byte) (persist.Record, error) {
+	var r persist.Record
+	sh := struct {
+		*persist.Record
+		From string `json:"from,omitempty"`
+		To   string `json:"to"`
+	}{Record: &r}
+	if err := json.Unmarshal(payload, &sh); err != nil {
+		return persist.Record{}, damaged("record: %v", err)
+	}
+	var err error
+	if r.From, err = parseState(sh.From); err != nil {
+		return persist.Record{}, damaged("record %d: %v", r.Seq, err)
+	}
+	if r.To, err = parseState(sh.To); err != nil {
+		return persist.Record{}, damaged("record %d: %v", r.Seq, err)
+	}
+	return r, nil
+}
+
+// encodeParams returns the stored form of a task's params: JSON
+// (encoding 1), read only by Get.
 func encodeParams(p map[string]string) ([]byte, error) {
 	if p == nil {
 		p = map[string]string{}
 	}
-	return encode("params", p)
+	var buf bytes.Buffer
+	buf.Grow(512)
+	buf.Write(make([]byte, headerLen))
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(p); err != nil {
+		return nil, fmt.Errorf("boltstore: encode params: %w", err)
+	}
+	b := buf.Bytes()
+	return sealValue(encodingV1, b[:len(b)-1]), nil // without Encode's newline
 }
 
 // decodeParams decodes a value of the params bucket; an empty map decodes
 // to nil, as the task was created.
 func decodeParams(b []byte) (map[string]string, error) {
-	var p map[string]string
-	if err := decode("params", b, &p); err != nil {
+	v, payload, err := unframe("params", b)
+	if err != nil {
 		return nil, err
+	}
+	if v != encodingV1 {
+		return nil, damaged("params have encoding version %d", v)
+	}
+	var p map[string]string
+	if err := json.Unmarshal(payload, &p); err != nil {
+		return nil, damaged("params: %v", err)
 	}
 	if len(p) == 0 {
 		return nil, nil
 	}
 	return p, nil
-}
-
-func encode(what string, v any) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(512) // a task or a record fits: one allocation
-	buf.Write(make([]byte, headerLen))
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, fmt.Errorf("boltstore: encode %s: %w", what, err)
-	}
-	b := buf.Bytes()
-	b = b[:len(b)-1] // Encode's trailing newline
-	b[0] = encodingV1
-	binary.BigEndian.PutUint32(b[1:], crc32.Checksum(b[headerLen:], crcTable))
-	return b, nil
-}
-
-func decode(what string, b []byte, v any) error {
-	switch {
-	case len(b) == 0:
-		return damaged("empty %s", what)
-	case b[0] > encodingV1:
-		return &decodeError{kind: persist.ErrNewerSchema,
-			msg: fmt.Sprintf("%s has encoding version %d, this program reads %d: upgrade captchafsm", what, b[0], encodingV1)}
-	case b[0] != encodingV1:
-		return damaged("%s has encoding version %d", what, b[0])
-	case len(b) < headerLen:
-		return damaged("%s of %d bytes", what, len(b))
-	}
-	if got, want := crc32.Checksum(b[headerLen:], crcTable), binary.BigEndian.Uint32(b[1:]); got != want {
-		return damaged("%s fails its checksum (%08x, stored %08x)", what, got, want)
-	}
-	if err := json.Unmarshal(b[headerLen:], v); err != nil {
-		return damaged("%s: %v", what, err)
-	}
-	return nil
 }
 
 // historyKey is the key of a history record: the task's id, 0x00, and the
@@ -257,4 +288,52 @@ func splitIndexKey(k []byte) (states.State, string, error) {
 		return "", "", damaged("index key names unknown state %q", s)
 	}
 	return s, string(k[i+1:]), nil
+}
+
+// timeKeyLen is the length of timeKey's encoding.
+const timeKeyLen = 12
+
+// timeKey encodes t so that keys sort as instants: its Unix seconds with
+// the sign bit flipped (8 bytes, big-endian), then its nanoseconds (4
+// bytes). The zero time sorts before every time since year 1.
+func timeKey(t time.Time) []byte {
+	return appendTimeKey(make([]byte, 0, timeKeyLen), t)
+}
+
+func appendTimeKey(b []byte, t time.Time) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(t.Unix())^(1<<63))
+	return binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
+}
+
+// decodeTime decodes a timeKey; ok is false when b is not one. The time
+// of year 1 that is the zero time decodes to time.Time{}.
+func decodeTime(b []byte) (t time.Time, ok bool) {
+	if len(b) < timeKeyLen {
+		return time.Time{}, false
+	}
+	sec := int64(binary.BigEndian.Uint64(b) ^ (1 << 63))
+	ns := binary.BigEndian.Uint32(b[8:])
+	if ns >= 1e9 || sec > maxUnix {
+		return time.Time{}, false
+	}
+	t = time.Unix(sec, int64(ns))
+	if t.IsZero() {
+		return time.Time{}, true
+	}
+	return t, true
+}
+
+// dueKey is the key of an active task in the due index: its NextAt as a
+// timeKey, then its id.
+func dueKey(next time.Time, id string) []byte {
+	return append(appendTimeKey(make([]byte, 0, timeKeyLen+len(id)), next), id...)
+}
+
+// splitDueKey returns the time and id of a due-index key.
+func splitDueKey(k []byte) (time.Time, string, error) {
+	t, ok := decodeTime(k)
+	if !ok || len(k) == timeKeyLen {
+		return time.Time{}, "", damaged("due index key %x is malformed", k)
+	}
+	return t, string(k[timeKeyLen:]), nil
 }

@@ -2,8 +2,8 @@ package boltstore
 
 import (
 	"bytes"
-	"encoding/binary"
-	"hash/crc32"
+	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
@@ -41,7 +41,7 @@ func mustEncode(b []byte, err error) []byte {
 func TestCodecRoundTrip(t *testing.T) {
 	b, err := encodeTask(&sampleTask)
 	require.NoError(t, err)
-	assert.Equal(t, encodingV1, b[0])
+	assert.Equal(t, encodingV2, b[0])
 	got, err := decodeTask(b)
 	require.NoError(t, err)
 	assert.True(t, sameTaskValue(&sampleTask, got))
@@ -58,6 +58,16 @@ func TestCodecRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, sameRecordValue(sampleRecord, rec))
 
+	// Schema 1's JSON values still decode.
+	for _, v := range []*persist.Task{&sampleTask, {ID: "z", State: states.Done, Seq: 1}} {
+		got, err := decodeTask(frame(mustJSON(v)))
+		require.NoError(t, err)
+		assert.True(t, sameTaskValue(v, got))
+	}
+	rec, err = decodeRecord(frame(mustJSON(&sampleRecord)))
+	require.NoError(t, err)
+	assert.True(t, sameRecordValue(sampleRecord, rec))
+
 	pb, err := encodeParams(map[string]string{"body": "aGk="})
 	require.NoError(t, err)
 	p, err := decodeParams(pb)
@@ -65,18 +75,26 @@ func TestCodecRoundTrip(t *testing.T) {
 	assert.Equal(t, map[string]string{"body": "aGk="}, p)
 }
 
-// frame wraps body as a version 1 value with a valid checksum.
-func frame(body []byte) []byte {
-	b := make([]byte, headerLen, headerLen+len(body))
-	b[0] = encodingV1
-	binary.BigEndian.PutUint32(b[1:], crc32.Checksum(body, crcTable))
-	return append(b, body...)
+// frame wraps body as a version 1 (JSON) value with a valid checksum.
+func frame(body []byte) []byte { return frameValue(encodingV1, body) }
+
+// frame2 wraps body as a version 2 (binary) value with a valid checksum.
+func frame2(body []byte) []byte { return frameValue(encodingV2, body) }
+
+// mustJSON is v as schema 1 stored it.
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 func TestDecodeErrors(t *testing.T) {
 	good := mustEncode(encodeTask(&sampleTask))
 	flipped := append([]byte(nil), good...)
 	flipped[len(flipped)/2] ^= 0x04
+	payload := good[headerLen:]
 	tests := []struct {
 		name string
 		b    []byte
@@ -84,7 +102,11 @@ func TestDecodeErrors(t *testing.T) {
 		want string
 	}{
 		{"empty", nil, persist.ErrNotOurs, "empty task"},
-		{"newer version", append([]byte{2}, good[1:]...), persist.ErrNewerSchema, "encoding version 2, this program reads 1"},
+		{"newer version", append([]byte{3}, good[1:]...), persist.ErrNewerSchema, "encoding version 3, this program reads up to 2"},
+		{"binary cut short", frame2(payload[:len(payload)-3]), persist.ErrNotOurs, "ends early"},
+		{"binary left over", frame2(append(slices.Clone(payload), 0)), persist.ErrNotOurs, "1 bytes left over"},
+		{"binary unknown state", frame2(append([]byte{9}, payload[1:]...)), persist.ErrNotOurs, "state code 9 is unknown"},
+		{"binary unknown flag", frame2(append([]byte{payload[0], 4}, payload[2:]...)), persist.ErrNotOurs, "unknown task flags"},
 		{"version 0", append([]byte{0}, good[1:]...), persist.ErrNotOurs, "encoding version 0"},
 		{"short", good[:3], persist.ErrNotOurs, "task of 3 bytes"},
 		{"flipped bit", flipped, persist.ErrNotOurs, "fails its checksum"},
@@ -94,6 +116,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"unknown state", frame([]byte(`{"id":"a","state":"Sleeping","seq":1}`)), persist.ErrNotOurs, "unknown state"},
 		{"seq 0", frame([]byte(`{"id":"a","state":"Polling"}`)), persist.ErrNotOurs, "seq 0"},
 		{"params", frame([]byte(`{"id":"a","state":"Polling","seq":1,"params":{"a":"b"}}`)), persist.ErrNotOurs, "holds params"},
+		{"binary seq 0", mustEncode(encodeTask(&persist.Task{ID: "a", State: states.Done})), persist.ErrNotOurs, "seq 0"},
 		{"bad time", frame([]byte(`{"id":"a","state":"Polling","seq":1,"next_at":"tomorrow"}`)), persist.ErrNotOurs, "parsing time"},
 	}
 	for _, tt := range tests {
@@ -147,13 +170,14 @@ func FuzzDecodeTask(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{1})
 	f.Add([]byte{2, '{', '}'})
+	f.Add(mustEncode(encodeTask(&sampleTask))[headerLen:])
 	for _, b := range fuzzBodies {
 		f.Add([]byte(b))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		// As given (mostly refused by the checksum), and framed, so the
-		// fuzzer reaches the JSON.
-		for _, v := range [][]byte{b, frame(b)} {
+		// fuzzer reaches the JSON and the binary decoder.
+		for _, v := range [][]byte{b, frame(b), frame2(b)} {
 			task, err := decodeTask(v)
 			if err != nil {
 				require.ErrorIs(t, err, errDecode)
@@ -177,11 +201,12 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{1, '['})
 	f.Add([]byte{9, '{', '}'})
+	f.Add(mustEncode(encodeRecord(&sampleRecord))[headerLen:])
 	for _, b := range fuzzBodies {
 		f.Add([]byte(b))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		for _, v := range [][]byte{b, frame(b)} {
+		for _, v := range [][]byte{b, frame(b), frame2(b)} {
 			rec, err := decodeRecord(v)
 			if err != nil {
 				require.ErrorIs(t, err, errDecode)

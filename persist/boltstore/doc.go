@@ -13,15 +13,21 @@
 //
 // The file holds the buckets
 //
-//	meta      magic "captchafsm" and the schema version
-//	tasks     id → task (JSON, without params)
+//	meta      magic "captchafsm", the schema version (2), LastSubmit
+//	tasks     id → task (binary, without params)
 //	params    id → params (JSON), written once by Create, never by Apply
-//	history   id 0x00 seq (8 bytes, big-endian) → record (JSON)
+//	history   id 0x00 seq (8 bytes, big-endian) → record (binary)
 //	refs      ref → id, so refs are unique
-//	by_state  state 0x00 id → empty: the index List and Count read
+//	by_state  state 0x00 id → empty: the index List, Scan and Count read
+//	due       NextAt (12 bytes) id → empty: the active tasks, the index Due reads
 //
 // Every stored value starts with an encoding version byte and a CRC-32C of
-// the JSON that follows, so damage inside a value is reported, not read.
+// what follows, so damage inside a value is reported, not read. Tasks and
+// records are binary (encoding 2): a task decodes with two allocations, so
+// a scan of a million tasks costs a fraction of a second of CPU. Values of
+// a file written by schema 1 (JSON, encoding 1) are still read; opening
+// such a file migrates it (migrate.go), resumably, in transactions of
+// bounded size.
 //
 // # Group commit
 //
@@ -30,11 +36,17 @@
 // goroutine then takes every queued Apply, checks that each task is still
 // the one its caller read, and commits them all in one transaction, so a
 // thousand concurrent transitions cost a few fsyncs, not a thousand. Before
-// it takes a batch the goroutine yields while callers are still arriving,
-// but it never sleeps: a lone caller does not wait for company (bbolt's own
-// Batch waits up to 10 ms for it). The loop remembers the tasks it wrote
-// last, until they end, so the next transition of a task in flight needs
-// no read.
+// it takes a batch the goroutine lets the callers on their way catch up:
+// it waits while a request is being prepared or a burst is arriving, and
+// yields while other goroutines are runnable (the runtime counts them for
+// it), but with nothing else to run it commits at once: a lone caller does
+// not wait for company (bbolt's own Batch waits up to 10 ms for it). The
+// loop remembers the tasks it wrote last, until they end, so the next
+// transition of a task in flight needs no read, and no check when the
+// stored value is the one it wrote. The requests of a batch are written
+// bucket by bucket in key order. One transition writes its record and task
+// and, when they change, its by-state and due index entries and
+// LastSubmit.
 //
 // # Caveats
 //

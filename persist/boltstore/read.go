@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.etcd.io/bbolt"
 
@@ -69,66 +70,241 @@ func getTask(b buckets, id string, withParams bool) (*persist.Task, error) {
 	return t, nil
 }
 
-// List returns tasks without Params, in id (creation) order. With
-// opts.States it reads the by-state index, never the tasks of other states.
+// scanPage is how many tasks (or records) one read transaction of Scan
+// (or ScanHistory) reads: enough to make a transaction's cost vanish,
+// few enough to keep memory flat and never hold a read for long (a long
+// read transaction stops bbolt from growing the file's memory map, so the
+// writer would wait for it).
+const scanPage = 1000
+
+// List returns tasks without Params, in id (creation) order, reversed with
+// opts.Reverse, read as Scan reads them. With opts.States it reads the
+// by-state index, never the tasks of other states.
 func (s *Store) List(ctx context.Context, opts persist.ListOptions) ([]*persist.Task, error) {
+	var out []*persist.Task
+	err := s.scan(ctx, "list", opts, func(t *persist.Task) error {
+		out = append(out, t)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Scan calls fn with each task opts selects (without Params), in id order
+// (reversed with opts.Reverse); see persist.Store. It reads pages of
+// scanPage tasks, each in a read transaction of its own, and calls fn
+// between them. After each page it lets go of the file's mapped pages
+// (see dropMapped), so that the process's resident memory stays flat too.
+func (s *Store) Scan(ctx context.Context, opts persist.ListOptions, fn func(*persist.Task) error) error {
+	return s.scan(ctx, "scan", opts, fn)
+}
+
+func (s *Store) scan(ctx context.Context, op string, opts persist.ListOptions, fn func(*persist.Task) error) error {
 	if opts.Limit < 0 {
-		return nil, fmt.Errorf("boltstore: list: limit %d is negative", opts.Limit)
+		return fmt.Errorf("boltstore: %s: limit %d is negative", op, opts.Limit)
 	}
 	for _, st := range opts.States {
 		if !st.Valid() {
-			return nil, fmt.Errorf("boltstore: list: %q is not a state", st)
+			return fmt.Errorf("boltstore: %s: %q is not a state", op, st)
 		}
 	}
+	sel := slices.Compact(slices.Sorted(slices.Values(opts.States)))
+	after, seen := opts.After, 0
+	page := make([]*persist.Task, 0, scanPage)
+	for {
+		want := scanPage
+		if opts.Limit > 0 {
+			want = min(want, opts.Limit-seen)
+		}
+		page = page[:0]
+		err := s.view(ctx, op, func(tx *bbolt.Tx) error {
+			b, err := bucketsOf(tx)
+			if err != nil {
+				return err
+			}
+			page, err = readPage(b, sel, after, opts.Reverse, want, page)
+			dropMapped(tx)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		n := len(page)
+		if n > 0 {
+			after = page[n-1].ID
+		}
+		for i, t := range page {
+			page[i] = nil // fn owns it now
+			if err := fn(t); err != nil {
+				return err
+			}
+		}
+		seen += n
+		if n < want || (opts.Limit > 0 && seen >= opts.Limit) {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("boltstore: %s: %w", op, err)
+		}
+	}
+}
+
+// readPage appends to page up to want tasks after (before, with reverse)
+// the id after, of the states sel (all when empty).
+func readPage(b buckets, sel []states.State, after string, reverse bool, want int, page []*persist.Task) ([]*persist.Task, error) {
+	if len(sel) == 0 {
+		c := b.tasks.Cursor()
+		k, v := seekAfter(c, nil, after, reverse)
+		for ; k != nil && len(page) < want; k, v = step(c, reverse) {
+			t, err := decodeTask(v)
+			if err != nil {
+				return page, fmt.Errorf("boltstore: list: task %q: %w", k, err)
+			}
+			page = append(page, t)
+		}
+		return page, nil
+	}
+	// Each state's ids come sorted from the by-state index: merge them.
+	type head struct {
+		c      *bbolt.Cursor
+		st     states.State
+		prefix []byte
+		id     []byte // nil once the state is done
+	}
+	heads := make([]head, len(sel))
+	for i, st := range sel {
+		h := head{c: b.byState.Cursor(), st: st, prefix: indexPrefix(st)}
+		k, _ := seekAfter(h.c, h.prefix, after, reverse)
+		if k != nil && bytes.HasPrefix(k, h.prefix) {
+			h.id = k[len(h.prefix):]
+		}
+		heads[i] = h
+	}
+	for len(page) < want {
+		best := -1
+		for i, h := range heads {
+			if h.id == nil {
+				continue
+			}
+			if best < 0 || (bytes.Compare(h.id, heads[best].id) < 0) != reverse {
+				best = i
+			}
+		}
+		if best < 0 {
+			break
+		}
+		h := &heads[best]
+		id := string(h.id)
+		t, err := getTask(b, id, false)
+		if err != nil {
+			return page, fmt.Errorf("boltstore: list: index names a task that cannot be read: %w", err)
+		}
+		if t.State != h.st {
+			return page, fmt.Errorf("boltstore: list: %w", damaged("index says task %s is %s, the task says %s", id, h.st, t.State))
+		}
+		page = append(page, t)
+		h.id = nil
+		if k, _ := step(h.c, reverse); k != nil && bytes.HasPrefix(k, h.prefix) {
+			h.id = k[len(h.prefix):]
+		}
+	}
+	return page, nil
+}
+
+// seekAfter positions c on the first key with prefix after prefix+after
+// (the last before it, with reverse; the first or last of the prefix when
+// after is empty) and returns it. The key may lack the prefix: the
+// caller checks.
+func seekAfter(c *bbolt.Cursor, prefix []byte, after string, reverse bool) ([]byte, []byte) {
+	if !reverse {
+		if after == "" {
+			if prefix == nil {
+				return c.First()
+			}
+			return c.Seek(prefix)
+		}
+		key := append(slices.Clip(prefix), after...)
+		k, v := c.Seek(key)
+		if bytes.Equal(k, key) {
+			return c.Next()
+		}
+		return k, v
+	}
+	var key []byte
+	switch {
+	case after != "":
+		key = append(slices.Clip(prefix), after...)
+	case prefix == nil:
+		return c.Last()
+	default:
+		// The first key past the prefix: the separator 0x00 raised by one.
+		key = append(slices.Clone(prefix[:len(prefix)-1]), 1)
+	}
+	if k, _ := c.Seek(key); k == nil {
+		return c.Last()
+	}
+	return c.Prev()
+}
+
+// step moves c one key on, backwards with reverse.
+func step(c *bbolt.Cursor, reverse bool) ([]byte, []byte) {
+	if reverse {
+		return c.Prev()
+	}
+	return c.Next()
+}
+
+// Due returns active tasks without Params in (NextAt, ID) order, from the
+// due index, in one read transaction; see persist.Store.
+func (s *Store) Due(ctx context.Context, opts persist.DueOptions) ([]*persist.Task, error) {
+	if opts.Limit < 0 {
+		return nil, fmt.Errorf("boltstore: due: limit %d is negative", opts.Limit)
+	}
 	var out []*persist.Task
-	err := s.view(ctx, "list", func(tx *bbolt.Tx) error {
+	err := s.view(ctx, "due", func(tx *bbolt.Tx) error {
 		b, err := bucketsOf(tx)
 		if err != nil {
 			return err
 		}
-		if len(opts.States) == 0 {
-			c := b.tasks.Cursor()
-			for k, v := c.First(); k != nil; k, v = c.Next() {
-				if opts.Limit > 0 && len(out) == opts.Limit {
-					break
-				}
-				t, err := decodeTask(v)
-				if err != nil {
-					return fmt.Errorf("boltstore: list: task %q: %w", k, err)
-				}
-				out = append(out, t)
-			}
-			return nil
-		}
-		// Each state's ids come sorted from the index; only the first
-		// Limit of each can be among the first Limit of all.
-		var ids []string
-		for _, st := range slices.Compact(slices.Sorted(slices.Values(opts.States))) {
-			n := 0
-			prefix := indexPrefix(st)
-			c := b.byState.Cursor()
-			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-				if opts.Limit > 0 && n == opts.Limit {
-					break
-				}
-				ids = append(ids, string(k[len(prefix):]))
-				n++
-			}
-			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("boltstore: list: %w", err)
+		c := b.due.Cursor()
+		var k []byte
+		if opts.After == (persist.DueCursor{}) {
+			k, _ = c.First()
+		} else {
+			key := dueKey(opts.After.At, opts.After.ID)
+			if k, _ = c.Seek(key); bytes.Equal(k, key) {
+				k, _ = c.Next()
 			}
 		}
-		slices.Sort(ids)
-		if opts.Limit > 0 && len(ids) > opts.Limit {
-			ids = ids[:opts.Limit]
+		var until []byte // compared with the time part of each key
+		if !opts.Until.IsZero() {
+			until = timeKey(opts.Until)
 		}
-		out = make([]*persist.Task, 0, len(ids))
-		for _, id := range ids {
+		for ; k != nil; k, _ = c.Next() {
+			if opts.Limit > 0 && len(out) == opts.Limit {
+				break
+			}
+			if until != nil && bytes.Compare(k[:min(len(k), timeKeyLen)], until) > 0 {
+				break
+			}
+			at, id, err := splitDueKey(k)
+			if err != nil {
+				return fmt.Errorf("boltstore: due: %w", err)
+			}
 			t, err := getTask(b, id, false)
 			if err != nil {
-				return fmt.Errorf("boltstore: list: index names a task that cannot be read: %w", err)
+				return fmt.Errorf("boltstore: due: the index names a task that cannot be read: %w", err)
+			}
+			if !t.State.Active() || !t.NextAt.Equal(at) {
+				return fmt.Errorf("boltstore: due: %w", damaged("the index has task %s due at %v, the task is %s due at %v",
+					id, at, t.State, t.NextAt))
 			}
 			out = append(out, t)
+		}
+		if len(out) >= scanPage {
+			dropMapped(tx)
 		}
 		return nil
 	})
@@ -136,6 +312,28 @@ func (s *Store) List(ctx context.Context, opts persist.ListOptions) ([]*persist.
 		return nil, err
 	}
 	return out, nil
+}
+
+// LastSubmit returns the latest At of the committed submit_sending records
+// (zero when there is none); see persist.Store.
+func (s *Store) LastSubmit(ctx context.Context) (time.Time, error) {
+	var at time.Time
+	err := s.view(ctx, "last submit", func(tx *bbolt.Tx) error {
+		b, err := bucketsOf(tx)
+		if err != nil {
+			return err
+		}
+		v := b.meta.Get(keyLastSubmit)
+		if v == nil {
+			return nil
+		}
+		var ok bool
+		if at, ok = decodeTime(v); !ok || len(v) != timeKeyLen {
+			return fmt.Errorf("boltstore: last submit: %w", damaged("meta last_submit is %x", v))
+		}
+		return nil
+	})
+	return at, err
 }
 
 // Count returns the number of tasks per state, from the by-state index;
@@ -167,31 +365,66 @@ func (s *Store) Count(ctx context.Context) (map[states.State]int, error) {
 // persist.ErrNotFound.
 func (s *Store) History(ctx context.Context, id string) ([]persist.Record, error) {
 	var out []persist.Record
-	err := s.view(ctx, "history "+id, func(tx *bbolt.Tx) error {
-		b, err := bucketsOf(tx)
-		if err != nil {
-			return err
-		}
-		prefix := historyPrefix(id)
-		c := b.history.Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			r, err := decodeRecord(v)
-			if err != nil {
-				return fmt.Errorf("boltstore: history %s: %w", id, err)
-			}
-			if !bytes.Equal(k, historyKey(id, r.Seq)) {
-				return fmt.Errorf("boltstore: history %s: %w", id, damaged("record %d is stored under key %x", r.Seq, k))
-			}
-			out = append(out, r)
-		}
-		if len(out) == 0 {
-			// Every task has its first record: no records, no task.
-			return fmt.Errorf("boltstore: history %s: %w", id, persist.ErrNotFound)
-		}
+	err := s.scanHistory(ctx, "history "+id, id, func(r persist.Record) error {
+		out = append(out, r)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// ScanHistory calls fn with each of the task's records in sequence order,
+// reading pages of scanPage records in read transactions of their own;
+// see persist.Store.
+func (s *Store) ScanHistory(ctx context.Context, id string, fn func(persist.Record) error) error {
+	return s.scanHistory(ctx, "history "+id, id, fn)
+}
+
+func (s *Store) scanHistory(ctx context.Context, op, id string, fn func(persist.Record) error) error {
+	prefix := historyPrefix(id)
+	var last uint64 // the seq of the last record read
+	page := make([]persist.Record, 0, min(scanPage, 64))
+	for {
+		page = page[:0]
+		err := s.view(ctx, op, func(tx *bbolt.Tx) error {
+			b, err := bucketsOf(tx)
+			if err != nil {
+				return err
+			}
+			c := b.history.Cursor()
+			for k, v := c.Seek(historyKey(id, last+1)); k != nil && bytes.HasPrefix(k, prefix) && len(page) < scanPage; k, v = c.Next() {
+				r, err := decodeRecord(v)
+				if err != nil {
+					return fmt.Errorf("boltstore: %s: %w", op, err)
+				}
+				want := last + uint64(len(page)) + 1
+				if r.Seq != want || !bytes.Equal(k, historyKey(id, r.Seq)) {
+					return fmt.Errorf("boltstore: %s: %w", op, damaged("record %d is stored under key %x, where record %d belongs", r.Seq, k, want))
+				}
+				page = append(page, r)
+			}
+			if last == 0 && len(page) == 0 {
+				// Every task has its first record: no records, no task.
+				return fmt.Errorf("boltstore: %s: %w", op, persist.ErrNotFound)
+			}
+			if len(page) == scanPage {
+				dropMapped(tx) // a long history: see Scan
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, r := range page {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if len(page) < scanPage {
+			return nil
+		}
+		last = page[len(page)-1].Seq
+	}
 }

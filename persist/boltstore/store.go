@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,8 +23,13 @@ import (
 )
 
 // SchemaVersion is the layout of the buckets this program writes and reads.
-// A file with a higher version is refused with persist.ErrNewerSchema.
-const SchemaVersion = 1
+// A file with a higher version is refused with persist.ErrNewerSchema; one
+// with a lower version is migrated when it is opened (see migrate.go).
+//
+//	1  tasks, params, history, refs and by_state; values JSON
+//	2  + the due index and LastSubmit; tasks and new records binary,
+//	   tasks carry Intent
+const SchemaVersion = 2
 
 // magic marks a bbolt file as a captchafsm database.
 const magic = "captchafsm"
@@ -36,11 +42,15 @@ var (
 	bucketHistory = []byte("history")
 	bucketRefs    = []byte("refs")
 	bucketByState = []byte("by_state")
+	bucketDue     = []byte("due")
 
-	keyMagic  = []byte("magic")
-	keySchema = []byte("schema")
+	keyMagic      = []byte("magic")
+	keySchema     = []byte("schema")
+	keyLastSubmit = []byte("last_submit")
 
-	allBuckets = [][]byte{bucketMeta, bucketTasks, bucketParams, bucketHistory, bucketRefs, bucketByState}
+	// schema1Buckets are the buckets of a schema-1 file.
+	schema1Buckets = [][]byte{bucketMeta, bucketTasks, bucketParams, bucketHistory, bucketRefs, bucketByState}
+	allBuckets     = append(slices.Clip(schema1Buckets), bucketDue)
 )
 
 // Log keys.
@@ -100,6 +110,11 @@ type Store struct {
 	queue    []*applyReq
 	closed   bool
 	loopDone chan struct{}
+	// arrived wakes the loop while it waits for more requests before a
+	// commit (one token, dropped when one is pending).
+	arrived chan struct{}
+	// reqs recycles Apply's requests (see newApplyReq).
+	reqs sync.Pool
 	// shut mirrors closed for methods that do not take mu.
 	shut atomic.Bool
 
@@ -154,7 +169,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{path: path, opts: o, log: o.Logger, db: db, loopDone: make(chan struct{})}
+	s := &Store{path: path, opts: o, log: o.Logger, db: db, loopDone: make(chan struct{}), arrived: make(chan struct{}, 1)}
 	s.cond = sync.NewCond(&s.mu)
 	go s.loop()
 	o.Logger.Info("boltstore: opened", logPath, path)
@@ -226,7 +241,7 @@ func openDB(path string, o Options) (db *bbolt.DB, err error) {
 			return nil, notOurs(path, "not a bbolt file, or its header is damaged", err)
 		}
 	}
-	if err := checkDB(path, db); err != nil {
+	if err := checkDB(path, db, o.Logger); err != nil {
 		_ = closeQuietly(db)
 		return nil, err
 	}
@@ -243,14 +258,14 @@ func closeQuietly(db *bbolt.DB) (err error) {
 	return db.Close()
 }
 
-// checkDB checks the file's size, magic and schema, and writes the meta of
-// a new, empty database.
-func checkDB(path string, db *bbolt.DB) error {
+// checkDB checks the file's size, magic and schema, writes the meta of a
+// new, empty database and migrates one of an older schema.
+func checkDB(path string, db *bbolt.DB, log *slog.Logger) error {
 	st, err := os.Stat(path)
 	if err != nil {
 		return fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
-	var fresh bool
+	var fresh, migrating bool
 	err = db.View(func(tx *bbolt.Tx) error {
 		if need := tx.Size(); st.Size() < need {
 			return notOurs(path, fmt.Sprintf("the file is truncated (%d bytes, its pages need %d)", st.Size(), need), nil)
@@ -279,16 +294,28 @@ func checkDB(path string, db *bbolt.DB) error {
 				errs: []error{persist.ErrNewerSchema}}
 		case schema == 0:
 			return notOurs(path, "meta schema version is 0", nil)
+		case schema < SchemaVersion || meta.Get(keyMigrating) != nil:
+			migrating = true
 		}
-		for _, name := range allBuckets {
+		need := allBuckets
+		if migrating {
+			need = schema1Buckets
+		}
+		for _, name := range need {
 			if tx.Bucket(name) == nil {
 				return notOurs(path, fmt.Sprintf("bucket %q is missing", name), nil)
 			}
 		}
 		return nil
 	})
-	if err != nil || !fresh {
+	if err != nil {
 		return err
+	}
+	if migrating {
+		return migrate(path, db, log)
+	}
+	if !fresh {
+		return nil
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, name := range allBuckets {

@@ -471,3 +471,41 @@ func TestIDsKeepHistoriesApart(t *testing.T) {
 	_, err := s.History(ctx, "")
 	assert.ErrorIs(t, err, persist.ErrNotFound)
 }
+
+// TestSpace: Space counts the pages that hold data, not the file's
+// apparent size; Prune moves pages from used to free, Compact gives the
+// free ones back.
+func TestSpace(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "space.db"), nil)
+	empty, err := s.Space(ctx)
+	require.NoError(t, err)
+	tasks := fill(t, s, 2000, 1000)
+	for _, task := range tasks[3:] {
+		if task.State == states.Polling {
+			task.Params, task.State = nil, states.Failed
+			require.NoError(t, s.Apply(ctx, task, &persist.Record{From: states.Polling, Event: transitions.PermanentError, To: states.Failed}))
+		}
+	}
+	full, err := s.Space(ctx)
+	require.NoError(t, err)
+	assert.Greater(t, full.Used, empty.Used+2000*1000, "2,000 tasks with 1 kB of params each")
+	assert.LessOrEqual(t, full.Used+full.Free, full.File, "pages lie inside the file")
+
+	n, err := s.Prune(ctx, time.Now().Add(time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, 1999, n)
+	pruned, err := s.Space(ctx)
+	require.NoError(t, err)
+	assert.Less(t, pruned.Used, full.Used/10, "the pruned tasks' pages are free")
+	assert.Greater(t, pruned.Free, full.Used/2)
+
+	require.NoError(t, s.Compact(ctx))
+	compacted, err := s.Space(ctx)
+	require.NoError(t, err)
+	assert.Less(t, compacted.Free, int64(64<<10), "Compact keeps no free pages")
+	assert.InDelta(t, pruned.Used, compacted.Used, 64<<10)
+	assert.LessOrEqual(t, compacted.Disk, compacted.File, "the file's tail is sparse")
+	assert.GreaterOrEqual(t, compacted.Disk, compacted.Used-8<<10)
+	t.Logf("empty %+v\nfull %+v\npruned %+v\ncompacted %+v", empty, full, pruned, compacted)
+}

@@ -3,10 +3,12 @@ package boltstore
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -25,18 +27,20 @@ const maxKeyLen = 1024
 
 // buckets are the top-level buckets of one transaction.
 type buckets struct {
-	tasks, params, history, refs, byState *bbolt.Bucket
+	meta, tasks, params, history, refs, byState, due *bbolt.Bucket
 }
 
 func bucketsOf(tx *bbolt.Tx) (buckets, error) {
 	b := buckets{
+		meta:    tx.Bucket(bucketMeta),
 		tasks:   tx.Bucket(bucketTasks),
 		params:  tx.Bucket(bucketParams),
 		history: tx.Bucket(bucketHistory),
 		refs:    tx.Bucket(bucketRefs),
 		byState: tx.Bucket(bucketByState),
+		due:     tx.Bucket(bucketDue),
 	}
-	if b.tasks == nil || b.params == nil || b.history == nil || b.refs == nil || b.byState == nil {
+	if b.meta == nil || b.tasks == nil || b.params == nil || b.history == nil || b.refs == nil || b.byState == nil || b.due == nil {
 		return b, fmt.Errorf("boltstore: a bucket is missing: %w", persist.ErrNotOurs)
 	}
 	return b, nil
@@ -46,8 +50,9 @@ func bucketsOf(tx *bbolt.Tx) (buckets, error) {
 // transitions.Created, to Submitting), in one transaction: all or none.
 //
 // A task's ID must be set; its State must be empty or Submitting. Zero
-// Created and Updated times are set to now. On success each task's State,
-// Seq (1), Created and Updated are set as stored; on failure the tasks are
+// Created and Updated times are set to now. Each task enters the due
+// index under its NextAt. On success each task's State, Seq (1), Intent
+// (false), Created and Updated are set as stored; on failure the tasks are
 // unchanged. An ID already stored fails with persist.ErrDuplicateID, a Ref
 // already stored (or given twice) with persist.ErrDuplicateRef.
 func (s *Store) Create(ctx context.Context, tasks ...*persist.Task) error {
@@ -76,6 +81,7 @@ func (s *Store) Create(ctx context.Context, tasks ...*persist.Task) error {
 		c.Params = nil
 		c.State = transitions.Initial
 		c.Seq = 1
+		c.Intent = false
 		if c.Created.IsZero() {
 			c.Created = now
 		}
@@ -133,6 +139,7 @@ func (s *Store) Create(ctx context.Context, tasks ...*persist.Task) error {
 				{b.tasks, id, p.task},
 				{b.params, id, p.params},
 				{b.byState, indexKey(p.t.State, p.t.ID), []byte{}},
+				{b.due, dueKey(p.t.NextAt, p.t.ID), []byte{}},
 			} {
 				if err := put.b.Put(put.k, put.v); err != nil {
 					return fmt.Errorf("boltstore: create %s: %w", p.t.ID, err)
@@ -150,7 +157,7 @@ func (s *Store) Create(ctx context.Context, tasks ...*persist.Task) error {
 	}
 	for i, t := range tasks {
 		p := &preps[i].t
-		t.State, t.Seq, t.Created, t.Updated = p.State, p.Seq, p.Created, p.Updated
+		t.State, t.Seq, t.Created, t.Updated, t.Intent = p.State, p.Seq, p.Created, p.Updated, false
 	}
 	return nil
 }
@@ -171,9 +178,21 @@ type applyReq struct {
 	task    persist.Task // the new task, Seq the new one, no Params
 	from    states.State
 	oldSeq  uint64
-	stored  []byte // the stored task as the caller read it
-	rec     []byte // the encoded record
-	taskVal []byte // the encoded new task
+	oldNext time.Time // the stored task's NextAt
+	stored  []byte    // the stored task as the caller read it
+	rec     []byte    // the encoded record
+	taskVal []byte    // the encoded new task
+	// submitAt is the record's At when its event is SubmitSending (it
+	// may raise LastSubmit), else zero.
+	submitAt time.Time
+	// trusted: the loop checked that the stored task is the value it
+	// wrote last itself, the one the caller read (see runBatch).
+	trusted bool
+	// The keys the commit writes: the record's, and the index entries
+	// to delete and put (nil when the index does not change).
+	histKey            []byte
+	stateDel, statePut []byte
+	dueDel, duePut     []byte
 
 	state atomic.Int32
 	err   error // set inside the transaction
@@ -191,7 +210,9 @@ var errNothingWritten = errors.New("boltstore: nothing to commit")
 // the commit is durable (fsync, unless Options.NoSync).
 //
 // A zero rec.At is set to now and a zero t.Updated to rec.At. The task's
-// State must be rec.To. Ref, Method, Created and Params are kept as stored.
+// State must be rec.To. Ref, Method, Created and Params are kept as stored;
+// Intent is set from rec.Event. The by-state and due indexes and
+// LastSubmit change in the same transaction.
 // A transition that conflicts with the committed task fails at once,
 // without queueing. If ctx ends before the request is taken, Apply returns
 // ctx's error and nothing is written; once taken, it waits for the
@@ -222,9 +243,11 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 			s.preparing.Add(-1)
 		}
 	}()
-	r := &applyReq{task: *t, from: rec.From, oldSeq: t.Seq, done: make(chan error, 1)}
+	r := s.newApplyReq()
+	r.task, r.from, r.oldSeq = *t, rec.From, t.Seq
 	r.task.Params = nil
 	r.task.Seq = t.Seq + 1
+	r.task.Intent = transitions.InDoubt(rec.Event)
 	rc := *rec
 	rc.Seq = r.task.Seq
 	if rc.At.IsZero() {
@@ -241,7 +264,7 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 	// stale transition fails without queueing, and the loop only compares
 	// bytes. The task as the loop last wrote it spares a read.
 	if c, ok := s.cache.get(t.ID); ok && c.state == r.from && c.seq == r.oldSeq {
-		r.stored = c.val
+		r.stored, r.oldNext = c.val, c.nextAt
 		r.task.Ref, r.task.Method, r.task.Created = c.ref, c.method, c.created
 	} else {
 		err = s.view(ctx, "apply "+t.ID, func(tx *bbolt.Tx) error {
@@ -250,12 +273,12 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 				return err
 			}
 			v := b.tasks.Get([]byte(t.ID))
-			head, err := checkStored(r, v)
+			old, err := checkStored(r, v)
 			if err != nil {
 				return err
 			}
-			r.stored = bytes.Clone(v)
-			r.task.Ref, r.task.Method, r.task.Created = head.Ref, head.Method, head.Created
+			r.stored, r.oldNext = bytes.Clone(v), old.NextAt
+			r.task.Ref, r.task.Method, r.task.Created = old.Ref, old.Method, old.Created
 			return nil
 		})
 		if err != nil {
@@ -264,6 +287,10 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 	}
 	if r.taskVal, err = encodeTask(&r.task); err != nil {
 		return fmt.Errorf("boltstore: apply %s: %w", t.ID, err)
+	}
+	r.keys()
+	if r.task.Intent {
+		r.submitAt = rc.At
 	}
 
 	s.mu.Lock()
@@ -276,26 +303,120 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 	queued = true
 	s.cond.Signal()
 	s.mu.Unlock()
+	select {
+	case s.arrived <- struct{}{}:
+	default:
+	}
 
 	select {
 	case err = <-r.done:
 	case <-ctx.Done():
 		if r.state.CompareAndSwap(reqQueued, reqAbandoned) {
+			// The loop will still see r: it is not reused.
 			return fmt.Errorf("boltstore: apply %s: %w", t.ID, ctx.Err())
 		}
 		err = <-r.done
 	}
-	if err != nil {
-		return err
+	if err == nil {
+		t.Seq, rec.Seq = r.task.Seq, r.task.Seq
+		rec.At = rc.At
+		t.Updated = r.task.Updated
+		t.Intent = r.task.Intent
 	}
-	t.Seq, rec.Seq = r.task.Seq, r.task.Seq
-	rec.At = rc.At
-	t.Updated = r.task.Updated
-	return nil
+	s.releaseApplyReq(r)
+	return err
 }
 
-// maxYields bounds the yields of the group-commit loop between batches.
-const maxYields = 64
+// newApplyReq returns a request from the store's pool, which recycles them
+// with their channels: a busy engine makes tens of thousands a second. The
+// pool is the store's own, not the package's, so that a channel made in a
+// testing/synctest bubble (with the store) stays in it.
+func (s *Store) newApplyReq() *applyReq {
+	r, _ := s.reqs.Get().(*applyReq)
+	if r == nil {
+		r = &applyReq{done: make(chan error, 1)}
+	}
+	r.state.Store(reqQueued)
+	return r
+}
+
+// releaseApplyReq returns r to the pool once its caller has its outcome:
+// the loop sent it as its last use of r.
+func (s *Store) releaseApplyReq(r *applyReq) {
+	r.task = persist.Task{}
+	r.from, r.oldSeq, r.oldNext = "", 0, time.Time{}
+	r.stored, r.rec, r.taskVal = nil, nil, nil
+	r.submitAt, r.trusted = time.Time{}, false
+	r.histKey, r.stateDel, r.statePut, r.dueDel, r.duePut = nil, nil, nil, nil, nil
+	r.err = nil
+	s.reqs.Put(r)
+}
+
+// keys computes the keys r's commit writes, in one allocation.
+func (r *applyReq) keys() {
+	id, to := r.task.ID, r.task.State
+	wasDue, isDue := r.from.Active(), to.Active()
+	same := wasDue && isDue && r.oldNext.Equal(r.task.NextAt)
+	size := len(id) + 9
+	if to != r.from {
+		size += len(r.from) + len(to) + 2*(len(id)+1)
+	}
+	if !same {
+		size += 2 * (timeKeyLen + len(id))
+	}
+	buf := make([]byte, 0, size)
+	// cut ends the key built from start and keeps it from growing into
+	// the next one.
+	cut := func(start int) []byte { return buf[start:len(buf):len(buf)] }
+	start := len(buf)
+	buf = append(append(buf, id...), 0)
+	buf = binary.BigEndian.AppendUint64(buf, r.task.Seq)
+	r.histKey = cut(start)
+	if to != r.from {
+		start = len(buf)
+		buf = append(append(append(buf, r.from...), 0), id...)
+		r.stateDel = cut(start)
+		start = len(buf)
+		buf = append(append(append(buf, to...), 0), id...)
+		r.statePut = cut(start)
+	}
+	if wasDue && !same {
+		start = len(buf)
+		buf = append(appendTimeKey(buf, r.oldNext), id...)
+		r.dueDel = cut(start)
+	}
+	if isDue && !same {
+		start = len(buf)
+		buf = append(appendTimeKey(buf, r.task.NextAt), id...)
+		r.duePut = cut(start)
+	}
+}
+
+// How the group-commit loop lets callers catch up before a commit (see
+// gather): it waits for a request being prepared at most idleWait (a
+// safety net: the request arrives in microseconds, or its caller failed),
+// yields at most idleYields times in a row while no request arrives, and
+// gathers for at most maxWait (and maxRounds rounds) in all.
+const (
+	idleWait   = 250 * time.Microsecond
+	maxWait    = 10 * time.Millisecond
+	idleYields = 64
+	maxRounds  = 1 << 14
+)
+
+// runnableMetric counts the goroutines waiting for a CPU (Go 1.26).
+const runnableMetric = "/sched/goroutines/runnable:goroutines"
+
+// runnable returns the number of goroutines of the process that wait to
+// run: the callers that are about to queue an Apply are among them. It
+// costs about 50 ns and allocates nothing.
+func runnable(sample []metrics.Sample) uint64 {
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
+		return 0 // not measured by this runtime: do not wait on it
+	}
+	return sample[0].Value.Uint64()
+}
 
 // queued returns the number of requests waiting.
 func (s *Store) queued() int {
@@ -304,31 +425,75 @@ func (s *Store) queued() int {
 	return len(s.queue)
 }
 
-// loop is the group-commit goroutine: it takes all queued requests at once
-// and commits them in one transaction, never waiting for more to arrive.
+// gather lets the callers that are about to queue a request do so before
+// the loop takes the queue, so that they share the commit instead of
+// waiting for the next; a lone caller's request is committed at once
+// (bbolt's Batch makes it wait 10 ms). last is the size of the last batch.
+//
+// While a caller is preparing its request (encoding it, checking it
+// against the committed task), or while more requests have come than the
+// last commit took (a burst: its callers may be held up a moment, by the
+// garbage collector for one), the loop waits, parked, for the next
+// request, at most idleWait: parked, so that its CPU runs the callers.
+// Else, while any goroutine of the process waits to run (it may be a
+// caller that has not reached Apply yet), it yields, until the queue has
+// not grown for idleYields yields; with nothing runnable it stops at once.
+// It sleeps on a timer only while requests are arriving, so that in a
+// testing/synctest bubble a lone caller's commit takes no virtual time.
+func (s *Store) gather(sample []metrics.Sample, idle *time.Timer, last int) {
+	deadline := time.Now().Add(maxWait)
+	n, still := s.queued(), 0
+	for range maxRounds {
+		if !time.Now().Before(deadline) {
+			return
+		}
+		if s.preparing.Load() > 0 || (n > last && n > 1) {
+			// A request is on its way, or more requests than the last
+			// commit took have come: a burst, whose callers may be held
+			// up a moment (by the garbage collector, for one). Wait,
+			// parked, for the next.
+			idle.Reset(idleWait)
+			select {
+			case <-s.arrived:
+				idle.Stop() // since Go 1.23 no stale tick is left behind
+			case <-idle.C:
+				if s.preparing.Load() == 0 && s.queued() == n {
+					return // none for idleWait
+				}
+			}
+			n, still = s.queued(), 0
+			continue
+		}
+		if runnable(sample) == 0 {
+			return
+		}
+		if q := s.queued(); q != n {
+			n, still = q, 0
+		} else if still++; still >= idleYields {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+// loop is the group-commit goroutine: it lets the callers on their way
+// catch up (gather), then takes all queued requests at once and commits
+// them in one transaction.
 func (s *Store) loop() {
 	defer close(s.loopDone)
 	debug.SetPanicOnFault(true)
 	var batch []*applyReq
+	sample := []metrics.Sample{{Name: runnableMetric}}
+	idle := time.NewTimer(time.Hour)
+	idle.Stop()
+	last := 0 // the size of the last batch
 	for {
 		s.mu.Lock()
 		for len(s.queue) == 0 && !s.closed {
 			s.cond.Wait()
 		}
 		s.mu.Unlock()
-		// Callers that are runnable (just answered, or just arrived) are
-		// about to queue: let them, yielding while the queue grows, so
-		// they share this commit instead of waiting for the next. A yield,
-		// not a timed wait: a lone caller loses a microsecond, never bbolt
-		// Batch's 10 ms.
-		for n, still, i := -1, 0, 0; still < 2 && i < maxYields; i++ {
-			if q := s.queued(); q == n && s.preparing.Load() == 0 {
-				still++
-			} else {
-				n, still = q, 0
-			}
-			runtime.Gosched()
-		}
+		s.gather(sample, idle, last)
 		s.mu.Lock()
 		for len(s.queue) == 0 && !s.closed {
 			s.cond.Wait()
@@ -344,6 +509,7 @@ func (s *Store) loop() {
 		}
 		batch, s.queue = s.queue, batch[:0]
 		s.mu.Unlock()
+		last = len(batch)
 		s.commit(batch)
 		clear(batch)
 	}
@@ -396,6 +562,15 @@ func (s *Store) commit(batch []*applyReq) {
 // runBatch runs one transaction over live. A request that fails its checks
 // gets r.err and writes nothing; one whose write fails makes the whole
 // transaction roll back, and runBatch returns its index and error.
+//
+// The writes go bucket by bucket in key order (requests sorted by task
+// id), so that each bucket's tree is walked once, in order. A request whose
+// stored task the loop itself wrote last (its caller took it from the
+// cache, and the cache still holds that very value) needs no read: only
+// the loop writes a task in flight, and the cache keeps no settled one
+// (which Prune could delete). Of several requests for one task in a batch
+// the first queued wins; the others were computed from the value it
+// replaces, and conflict.
 func (s *Store) runBatch(live []*applyReq) (failed int, err error) {
 	failed = -1
 	defer func() {
@@ -403,37 +578,50 @@ func (s *Store) runBatch(live []*applyReq) (failed int, err error) {
 			failed, err = -1, errCorrupt("apply", r)
 		}
 	}()
+	s.cache.markTrusted(live)
+	ok := make([]*applyReq, 0, len(live))
 	err = s.db.Update(func(tx *bbolt.Tx) error {
 		b, err := bucketsOf(tx)
 		if err != nil {
 			return err
 		}
 		b.tasks.FillPercent = 0.9
-		wrote := false
-		for i, r := range live {
+		ok = ok[:0]
+		for _, r := range live {
 			r.err = nil
-			writes, err := checkApply(b, r)
-			if err != nil {
-				r.err = err
+			if !r.trusted {
+				r.err = checkApply(b, r)
+			}
+			if r.err == nil {
+				ok = append(ok, r)
+			}
+		}
+		slices.SortStableFunc(ok, func(x, y *applyReq) int { return strings.Compare(x.task.ID, y.task.ID) })
+		n := 0
+		for i, r := range ok {
+			if i > 0 && r.task.ID == ok[i-1].task.ID {
+				r.err = fmt.Errorf("boltstore: apply %s: another transition of the task at seq %d came first: %w",
+					r.task.ID, r.oldSeq, persist.ErrConflict)
 				continue
 			}
-			for _, w := range writes {
-				if w.v == nil {
-					err = w.b.Delete(w.k)
-				} else {
-					err = w.b.Put(w.k, w.v)
-				}
-				if err != nil {
-					failed = i
-					return fmt.Errorf("boltstore: apply %s: %w", r.task.ID, err)
-				}
-			}
-			wrote = true
+			ok[n] = r
+			n++
 		}
-		if !wrote {
+		ok = ok[:n]
+		if len(ok) == 0 {
 			return errNothingWritten
 		}
-		return nil
+		if r, err := writeBatch(b, ok); err != nil {
+			failed = slices.Index(live, r)
+			return fmt.Errorf("boltstore: apply %s: %w", r.task.ID, err)
+		}
+		var lastSubmit time.Time
+		for _, r := range ok {
+			if r.submitAt.After(lastSubmit) {
+				lastSubmit = r.submitAt
+			}
+		}
+		return raiseLastSubmit(b.meta, lastSubmit)
 	})
 	switch {
 	case errors.Is(err, errNothingWritten):
@@ -444,47 +632,111 @@ func (s *Store) runBatch(live []*applyReq) (failed int, err error) {
 	return failed, err
 }
 
-// write is one Put (or, with a nil v, Delete).
-type write struct {
-	b    *bbolt.Bucket
-	k, v []byte
+// writeBatch writes the requests ok (sorted by task id, one per task):
+// records, tasks, then the index entries that change, each bucket in key
+// order. It returns the request whose write failed, with the error.
+func writeBatch(b buckets, ok []*applyReq) (*applyReq, error) {
+	for _, r := range ok {
+		if err := b.history.Put(r.histKey, r.rec); err != nil {
+			return r, err
+		}
+	}
+	for _, r := range ok {
+		if err := b.tasks.Put([]byte(r.task.ID), r.taskVal); err != nil {
+			return r, err
+		}
+	}
+	type entry struct {
+		r   *applyReq
+		key []byte
+	}
+	var dels, puts []entry
+	for _, r := range ok {
+		if r.stateDel != nil {
+			dels = append(dels, entry{r, r.stateDel})
+			puts = append(puts, entry{r, r.statePut})
+		}
+	}
+	byKey := func(x, y entry) int { return bytes.Compare(x.key, y.key) }
+	slices.SortFunc(dels, byKey)
+	slices.SortFunc(puts, byKey)
+	for _, e := range dels {
+		if err := b.byState.Delete(e.key); err != nil {
+			return e.r, err
+		}
+	}
+	for _, e := range puts {
+		if err := b.byState.Put(e.key, []byte{}); err != nil {
+			return e.r, err
+		}
+	}
+	dels, puts = dels[:0], puts[:0]
+	for _, r := range ok {
+		if r.dueDel != nil {
+			dels = append(dels, entry{r, r.dueDel})
+		}
+		if r.duePut != nil {
+			puts = append(puts, entry{r, r.duePut})
+		}
+	}
+	slices.SortFunc(dels, byKey)
+	slices.SortFunc(puts, byKey)
+	for _, e := range dels {
+		if err := b.due.Delete(e.key); err != nil {
+			return e.r, err
+		}
+	}
+	for _, e := range puts {
+		if err := b.due.Put(e.key, []byte{}); err != nil {
+			return e.r, err
+		}
+	}
+	return nil, nil
 }
 
 // checkStored checks the stored task v against the transition r and
-// returns its head.
-func checkStored(r *applyReq, v []byte) (taskHead, error) {
+// returns it decoded.
+func checkStored(r *applyReq, v []byte) (*persist.Task, error) {
 	if v == nil {
-		return taskHead{}, fmt.Errorf("boltstore: apply %s: %w", r.task.ID, persist.ErrNotFound)
+		return nil, fmt.Errorf("boltstore: apply %s: %w", r.task.ID, persist.ErrNotFound)
 	}
-	head, err := decodeTaskHead(v)
+	old, err := decodeTask(v)
 	if err != nil {
-		return taskHead{}, fmt.Errorf("boltstore: apply %s: %w", r.task.ID, err)
+		return nil, fmt.Errorf("boltstore: apply %s: %w", r.task.ID, err)
 	}
-	if head.State != string(r.from) || head.Seq != r.oldSeq {
-		return taskHead{}, fmt.Errorf("boltstore: apply %s: stored task is %s at seq %d, the transition is from %s at seq %d: %w",
-			r.task.ID, head.State, head.Seq, r.from, r.oldSeq, persist.ErrConflict)
+	if old.ID != r.task.ID {
+		return nil, fmt.Errorf("boltstore: apply %s: %w", r.task.ID, damaged("stored task says its id is %s", old.ID))
 	}
-	return head, nil
+	if old.State != r.from || old.Seq != r.oldSeq {
+		return nil, fmt.Errorf("boltstore: apply %s: stored task is %s at seq %d, the transition is from %s at seq %d: %w",
+			r.task.ID, old.State, old.Seq, r.from, r.oldSeq, persist.ErrConflict)
+	}
+	return old, nil
 }
 
-// checkApply checks that the stored task is still the one r's caller read
-// and returns the writes that apply r, touching nothing.
-func checkApply(b buckets, r *applyReq) ([]write, error) {
-	id := []byte(r.task.ID)
-	v := b.tasks.Get(id)
+// checkApply checks, inside the commit's transaction, that the stored task
+// is still the one r's caller read.
+func checkApply(b buckets, r *applyReq) error {
+	v := b.tasks.Get([]byte(r.task.ID))
 	if !bytes.Equal(v, r.stored) {
 		// Every write of a task raises its seq, so this is a conflict (or
 		// the task was pruned); checkStored says which.
 		if _, err := checkStored(r, v); err != nil {
-			return nil, err
+			return err
 		}
-		return nil, fmt.Errorf("boltstore: apply %s: stored task changed at seq %d: %w", r.task.ID, r.oldSeq, persist.ErrConflict)
+		return fmt.Errorf("boltstore: apply %s: stored task changed at seq %d: %w", r.task.ID, r.oldSeq, persist.ErrConflict)
 	}
-	writes := []write{{b.history, historyKey(r.task.ID, r.task.Seq), r.rec}, {b.tasks, id, r.taskVal}}
-	if r.task.State != r.from {
-		writes = append(writes,
-			write{b.byState, indexKey(r.from, r.task.ID), nil},
-			write{b.byState, indexKey(r.task.State, r.task.ID), []byte{}})
+	return nil
+}
+
+// raiseLastSubmit stores at as LastSubmit if it is later than the stored
+// one.
+func raiseLastSubmit(meta *bbolt.Bucket, at time.Time) error {
+	if at.IsZero() {
+		return nil
 	}
-	return writes, nil
+	if old, ok := decodeTime(meta.Get(keyLastSubmit)); ok && !at.After(old) {
+		return nil
+	}
+	return meta.Put(keyLastSubmit, timeKey(at))
 }

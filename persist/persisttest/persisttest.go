@@ -49,6 +49,14 @@ func Run(t *testing.T, open func(t *testing.T) persist.Store) {
 		{"Closed", testClosed},
 		{"CloseDuringApply", testCloseDuringApply},
 		{"Compact", testCompact},
+		{"Scan", testScan},
+		{"ScanPages", testScanPages},
+		{"ScanMovingTasks", testScanMovingTasks},
+		{"ScanHistory", testScanHistory},
+		{"Due", testDue},
+		{"DueFollowsApply", testDueFollowsApply},
+		{"LastSubmit", testLastSubmit},
+		{"Intent", testIntent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -674,6 +682,10 @@ func testContextCancelled(t *testing.T, s persist.Store) {
 	assert.ErrorIs(t, err, context.Canceled)
 	_, err = s.List(cancelled, persist.ListOptions{})
 	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, s.Scan(cancelled, persist.ListOptions{}, func(*persist.Task) error { return nil }), context.Canceled)
+	assert.ErrorIs(t, s.ScanHistory(cancelled, task.ID, func(persist.Record) error { return nil }), context.Canceled)
+	_, err = s.Due(cancelled, persist.DueOptions{})
+	assert.ErrorIs(t, err, context.Canceled)
 	_, err = s.Prune(cancelled, base.Add(time.Hour))
 	assert.ErrorIs(t, err, context.Canceled)
 }
@@ -696,8 +708,14 @@ func testClosed(t *testing.T, s persist.Store) {
 		"List":     func() error { _, err := s.List(ctx, persist.ListOptions{}); return err },
 		"Count":    func() error { _, err := s.Count(ctx); return err },
 		"History":  func() error { _, err := s.History(ctx, task.ID); return err },
-		"Prune":    func() error { _, err := s.Prune(ctx, base); return err },
-		"Close":    s.Close,
+		"ScanHistory": func() error {
+			return s.ScanHistory(ctx, task.ID, func(persist.Record) error { return nil })
+		},
+		"Scan":       func() error { return s.Scan(ctx, persist.ListOptions{}, func(*persist.Task) error { return nil }) },
+		"Due":        func() error { _, err := s.Due(ctx, persist.DueOptions{}); return err },
+		"LastSubmit": func() error { _, err := s.LastSubmit(ctx); return err },
+		"Prune":      func() error { _, err := s.Prune(ctx, base); return err },
+		"Close":      s.Close,
 	}
 	if cp, ok := s.(persist.Compacter); ok {
 		calls["Compact"] = func() error { return cp.Compact(ctx) }

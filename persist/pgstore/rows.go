@@ -105,7 +105,7 @@ func decodeParams(id string, b []byte) (map[string]string, error) {
 // alias t.
 const taskCols = `t.id, t.ref, t.method, t.state, t.code, t.submits, t.retries, t.resubmits, t.polls,
 	t.provider_id, t.next_at, t.next_at_ns, t.poll_since, t.poll_since_ns, t.token, t.cost,
-	t.created, t.created_ns, t.updated, t.updated_ns, t.owner, t.lease_until, t.lease_until_ns, t.seq`
+	t.created, t.created_ns, t.updated, t.updated_ns, t.owner, t.lease_until, t.lease_until_ns, t.seq, t.intent`
 
 // scanTask reads one row of taskCols, then extra.
 func scanTask(row pgx.Row, extra ...any) (*persist.Task, error) {
@@ -121,7 +121,7 @@ func scanTask(row pgx.Row, extra ...any) (*persist.Task, error) {
 	)
 	dest := []any{&t.ID, &ref, &t.Method, &state, &t.Code, &t.Submits, &t.Retries, &t.Resubmits, &t.Polls,
 		&t.ProviderID, &nextAt, &nextNs, &pollSince, &pollNs, &t.Token, &t.Cost,
-		&created, &createdNs, &updated, &updatedNs, &t.Owner, &leaseUntil, &leaseNs, &seq}
+		&created, &createdNs, &updated, &updatedNs, &t.Owner, &leaseUntil, &leaseNs, &seq, &t.Intent}
 	if err := row.Scan(append(dest, extra...)...); err != nil {
 		return nil, err
 	}

@@ -93,6 +93,19 @@ CREATE TABLE fleet (
 );
 INSERT INTO fleet (id) VALUES (1);
 `},
+	{2, "intent, due index, last submit", `
+-- Set by Apply: the task's last record is a submit_sending.
+ALTER TABLE tasks ADD COLUMN intent boolean NOT NULL DEFAULT false;
+UPDATE tasks t SET intent = true
+WHERE state = 'Submitting'
+    AND (SELECT h.event FROM history h WHERE h.task_id = t.id ORDER BY h.seq DESC LIMIT 1) = 'submit_sending';
+-- Due: the active tasks in exact next-action order, a zero time (NULL) first.
+CREATE INDEX tasks_due ON tasks ((COALESCE(next_at, '-infinity'::timestamptz)), next_at_ns, id)
+    WHERE state IN ('Submitting', 'Backoff', 'Polling', 'Resubmitting');
+-- LastSubmit: the latest submit intent, and the latest of those Prune deleted.
+CREATE INDEX history_submits ON history (at DESC, at_ns DESC) WHERE event = 'submit_sending';
+ALTER TABLE fleet ADD COLUMN pruned_submit timestamptz, ADD COLUMN pruned_submit_ns smallint NOT NULL DEFAULT 0;
+`},
 }
 
 // SchemaVersion is the schema version of this program: the version of its

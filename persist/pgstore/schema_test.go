@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -107,6 +108,67 @@ func TestMigrateOlderSchema(t *testing.T) {
 	require.ErrorIs(t, err, persist.ErrNewerSchema)
 	assert.ErrorContains(t, err, fmt.Sprintf("version %d, newer than this program's %d", next+1, SchemaVersion))
 	assert.ErrorContains(t, err, schema)
+}
+
+// TestMigrateFromVersion1: tasks written at schema version 1 get their
+// intent flag, the due index and LastSubmit from migration 2.
+func TestMigrateFromVersion1(t *testing.T) {
+	ctx := context.Background()
+	url, conn, schema := testDB(t)
+	pool, err := pgxpool.New(ctx, url)
+	require.NoError(t, err)
+	_, _, err = migrate(ctx, pool, schema, migrations[:1])
+	pool.Close()
+	require.NoError(t, err)
+
+	// Three tasks as version 1's store wrote them: a submit in flight, a
+	// polling task, a solved one.
+	base := time.Date(2025, 5, 1, 10, 0, 0, 0, time.UTC)
+	ids := []string{persist.NewID(), persist.NewID(), persist.NewID()}
+	type rec struct {
+		seq      int
+		from, ev string
+		to       string
+	}
+	paths := [][]rec{
+		{{1, "", "created", "Submitting"}, {2, "Submitting", "submit_sending", "Submitting"}},
+		{{1, "", "created", "Submitting"}, {2, "Submitting", "submit_sending", "Submitting"}, {3, "Submitting", "submit_accepted", "Polling"}},
+		{{1, "", "created", "Submitting"}, {2, "Submitting", "submit_sending", "Submitting"}, {3, "Submitting", "submit_accepted", "Polling"},
+			{4, "Polling", "solved", "Done"}},
+	}
+	for i, path := range paths {
+		last := path[len(path)-1]
+		next := base.Add(time.Duration(10-i) * time.Second)
+		var nextAt *time.Time
+		if last.to != "Done" {
+			nextAt = &next
+		}
+		exec(t, conn, schema, `INSERT INTO tasks (id, method, state, next_at, created, updated, seq) VALUES ($1, 'post', $2, $3, $4, $5, $6)`,
+			ids[i], last.to, nextAt, base, base.Add(time.Duration(len(path))*time.Second), len(path))
+		exec(t, conn, schema, `INSERT INTO params (task_id, params) VALUES ($1, '{}')`, ids[i])
+		for _, r := range path {
+			exec(t, conn, schema, `INSERT INTO history (task_id, seq, at, from_state, event, to_state) VALUES ($1, $2, $3, $4, $5, $6)`,
+				ids[i], r.seq, base.Add(time.Duration(r.seq)*time.Second+time.Duration(i)*time.Minute), r.from, r.ev, r.to)
+		}
+	}
+
+	s, err := Open(ctx, url, &Options{Schema: schema})
+	require.NoError(t, err)
+	defer s.Close()
+	assert.Equal(t, SchemaVersion, version(t, conn, schema))
+	for i, want := range []bool{true, false, false} {
+		task, err := s.Get(ctx, ids[i])
+		require.NoError(t, err)
+		assert.Equal(t, want, task.Intent, "task %d", i)
+	}
+	due, err := s.Due(ctx, persist.DueOptions{})
+	require.NoError(t, err)
+	require.Len(t, due, 2)
+	assert.Equal(t, []string{ids[1], ids[0]}, []string{due[0].ID, due[1].ID}, "the polling task is due first")
+	last, err := s.LastSubmit(ctx)
+	require.NoError(t, err)
+	want := base.Add(2*time.Second + 2*time.Minute)
+	assert.True(t, last.Equal(want), "LastSubmit: want %v, got %v", want, last)
 }
 
 func TestNewerSchemaRefused(t *testing.T) {

@@ -58,6 +58,10 @@ type Options struct {
 	WriteTimeout time.Duration
 	// Logger receives open, migration and prune events; nil discards them.
 	Logger *slog.Logger
+
+	// dial, set by this package's tests, opens the pool's connections (to
+	// count what crosses them).
+	dial pgconn.DialFunc
 }
 
 // validate checks o and fills in the defaults of zero fields.
@@ -140,6 +144,9 @@ func Open(ctx context.Context, url string, opts *Options) (*Store, error) {
 	cfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{o.Schema}.Sanitize()
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "captchafsm"
+	}
+	if o.dial != nil {
+		cfg.ConnConfig.DialFunc = o.dial
 	}
 	switch {
 	case o.MaxConns > 0:

@@ -40,8 +40,10 @@ SELECT id, 1, $17::timestamptz, $18::smallint, $25::text, $4::text FROM t`
 // (or given twice) fails with persist.ErrDuplicateID, a Ref with
 // persist.ErrDuplicateRef.
 //
-// Once the transaction has begun Create no longer heeds ctx (see
-// Options.WriteTimeout), so an error means nothing was stored.
+// Create is one round trip: the inserts go in one pipelined batch that
+// the server runs as one implicit transaction. Once it is sent Create no
+// longer heeds ctx (see Options.WriteTimeout), so an error means nothing
+// was stored.
 func (s *Store) Create(ctx context.Context, tasks ...*persist.Task) error {
 	if err := s.check(ctx, "create"); err != nil {
 		return err
@@ -68,6 +70,7 @@ func (s *Store) Create(ctx context.Context, tasks ...*persist.Task) error {
 		c.Params = nil
 		c.State = transitions.Initial
 		c.Seq = 1
+		c.Intent = false
 		if c.Created.IsZero() {
 			c.Created = now
 		}
@@ -94,18 +97,21 @@ func (s *Store) Create(ctx context.Context, tasks ...*persist.Task) error {
 		return nil
 	}
 
+	// One pipelined batch, one round trip: without BEGIN the server runs
+	// the batch's statements in one implicit transaction, all or none.
 	wctx, cancel := s.writeCtx(ctx)
 	defer cancel()
-	err := pgx.BeginFunc(wctx, s.pool, func(tx pgx.Tx) error {
-		br := tx.SendBatch(wctx, batch)
-		for i := range preps {
-			if _, err := br.Exec(); err != nil {
-				_ = br.Close()
-				return createError(&preps[i], err)
-			}
+	br := s.pool.SendBatch(wctx, batch)
+	var err error
+	for i := range preps {
+		if _, err = br.Exec(); err != nil {
+			err = createError(&preps[i], err)
+			break
 		}
-		return br.Close()
-	})
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		var known *createErr
 		if errors.As(err, &known) {
@@ -115,7 +121,7 @@ func (s *Store) Create(ctx context.Context, tasks ...*persist.Task) error {
 	}
 	for i, t := range tasks {
 		p := &preps[i]
-		t.State, t.Seq, t.Created, t.Updated = p.State, p.Seq, p.Created, p.Updated
+		t.State, t.Seq, t.Created, t.Updated, t.Intent = p.State, p.Seq, p.Created, p.Updated, false
 	}
 	return nil
 }
@@ -148,7 +154,8 @@ const applySQL = `
 WITH u AS (
     UPDATE tasks SET state = $5, code = $6, submits = $7, retries = $8, resubmits = $9, polls = $10,
         provider_id = $11, next_at = $12, next_at_ns = $13, poll_since = $14, poll_since_ns = $15,
-        token = $16, cost = $17, updated = $18, updated_ns = $19, seq = seq + 1
+        token = $16, cost = $17, updated = $18, updated_ns = $19, seq = seq + 1,
+        intent = $22::text = 'submit_sending' -- transitions.InDoubt
     WHERE id = $1 AND state = $2 AND seq = $3 AND ($4 = '' OR owner = '' OR owner = $4)
     RETURNING id, seq, owner, lease_until, lease_until_ns
 ), h AS (
@@ -165,7 +172,9 @@ SELECT seq, owner, lease_until, lease_until_ns FROM u`
 // A zero rec.At is set to now and a zero t.Updated to rec.At. The task's
 // State must be rec.To. Ref, Method, Created and Params are kept as
 // stored, and so are Owner and LeaseUntil, which only Claim, Renew and
-// Release change; on success t's Owner and LeaseUntil are set as stored.
+// Release change; on success t's Owner and LeaseUntil are set as stored,
+// and t.Intent to whether rec.Event is transitions.SubmitSending. The due
+// index and LastSubmit are indexes of the same rows.
 // A task whose t.Owner is set but that is leased to another owner fails
 // with persist.ErrConflict: an engine whose lease was taken over cannot
 // commit a step of a task it no longer drives.
@@ -230,6 +239,7 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 	}
 	t.Seq, rec.Seq = uint64(seq), uint64(seq)
 	rec.At, t.Updated = at, updatedT
+	t.Intent = transitions.InDoubt(rec.Event)
 	t.Owner, t.LeaseUntil = owner, joinTime(lease, leaseNs)
 	return nil
 }
@@ -263,13 +273,26 @@ const pruneChunk = 1000
 // pruneSQL deletes up to pruneChunk terminal tasks updated before the
 // cutoff; history and params go with them (ON DELETE CASCADE). The outer
 // conditions are checked again on rows that changed under the statement.
+// The latest submit intent of the deleted tasks is kept in the fleet row,
+// so that LastSubmit never moves back.
 const pruneSQL = `
-DELETE FROM tasks
-WHERE id = ANY (ARRAY(
-        SELECT id FROM tasks
-        WHERE state IN ('Done', 'Failed') AND (updated, updated_ns) < ($1, $2)
-        ORDER BY id LIMIT $3))
-    AND state IN ('Done', 'Failed') AND (updated, updated_ns) < ($1, $2)`
+WITH d AS (
+    DELETE FROM tasks
+    WHERE id = ANY (ARRAY(
+            SELECT id FROM tasks
+            WHERE state IN ('Done', 'Failed') AND (updated, updated_ns) < ($1, $2)
+            ORDER BY id LIMIT $3))
+        AND state IN ('Done', 'Failed') AND (updated, updated_ns) < ($1, $2)
+    RETURNING id
+), s AS (
+    SELECT h.at, h.at_ns FROM history h JOIN d ON h.task_id = d.id
+    WHERE h.event = 'submit_sending'
+    ORDER BY h.at DESC, h.at_ns DESC LIMIT 1
+), f AS (
+    UPDATE fleet SET pruned_submit = s.at, pruned_submit_ns = s.at_ns FROM s
+    WHERE fleet.id = 1 AND (fleet.pruned_submit IS NULL OR (fleet.pruned_submit, fleet.pruned_submit_ns) < (s.at, s.at_ns))
+)
+SELECT count(*) FROM d`
 
 // Prune deletes terminal (Done, Failed) tasks last updated before cutoff,
 // with their history and params, and returns how many it deleted. It
@@ -289,11 +312,10 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time) (int, error) {
 		if err := s.check(ctx, "prune"); err != nil {
 			return deleted, err
 		}
-		tag, err := s.pool.Exec(ctx, pruneSQL, cut, cutNs, pruneChunk)
-		if err != nil {
+		var n int
+		if err := s.pool.QueryRow(ctx, pruneSQL, cut, cutNs, pruneChunk).Scan(&n); err != nil {
 			return deleted, s.fail(ctx, "prune", err)
 		}
-		n := int(tag.RowsAffected())
 		deleted += n
 		if n < pruneChunk {
 			break

@@ -1,0 +1,302 @@
+package boltstore
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/captchafsm/captchafsm/persist"
+	"github.com/captchafsm/captchafsm/states"
+	"github.com/captchafsm/captchafsm/transitions"
+)
+
+// The binary encoding (encodingV2) of tasks and records. Decoding a task
+// is what every read of the store does, a hundred thousand times for a
+// resume or a listing, so the layout is made to be read in one pass with
+// two allocations: the task, and one string that holds every text field
+// (the fields are slices of it).
+//
+// Integers are varints (signed ones zig-zag), strings a uvarint length and
+// their bytes, states one byte (stateCodes). A time is a uvarint of its
+// nanoseconds plus one, 0 for the zero time, then (unless zero) a varint
+// of its Unix seconds: exact to the nanosecond, any year. Decoded times
+// are in the local zone. A value with bytes left over is damaged.
+//
+// Task:   state, flags (1: Intent), seq, id, ref, method, code, provider id,
+//         token, cost, owner, submits, retries, resubmits, polls,
+//         next at, poll since, created, updated, lease until.
+// Record: seq, at, from (0: none), to, flags (1: PossiblyCharged), event,
+//         code, detail, provider id.
+
+// stateCodes numbers the states in stored values. A released number never
+// changes meaning.
+var stateCodes = [...]states.State{
+	1: states.Submitting, 2: states.Backoff, 3: states.Polling, 4: states.Resubmitting,
+	5: states.Done, 6: states.Failed, 7: states.NeedsAccountFix,
+}
+
+func stateCode(s states.State) (byte, bool) {
+	if s == "" {
+		return 0, true
+	}
+	for i, v := range stateCodes {
+		if i > 0 && v == s {
+			return byte(i), true
+		}
+	}
+	return 0, false
+}
+
+const (
+	taskIntent      = 1 << 0
+	recordCharged   = 1 << 0
+	knownTaskFlags  = taskIntent
+	knownRecordFlag = recordCharged
+)
+
+// binWriter appends the binary encoding's elements to a value.
+type binWriter struct{ b []byte }
+
+func (w *binWriter) uvarint(v uint64) { w.b = binary.AppendUvarint(w.b, v) }
+func (w *binWriter) varint(v int64)   { w.b = binary.AppendVarint(w.b, v) }
+func (w *binWriter) str(s string) {
+	w.uvarint(uint64(len(s)))
+	w.b = append(w.b, s...)
+}
+
+func (w *binWriter) time(t time.Time) {
+	if t.IsZero() {
+		w.b = append(w.b, 0)
+		return
+	}
+	w.uvarint(uint64(t.Nanosecond()) + 1)
+	w.varint(t.Unix())
+}
+
+// encodeTaskV2 returns the binary value of t, without its Params.
+func encodeTaskV2(t *persist.Task) ([]byte, error) {
+	st, ok := stateCode(t.State)
+	if !ok || st == 0 {
+		return nil, fmt.Errorf("boltstore: encode task %s: %q is not a state", t.ID, t.State)
+	}
+	n := headerLen + 48 + len(t.ID) + len(t.Ref) + len(t.Method) + len(t.Code) + len(t.ProviderID) +
+		len(t.Token) + len(t.Cost) + len(t.Owner)
+	w := binWriter{b: make([]byte, headerLen, n)}
+	w.b = append(w.b, st)
+	var flags uint64
+	if t.Intent {
+		flags |= taskIntent
+	}
+	w.uvarint(flags)
+	w.uvarint(t.Seq)
+	for _, s := range [...]string{t.ID, t.Ref, t.Method, t.Code, t.ProviderID, t.Token, t.Cost, t.Owner} {
+		w.str(s)
+	}
+	for _, v := range [...]int{t.Submits, t.Retries, t.Resubmits, t.Polls} {
+		w.varint(int64(v))
+	}
+	for _, tm := range [...]time.Time{t.NextAt, t.PollSince, t.Created, t.Updated, t.LeaseUntil} {
+		w.time(tm)
+	}
+	return sealValue(encodingV2, w.b), nil
+}
+
+// encodeRecordV2 returns the binary value of r.
+func encodeRecordV2(r *persist.Record) ([]byte, error) {
+	from, okFrom := stateCode(r.From)
+	to, okTo := stateCode(r.To)
+	if !okFrom || !okTo || to == 0 {
+		return nil, fmt.Errorf("boltstore: encode record %d: %q → %q are not states", r.Seq, r.From, r.To)
+	}
+	n := headerLen + 32 + len(r.Event) + len(r.Code) + len(r.Detail) + len(r.ProviderID)
+	w := binWriter{b: make([]byte, headerLen, n)}
+	w.uvarint(r.Seq)
+	w.time(r.At)
+	w.b = append(w.b, from, to)
+	var flags uint64
+	if r.PossiblyCharged {
+		flags |= recordCharged
+	}
+	w.uvarint(flags)
+	for _, s := range [...]string{string(r.Event), r.Code, r.Detail, r.ProviderID} {
+		w.str(s)
+	}
+	return sealValue(encodingV2, w.b), nil
+}
+
+// binReader reads a binary payload. text is the payload as one string, so
+// that string fields are slices of it; the first error sticks.
+type binReader struct {
+	b    []byte
+	text string
+	off  int
+	msg  string // why the value is damaged; "" while it is not
+}
+
+func newBinReader(payload []byte) *binReader {
+	return &binReader{b: payload, text: string(payload)}
+}
+
+func (r *binReader) fail(what string) {
+	if r.msg == "" {
+		r.msg = fmt.Sprintf("%s at byte %d", what, r.off)
+	}
+}
+
+func (r *binReader) failed() bool { return r.msg != "" }
+
+func (r *binReader) byte() byte {
+	if r.failed() || r.off >= len(r.b) {
+		r.fail("value ends early")
+		return 0
+	}
+	r.off++
+	return r.b[r.off-1]
+}
+
+func (r *binReader) uvarint() uint64 {
+	if r.failed() {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b[r.off:])
+	if n == 0 {
+		r.fail("value ends early")
+		return 0
+	}
+	if n < 0 {
+		r.fail("bad varint")
+		return 0
+	}
+	r.off += n
+	return v
+}
+
+func (r *binReader) varint() int64 {
+	if r.failed() {
+		return 0
+	}
+	v, n := binary.Varint(r.b[r.off:])
+	if n == 0 {
+		r.fail("value ends early")
+		return 0
+	}
+	if n < 0 {
+		r.fail("bad varint")
+		return 0
+	}
+	r.off += n
+	return v
+}
+
+func (r *binReader) int() int {
+	v := r.varint()
+	if int64(int(v)) != v {
+		r.fail("integer out of range")
+		return 0
+	}
+	return int(v)
+}
+
+func (r *binReader) str() string {
+	n := r.uvarint()
+	if r.failed() {
+		return ""
+	}
+	if n > uint64(len(r.b)-r.off) {
+		r.fail("string runs past the value")
+		return ""
+	}
+	s := r.text[r.off : r.off+int(n)]
+	r.off += int(n)
+	return s
+}
+
+func (r *binReader) time() time.Time {
+	ns := r.uvarint()
+	if r.failed() || ns == 0 {
+		return time.Time{}
+	}
+	if ns > 1e9 {
+		r.fail("nanoseconds out of range")
+		return time.Time{}
+	}
+	sec := r.varint()
+	if r.failed() {
+		return time.Time{}
+	}
+	if sec > maxUnix {
+		r.fail("seconds out of range")
+		return time.Time{}
+	}
+	t := time.Unix(sec, int64(ns-1))
+	if t.IsZero() {
+		// The zero instant is written as 0, never so.
+		r.fail("zero time written as a time")
+	}
+	return t
+}
+
+func (r *binReader) state(what string) states.State {
+	c := r.byte()
+	if r.failed() {
+		return ""
+	}
+	if int(c) >= len(stateCodes) {
+		r.fail(fmt.Sprintf("%s state code %d is unknown", what, c))
+		return ""
+	}
+	return stateCodes[c]
+}
+
+// end checks that the whole payload was read.
+func (r *binReader) end() {
+	if !r.failed() && r.off != len(r.b) {
+		r.fail(fmt.Sprintf("%d bytes left over", len(r.b)-r.off))
+	}
+}
+
+// maxUnix is the largest Unix second time.Unix takes without overflow.
+const maxUnix = math.MaxInt64 - 62135596800
+
+// decodeTaskV2 decodes a binary task.
+func decodeTaskV2(payload []byte) (*persist.Task, error) {
+	r := newBinReader(payload)
+	t := &persist.Task{}
+	t.State = r.state("task")
+	flags := r.uvarint()
+	if flags&^knownTaskFlags != 0 {
+		r.fail(fmt.Sprintf("unknown task flags %#x", flags))
+	}
+	t.Intent = flags&taskIntent != 0
+	t.Seq = r.uvarint()
+	t.ID, t.Ref, t.Method, t.Code = r.str(), r.str(), r.str(), r.str()
+	t.ProviderID, t.Token, t.Cost, t.Owner = r.str(), r.str(), r.str(), r.str()
+	t.Submits, t.Retries, t.Resubmits, t.Polls = r.int(), r.int(), r.int(), r.int()
+	t.NextAt, t.PollSince, t.Created, t.Updated, t.LeaseUntil = r.time(), r.time(), r.time(), r.time(), r.time()
+	if r.end(); r.failed() {
+		return nil, damaged("task %q: %s", t.ID, r.msg)
+	}
+	return t, nil
+}
+
+// decodeRecordV2 decodes a binary record.
+func decodeRecordV2(payload []byte) (persist.Record, error) {
+	r := newBinReader(payload)
+	var rec persist.Record
+	rec.Seq = r.uvarint()
+	rec.At = r.time()
+	rec.From = r.state("from")
+	rec.To = r.state("to")
+	flags := r.uvarint()
+	if flags&^knownRecordFlag != 0 {
+		r.fail(fmt.Sprintf("unknown record flags %#x", flags))
+	}
+	rec.PossiblyCharged = flags&recordCharged != 0
+	rec.Event = transitions.Event(r.str())
+	rec.Code, rec.Detail, rec.ProviderID = r.str(), r.str(), r.str()
+	if r.end(); r.failed() {
+		return persist.Record{}, damaged("record %d: %s", rec.Seq, r.msg)
+	}
+	return rec, nil
+}
