@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -138,20 +139,117 @@ func (p Policy) Limits() transitions.Limits {
 	}
 }
 
-// Validate reports the first field with a bad value, naming its policy key.
-func (p Policy) Validate() error {
-	durs := []struct {
-		key string
-		v   time.Duration
+// PolicyBound is the range a policy key accepts, as a policy file writes
+// it. Outside it a value has no use with any provider: a 1ns poll interval
+// spins, a submit rate of 1e-9 per second makes the second task wait
+// decades, a poll timeout of a century never fails a lost task. The
+// bounds are wide enough for the simulator's fast clocks (demo --speed).
+type PolicyBound struct {
+	Key string
+	// Default is the key's value when omitted, as a policy file writes it.
+	Default  string
+	Min, Max string
+	// Note says what the key is bounded against, or "".
+	Note string
+}
+
+// Bounds of the policy's values. The provider's own limits (60 in.php
+// requests in 3 s, the res.php budget) are kept by the engine whatever the
+// policy says; these keep the policy itself sensible.
+const (
+	minWait           = time.Millisecond
+	maxWait           = 10 * time.Minute
+	maxPollTimeout    = time.Hour
+	maxBackoff        = time.Hour
+	maxRetryDelay     = time.Hour
+	minRequestTimeout = 100 * time.Millisecond
+	maxRequestTimeout = 10 * time.Minute
+	minSubmitRate     = 0.01
+	maxSubmitRate     = 20
+	maxConcurrency    = 10000
+	maxCount          = 100
+	maxInFlight       = 1_000_000
+	minStoreFailure   = time.Second
+	maxStoreFailure   = time.Hour
+	minAccountProbe   = time.Second
+	maxAccountProbe   = time.Hour
+)
+
+// durationBounds are the durations of a policy with their keys and ranges.
+func (p Policy) durationBounds() []struct {
+	key    string
+	v      time.Duration
+	lo, hi time.Duration
+} {
+	return []struct {
+		key    string
+		v      time.Duration
+		lo, hi time.Duration
 	}{
-		{"first_poll_delay", p.FirstPollDelay}, {"first_poll_delay_token", p.FirstPollDelayToken},
-		{"poll_interval", p.PollInterval}, {"poll_timeout", p.PollTimeout},
-		{"backoff_base", p.BackoffBase}, {"backoff_max", p.BackoffMax},
-		{"request_timeout", p.RequestTimeout}, {"store_failure_limit", p.StoreFailureLimit},
+		{"first_poll_delay", p.FirstPollDelay, minWait, maxWait},
+		{"first_poll_delay_token", p.FirstPollDelayToken, minWait, maxWait},
+		{"poll_interval", p.PollInterval, minWait, maxWait},
+		{"poll_timeout", p.PollTimeout, minWait, maxPollTimeout},
+		{"backoff_base", p.BackoffBase, minWait, maxWait},
+		{"backoff_max", p.BackoffMax, minWait, maxBackoff},
+		{"request_timeout", p.RequestTimeout, minRequestTimeout, maxRequestTimeout},
+		{"store_failure_limit", p.StoreFailureLimit, minStoreFailure, maxStoreFailure},
 	}
-	for _, d := range durs {
-		if d.v < 0 {
+}
+
+// PolicyBounds lists every policy key with the range it accepts, in the
+// order of PolicyKeys (retry_delays: each code's delay).
+func PolicyBounds() []PolicyBound {
+	notes := map[string]string{
+		"poll_timeout":        "the provider gives up on a task within minutes",
+		"request_timeout":     "one HTTP request",
+		"store_failure_limit": "then run and resume stop, exit 4",
+	}
+	var out []PolicyBound
+	for _, d := range (Policy{}).durationBounds() {
+		out = append(out, PolicyBound{Key: d.key, Min: d.lo.String(), Max: d.hi.String(), Note: notes[d.key]})
+	}
+	out = append(out,
+		PolicyBound{Key: "max_retries", Min: "0", Max: fmt.Sprint(maxCount), Note: "0: no retry"},
+		PolicyBound{Key: "max_resubmits", Min: "0", Max: fmt.Sprint(maxCount), Note: "0: no resubmit"},
+		PolicyBound{Key: "concurrency", Min: "1", Max: fmt.Sprint(maxConcurrency), Note: "requests in flight"},
+		PolicyBound{Key: "submit_rate", Min: fmt.Sprint(minSubmitRate), Max: fmt.Sprint(maxSubmitRate),
+			Note: "in.php requests per second; the provider bans more than 60 in 3 s"},
+		PolicyBound{Key: "retry_delays", Min: minWait.String(), Max: maxRetryDelay.String(), Note: "each code's delay"},
+		PolicyBound{Key: "max_in_flight", Min: "0", Max: fmt.Sprint(maxInFlight), Note: "0: no bound"},
+		PolicyBound{Key: "account_probe_interval", Min: minAccountProbe.String(), Max: maxAccountProbe.String(), Note: `"0s": no probing`},
+	)
+	d := DefaultPolicy()
+	defaults := map[string]string{
+		"max_retries": fmt.Sprint(d.MaxRetries), "max_resubmits": fmt.Sprint(d.MaxResubmits),
+		"concurrency": fmt.Sprint(d.Concurrency), "submit_rate": fmt.Sprint(d.SubmitRate),
+		"retry_delays": "the catalogue's", "max_in_flight": fmt.Sprint(d.MaxInFlight),
+		"account_probe_interval": d.AccountProbeInterval.String(),
+	}
+	for _, b := range d.durationBounds() {
+		defaults[b.key] = b.v.String()
+	}
+	order := map[string]int{}
+	for i, k := range PolicyKeys() {
+		order[k] = i
+	}
+	for i := range out {
+		out[i].Default = defaults[out[i].Key]
+	}
+	sort.SliceStable(out, func(i, j int) bool { return order[out[i].Key] < order[out[j].Key] })
+	return out
+}
+
+// Validate reports the first field with a bad value, naming its policy key.
+// A zero field means its default; any other value must be within the
+// key's bounds (PolicyBounds).
+func (p Policy) Validate() error {
+	for _, d := range p.durationBounds() {
+		switch {
+		case d.v < 0:
 			return fmt.Errorf("engine: policy: %s: must not be negative (got %s)", d.key, d.v)
+		case d.v != 0 && (d.v < d.lo || d.v > d.hi):
+			return fmt.Errorf("engine: policy: %s: must be between %s and %s (got %s)", d.key, d.lo, d.hi, d.v)
 		}
 	}
 	if p.PollTimeout != 0 {
@@ -167,24 +265,30 @@ func (p Policy) Validate() error {
 	if p.BackoffMax != 0 && p.BackoffBase > p.BackoffMax {
 		return fmt.Errorf("engine: policy: backoff_base: %s is above backoff_max %s", p.BackoffBase, p.BackoffMax)
 	}
-	if p.Concurrency < 0 || p.Concurrency > 10000 {
-		return fmt.Errorf("engine: policy: concurrency: must be between 1 and 10000 (got %d)", p.Concurrency)
+	if p.Concurrency < 0 || p.Concurrency > maxConcurrency {
+		return fmt.Errorf("engine: policy: concurrency: must be between 1 and %d (got %d)", maxConcurrency, p.Concurrency)
 	}
-	if p.SubmitRate < 0 || p.SubmitRate > 20 {
+	switch {
+	case p.SubmitRate < 0 || p.SubmitRate > maxSubmitRate || math.IsNaN(p.SubmitRate):
 		// More than 20/s risks MAX_USER_TURN (60 in.php requests in 3 s).
-		return fmt.Errorf("engine: policy: submit_rate: must be above 0 and at most 20 per second (got %g)", p.SubmitRate)
+		return fmt.Errorf("engine: policy: submit_rate: must be above 0 and at most %d per second (got %g)", maxSubmitRate, p.SubmitRate)
+	case p.SubmitRate != 0 && p.SubmitRate < minSubmitRate:
+		return fmt.Errorf("engine: policy: submit_rate: must be at least %g per second, one submit every %s (got %g: one every %s)",
+			minSubmitRate, time.Duration(float64(time.Second)/minSubmitRate), p.SubmitRate, waitOf(p.SubmitRate))
 	}
-	if p.MaxRetries > 100 {
-		return fmt.Errorf("engine: policy: max_retries: at most 100 (got %d)", p.MaxRetries)
+	if p.MaxRetries > maxCount {
+		return fmt.Errorf("engine: policy: max_retries: at most %d (got %d)", maxCount, p.MaxRetries)
 	}
-	if p.MaxResubmits > 100 {
-		return fmt.Errorf("engine: policy: max_resubmits: at most 100 (got %d)", p.MaxResubmits)
+	if p.MaxResubmits > maxCount {
+		return fmt.Errorf("engine: policy: max_resubmits: at most %d (got %d)", maxCount, p.MaxResubmits)
 	}
-	if p.MaxInFlight < 0 || p.MaxInFlight > 1_000_000 {
-		return fmt.Errorf("engine: policy: max_in_flight: must be between 0 (no bound) and 1000000 (got %d)", p.MaxInFlight)
+	if p.MaxInFlight < 0 || p.MaxInFlight > maxInFlight {
+		return fmt.Errorf("engine: policy: max_in_flight: must be between 0 (no bound) and %d (got %d)", maxInFlight, p.MaxInFlight)
 	}
-	if p.AccountProbeInterval > 0 && p.AccountProbeInterval < time.Second {
-		return fmt.Errorf("engine: policy: account_probe_interval: at least 1s, or \"0s\" for no probing (got %s)", p.AccountProbeInterval)
+	// A negative interval means no probing (the struct's zero is the default).
+	if p.AccountProbeInterval > 0 && (p.AccountProbeInterval < minAccountProbe || p.AccountProbeInterval > maxAccountProbe) {
+		return fmt.Errorf("engine: policy: account_probe_interval: must be between %s and %s, or \"0s\" for no probing (got %s)",
+			minAccountProbe, maxAccountProbe, p.AccountProbeInterval)
 	}
 	for code, v := range p.RetryDelays {
 		if _, ok := transitions.Lookup(code); !ok {
@@ -193,8 +297,25 @@ func (p Policy) Validate() error {
 		if v < 0 {
 			return fmt.Errorf("engine: policy: retry_delays.%s: must not be negative (got %s)", code, v)
 		}
+		if v != 0 && (v < minWait || v > maxRetryDelay) {
+			return fmt.Errorf("engine: policy: retry_delays.%s: must be between %s and %s (got %s)", code, minWait, maxRetryDelay, v)
+		}
 	}
 	return nil
+}
+
+// waitOf says how long one submit waits at rate per second, in words a
+// person reads at once.
+func waitOf(rate float64) string {
+	secs := 1 / rate
+	const year = 365.25 * 24 * 3600
+	switch {
+	case math.IsInf(secs, 0) || secs >= 2*year:
+		return fmt.Sprintf("%.3g years", secs/year)
+	case secs >= 2*24*3600:
+		return fmt.Sprintf("%.3g days", secs/(24*3600))
+	}
+	return time.Duration(secs * float64(time.Second)).Round(time.Second).String()
 }
 
 // policyJSON mirrors the policy file. Pointers tell an omitted key from a

@@ -27,7 +27,7 @@ func (a *app) balanceCmd() *cobra.Command {
 			if a.json {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]string{"balance": bal})
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), bal)
+			fmt.Fprintln(cmd.OutOrStdout(), printable(bal))
 			return nil
 		},
 	}

@@ -3,10 +3,12 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/url"
 	"os"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/captchafsm/captchafsm/engine"
@@ -119,7 +121,12 @@ func openStoreAt(db setting, create bool, lock time.Duration) (persist.Store, er
 		return s, nil
 	}
 	if !create {
-		if _, err := os.Stat(name); err != nil {
+		// A mistyped path, or the wrong directory, must not give an empty
+		// database that the command then reports on as if it were the real
+		// one (resume: "nothing to resume", exit 0).
+		if _, err := os.Stat(name); errors.Is(err, fs.ErrNotExist) {
+			return nil, usageErr("%s %s: no such file; this command creates no database (run, solve, serve and gateway do): check the path", db.source, name)
+		} else if err != nil {
 			return nil, usageErr("%s %s: %s", db.source, name, fsProblem(err))
 		}
 	}
@@ -172,4 +179,30 @@ func fieldProblem(err error, image string) error {
 		return usageErr("--image %s: %s", image, fe.Problem)
 	}
 	return usageErr("--param %s: %s", fe.Field, fe.Problem)
+}
+
+// policyHelp is the --policy section of the root command's help: every key
+// with its default and its bounds, from the engine's data.
+func policyHelp() string {
+	var b strings.Builder
+	b.WriteString(`--policy FILE is JSON overriding the timing and limits; omitted keys keep
+their defaults, and unknown keys or values out of bounds are errors naming
+the key. Durations are Go durations ("5s", "1m30s").
+
+`)
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  KEY\tDEFAULT\tMIN\tMAX\t")
+	for _, k := range engine.PolicyBounds() {
+		note := ""
+		if k.Note != "" {
+			note = "(" + k.Note + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", k.Key, k.Default, k.Min, k.Max, note)
+	}
+	_ = tw.Flush()
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(l, " ")
+	}
+	return strings.Join(lines, "\n")
 }

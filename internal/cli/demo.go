@@ -67,7 +67,9 @@ the person who fixes the account and runs account-fixed, so the batch ends.
 
 It ends with a summary: tasks per final state, requests sent, retries,
 resubmits, tasks charged and their cost, bans, possibly-charged submits, and the
-commands to inspect a task and replay every history.
+commands to inspect a task and replay every history, written to work as they
+are pasted: "go run ./cmd/captchafsm ..." after go run, else the program's
+name on $PATH or its absolute path, with the database's absolute path.
 
 --crash runs the engine in a child process, kills it with SIGKILL mid-batch,
 restarts an engine on the same file and shows every task that was in flight
@@ -315,7 +317,7 @@ func (a *app) demo(cmd *cobra.Command, o *demoOpts) error {
 			return err
 		}
 	} else {
-		printSummary(out, sum, tmpDir)
+		printSummary(out, sum, tmpDir, currentInvocation(a.opts.Executable).command())
 	}
 	if crash != nil && crash.Finished < crash.InFlight {
 		return &exitError{code: ExitFailed, err: fmt.Errorf("demo: %d of %d tasks in flight at the kill did not reach a terminal state",
@@ -690,7 +692,10 @@ func summarize(ctx context.Context, dbPath string, l providersim.Ledger) (*demoS
 	return s, nil
 }
 
-func printSummary(w io.Writer, s *demoSummary, tmpDir string) {
+// printSummary writes the summary and the commands to inspect the
+// database; self is the shell words that run this program from here (see
+// invocation.command), so that each command works as it is printed.
+func printSummary(w io.Writer, s *demoSummary, tmpDir, self string) {
 	fmt.Fprintln(w, "\nSUMMARY")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, v, note string) { fmt.Fprintf(tw, "  %s\t%s\t%s\n", k, v, note) }
@@ -725,11 +730,15 @@ func printSummary(w io.Writer, s *demoSummary, tmpDir string) {
 	row("bans waited out", strconv.Itoa(s.BansWaited), "")
 	row("replay", fmt.Sprintf("%d/%d", s.ReplayOK, s.Tasks), "histories that re-derive their stored state through the machine")
 	_ = tw.Flush()
-	db := shellQuote(s.DB)
+	path := s.DB
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs // the commands work from any directory
+	}
+	db := shellQuote(path)
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "Inspect one task:   captchafsm history %s --db %s\n", s.Example, db)
-	fmt.Fprintf(w, "Replay them all:    captchafsm replay --all --db %s\n", db)
-	fmt.Fprintf(w, "List the failures:  captchafsm list --state Failed --db %s\n", db)
+	fmt.Fprintf(w, "Inspect one task:   %s history %s --db %s\n", self, s.Example, db)
+	fmt.Fprintf(w, "Replay them all:    %s replay --all --db %s\n", self, db)
+	fmt.Fprintf(w, "List the failures:  %s list --state Failed --db %s\n", self, db)
 	if tmpDir != "" {
 		fmt.Fprintf(w, "The database is kept in a temporary directory; remove it with: rm -r %s\n", shellQuote(tmpDir))
 	}

@@ -28,11 +28,11 @@ func TestDemoText(t *testing.T) {
 		assert.Regexp(t, `(?m)^\s+`+row+`\s`, r.out)
 	}
 	assert.Contains(t, r.out, "replay                 20/20")
-	assert.Contains(t, r.out, "captchafsm replay --all --db "+db)
+	assert.Contains(t, r.out, " replay --all --db "+db)
 	assert.NotContains(t, r.out, "temporary directory", "a --db database is the user's")
 
 	// The printed command works.
-	m := regexp.MustCompile(`captchafsm history (\S+) --db (\S+)`).FindStringSubmatch(r.out)
+	m := regexp.MustCompile(`Inspect one task: +\S+ history (\S+) --db (\S+)`).FindStringSubmatch(r.out)
 	require.Len(t, m, 3)
 	h := w.run("history", m[1], "--db", m[2])
 	require.Equal(t, ExitOK, h.code, h.err)

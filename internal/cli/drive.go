@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -246,7 +247,7 @@ func resultText(t *persist.Task) string {
 			what = "-"
 		}
 	}
-	return fmt.Sprintf("%s\t%s\t%s\t%s", t.ID, ref, t.State, what)
+	return fmt.Sprintf("%s\t%s\t%s\t%s", printable(t.ID), printable(ref), printable(string(t.State)), printable(what))
 }
 
 // batch is one run of an engine over a set of tasks until they settle:
@@ -261,19 +262,34 @@ type batch struct {
 	ids    map[string]bool // the tasks this command answers for
 	quiet  bool            // print no result lines (solve)
 	printW sync.WaitGroup
+	moves  atomic.Pointer[moves] // solve's display of its task's moves, if any
 }
 
-// openBatch opens the store and an engine over it; every check of the
-// input must be done by then.
-func (a *app) openBatch(cmd *cobra.Command, client *provider.Client, pol engine.Policy, quiet bool) (*batch, error) {
+// onTransition is the engine's OnTransition.
+func (b *batch) onTransition(tr engine.Transition) {
+	b.tr.hook(tr)
+	if m := b.moves.Load(); m != nil {
+		m.hook(tr)
+	}
+}
+
+// openBatch opens the store (creating it only if create) and an engine
+// over it; every check of the input must be done by then.
+func (a *app) openBatch(cmd *cobra.Command, client *provider.Client, pol engine.Policy, quiet, create bool) (*batch, error) {
 	fp, err := a.failpoint() // test-only: see failpoint.go
 	if err != nil {
 		return nil, err
 	}
-	store, err := a.openStore(true)
+	store, err := a.openStore(create)
 	if err != nil {
 		return nil, err
 	}
+	return a.startBatch(cmd, fp, store, client, pol, quiet)
+}
+
+// startBatch starts an engine over an open store, which it closes on
+// error. The tasks the engine resumes are the command's business.
+func (a *app) startBatch(cmd *cobra.Command, fp *failpoint, store persist.Store, client *provider.Client, pol engine.Policy, quiet bool) (*batch, error) {
 	b := &batch{a: a, cmd: cmd, store: store, tr: newTracker(), ids: map[string]bool{}, quiet: quiet}
 	ctx := cmd.Context()
 	// The tasks the engine will resume are this command's business too.
@@ -290,7 +306,7 @@ func (a *app) openBatch(cmd *cobra.Command, client *provider.Client, pol engine.
 	// sent until it records what was paid) go to stderr.
 	logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	eng, err := engine.Open(ctx, engine.Config{Store: fp.store(store), API: fp.api(client), Policy: pol,
-		OnTransition: b.tr.hook, FetchCost: true, Logger: logger})
+		OnTransition: b.onTransition, FetchCost: true, Logger: logger})
 	if err != nil {
 		store.Close()
 		return nil, usageErr("%v", err)
@@ -400,7 +416,7 @@ func (b *batch) drive(ctx context.Context) error {
 	var sf *engine.StoreFailureError
 	if errors.As(cerr, &sf) {
 		// The stop kept what it could; these it could not.
-		fmt.Fprintf(b.cmd.ErrOrStderr(), "captchafsm: %v\n", sf)
+		fmt.Fprintln(b.cmd.ErrOrStderr(), "captchafsm: "+printable(sf.Error()))
 	}
 	switch {
 	case failure != nil:

@@ -80,11 +80,11 @@ learnt. Proxy logins and passwords are shown as ***.`,
 			if a.json {
 				return historyJSONOut(ctx, store, t, pending, out)
 			}
-			fmt.Fprintf(out, "task      %s\n", t.ID)
+			fmt.Fprintf(out, "task      %s\n", printable(t.ID))
 			if t.Ref != "" {
-				fmt.Fprintf(out, "ref       %s\n", t.Ref)
+				fmt.Fprintf(out, "ref       %s\n", printable(t.Ref))
 			}
-			fmt.Fprintf(out, "method    %s\n", t.Method)
+			fmt.Fprintf(out, "method    %s\n", printable(t.Method))
 			params := provider.RedactParams(t.Params)
 			keys := make([]string, 0, len(params))
 			for k := range params {
@@ -92,15 +92,15 @@ learnt. Proxy logins and passwords are shown as ***.`,
 			}
 			sort.Strings(keys)
 			for _, k := range keys {
-				fmt.Fprintf(out, "  %s=%s\n", k, params[k])
+				fmt.Fprintf(out, "  %s=%s\n", printable(k), printable(params[k]))
 			}
-			fmt.Fprintf(out, "state     %s", t.State)
+			fmt.Fprintf(out, "state     %s", printable(string(t.State)))
 			if t.Code != "" {
-				fmt.Fprintf(out, " (%s)", t.Code)
+				fmt.Fprintf(out, " (%s)", printable(t.Code))
 			}
 			fmt.Fprintf(out, "\nsubmits   %d  polls %d  retries %d  resubmits %d\n", t.Submits, t.Polls, t.Retries, t.Resubmits)
 			if t.Token != "" {
-				fmt.Fprintf(out, "token     %s\n", t.Token)
+				fmt.Fprintf(out, "token     %s\n", printable(t.Token))
 			}
 			fmt.Fprintln(out)
 			tw := newBlockTable(out)
@@ -128,7 +128,7 @@ learnt. Proxy logins and passwords are shown as ***.`,
 					from = "[*]"
 				}
 				return tw.row(fmt.Sprintf("%d\t%s\t%s\t%s → %s\t%s\t%s\t%s\n", r.Seq, r.At.Local().Format("15:04:05.000"), mark,
-					from, r.To, r.Event, dash(r.Code), dash(detail)))
+					printable(from), printable(string(r.To)), printable(string(r.Event)), printable(dash(r.Code)), printable(dash(detail))))
 			})
 			if err != nil {
 				return fmt.Errorf("task %s: %w", t.ID, err)

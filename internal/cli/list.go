@@ -93,7 +93,7 @@ States: Submitting, Backoff, Polling, Resubmitting, Done, Failed, NeedsAccountFi
 					return err
 				}
 				each = func(t *persist.Task) error {
-					return tw.row(fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", t.ID, dash(t.Ref), t.State, dash(t.Code),
+					return tw.row(fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", printable(t.ID), printable(dash(t.Ref)), printable(string(t.State)), printable(dash(t.Code)),
 						t.Submits, t.Polls, t.Resubmits, stamp(t.Created), stamp(t.Updated)))
 				}
 				end = tw.flush

@@ -101,10 +101,10 @@ Exit status: 0 every task matches; 2 some task does not; 1 bad usage.`,
 				case a.json:
 					return arr.add(v)
 				case v.OK:
-					_, err := fmt.Fprintf(out, "OK        %s  %s (%d records)\n", v.ID, v.Stored, v.Records)
+					_, err := fmt.Fprintf(out, "OK        %s  %s (%d records)\n", printable(v.ID), printable(string(v.Stored)), v.Records)
 					return err
 				default:
-					_, err := fmt.Fprintf(out, "MISMATCH  %s  stored %s: %s\n", v.ID, v.Stored, v.Error)
+					_, err := fmt.Fprintf(out, "MISMATCH  %s  stored %s: %s\n", printable(v.ID), printable(string(v.Stored)), printable(v.Error))
 					return err
 				}
 			}

@@ -70,7 +70,7 @@ refused the token or text (the provider may refund it and checks its workers),
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]string{
 					"id": t.ID, "provider_id": t.ProviderID, "report": verdict})
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "reported task %s (provider id %s) as %s\n", t.ID, t.ProviderID, verdict)
+			fmt.Fprintf(cmd.OutOrStdout(), "reported task %s (provider id %s) as %s\n", printable(t.ID), printable(t.ProviderID), verdict)
 			return nil
 		},
 	}

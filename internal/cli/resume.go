@@ -33,7 +33,7 @@ func (a *app) resume(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	b, err := a.openBatch(cmd, client, pol, false)
+	b, err := a.openBatch(cmd, client, pol, false, false)
 	if err != nil {
 		return err
 	}

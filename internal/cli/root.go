@@ -150,7 +150,9 @@ code of the provider has one documented handling (see "captchafsm errors").
 
 Configuration, for every command: flags, then the environment, then defaults.
 The API key comes from $CAPTCHAFSM_API_KEY or --key-file, never from a flag
-(a flag would show in ps). Start with "captchafsm demo": no key, no network.`,
+(a flag would show in ps). Start with "captchafsm demo": no key, no network.
+
+` + policyHelp(),
 		Example: `  captchafsm demo
   CAPTCHAFSM_API_KEY=... captchafsm solve --method userrecaptcha \
       --param googlekey=6Le-wvkSAAAAAPBMRTvw0Q4Muexq9bi0DJwx_mJ- --param pageurl=https://example.com/login
@@ -213,7 +215,7 @@ func Execute(ctx context.Context, root *cobra.Command, args []string) int {
 		err = ee.err
 	}
 	if err != nil {
-		fmt.Fprintln(root.ErrOrStderr(), "captchafsm: "+oneLine(err.Error()))
+		fmt.Fprintln(root.ErrOrStderr(), "captchafsm: "+printable(oneLine(err.Error())))
 	}
 	return code
 }

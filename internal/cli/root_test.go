@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/captchafsm/captchafsm/engine"
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/persist/boltstore"
 	"github.com/captchafsm/captchafsm/provider/providersim"
@@ -53,6 +55,9 @@ type world struct {
 	policy string
 	env    map[string]string
 	sim    *providersim.Server
+	// ttyErr makes the commands take their stderr for a terminal (the
+	// injected detector; stdout stays a file).
+	ttyErr bool
 }
 
 func newWorld(t *testing.T) *world {
@@ -104,7 +109,7 @@ func (w *world) run(args ...string) result {
 func (w *world) runCtx(ctx context.Context, stdin io.Reader, args ...string) result {
 	w.t.Helper()
 	var out, errb bytes.Buffer
-	root := w.root()
+	root := w.rootFor(&errb)
 	root.SetOut(&out)
 	root.SetErr(&errb)
 	if stdin != nil {
@@ -116,11 +121,16 @@ func (w *world) runCtx(ctx context.Context, stdin io.Reader, args ...string) res
 	return r
 }
 
-func (w *world) root() *cobra.Command {
+func (w *world) root() *cobra.Command { return w.rootFor(nil) }
+
+// rootFor is root with errw (the command's stderr) taken for a terminal
+// when the world says so.
+func (w *world) rootFor(errw io.Writer) *cobra.Command {
 	env := w.env
+	tty := w.ttyErr
 	return NewRoot(&Options{
 		Getenv:      func(k string) string { return env[k] },
-		Terminal:    func(io.Writer) bool { return false },
+		Terminal:    func(x io.Writer) bool { return tty && errw != nil && x == errw },
 		LockTimeout: 50 * time.Millisecond,
 	})
 }
@@ -305,6 +315,9 @@ func TestPolicyErrorsNameTheKey(t *testing.T) {
 		{`{"poll_interval": "soon"}`, `poll_interval: "soon" is not a duration`},
 		{`{"pol_interval": "5s"}`, `unknown key "pol_interval"`},
 		{`{"concurrency": 0}`, "concurrency"},
+		{`{"submit_rate": 1e-9}`, "submit_rate: must be at least 0.01 per second, one submit every 1m40s (got 1e-09: one every 31.7 years)"},
+		{`{"poll_interval": "1ns"}`, "poll_interval: must be between 1ms and 10m0s (got 1ns)"},
+		{`{"poll_timeout": "876000h"}`, "poll_timeout: must be between 1ms and 1h0m0s (got 876000h0m0s)"},
 		{`[1]`, "not a JSON object"},
 	} {
 		w := newWorld(t).withSim(providersim.Config{})
@@ -316,6 +329,18 @@ func TestPolicyErrorsNameTheKey(t *testing.T) {
 		_, err := os.Stat(w.db)
 		assert.ErrorIs(t, err, os.ErrNotExist, "no database created on bad input")
 	}
+}
+
+// TestHelpSaysThePolicyBounds: the root help (and so docs/cli.md) lists
+// every policy key with its default and bounds, from the engine's data.
+func TestHelpSaysThePolicyBounds(t *testing.T) {
+	t.Parallel()
+	r := newWorld(t).run("--help")
+	require.Equal(t, ExitOK, r.code)
+	for _, b := range engine.PolicyBounds() {
+		assert.Regexp(t, `(?m)^  `+b.Key+` +\S.* +`+regexp.QuoteMeta(b.Min)+` +`+regexp.QuoteMeta(b.Max)+`\b`, r.out)
+	}
+	assert.Regexp(t, `(?m)^  submit_rate +20 +0\.01 +20 `, r.out)
 }
 
 func TestOneLine(t *testing.T) {

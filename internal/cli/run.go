@@ -7,13 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
+	"sync/atomic"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/captchafsm/captchafsm/engine"
+	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/provider"
+	"github.com/captchafsm/captchafsm/states"
 )
 
 func (a *app) runCmd() *cobra.Command {
@@ -26,15 +29,21 @@ func (a *app) runCmd() *cobra.Command {
   {"method": "...", "params": {...}, "ref": "optional"}
 
 Every line is checked first; a bad one is reported with its line number and
-nothing is sent. Then every task of the file is recorded in the database in
-one transaction before the first request leaves, so a crash loses none; a
-line whose ref is already in the database adds no task (running the same file
-again is safe). Tasks already in flight in the database are driven along.
+field, and nothing is stored or sent. Then every task of the file is recorded
+in the database (1,000 per transaction, so memory does not grow with the
+file) before the engine starts and the first request leaves: a crash loses
+none, and a crash while recording has sent nothing. A line whose ref names a
+task of the database with the same request adds no task (running the same
+file again is safe); with another request it is refused, naming the line.
+Tasks already in flight in the database are driven along. A ref is at most
+1,024 bytes of UTF-8 without NUL. "--from -" reads standard input (copied to
+an unlinked temporary file, to be read twice).
 
 Output: one line per finished task (id, ref, state, token or code), or with
 --json one JSON object per line:
   {"id","ref","state","token","code","submits","polls","resubmits","cost"}
-A summary goes to stderr; on a terminal a progress bar too.
+A summary goes to stderr; on a terminal a progress bar too (while checking
+and recording a large file, a count every 2 seconds elsewhere).
 
 Exit status: 0 all Done; 1 bad input (nothing sent); 2 some task Failed;
 3 some task NeedsAccountFix; 4 the database failed to record paid answers
@@ -61,13 +70,15 @@ type taskLine struct {
 	Ref    string                     `json:"ref"`
 }
 
-// readTasks reads and checks every line of a --from file. The error names
-// the file and the line.
-func readTasks(name string, r io.Reader) ([]engine.Request, error) {
+// maxTaskLine bounds one line of a --from file: a base64 image of 100 kB fits.
+const maxTaskLine = 4 << 20
+
+// scanTasks calls each with every task of a --from file, in order, with
+// its line number; blank lines are skipped. A bad line stops it with an
+// error naming the file and the line, as does an error of each.
+func scanTasks(name string, r io.Reader, each func(line int, req engine.Request) error) error {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 4<<20) // a base64 image of 100 kB fits
-	var reqs []engine.Request
-	refLine := map[string]int{}
+	sc.Buffer(make([]byte, 0, 64<<10), maxTaskLine)
 	n := 0
 	for sc.Scan() {
 		n++
@@ -77,24 +88,60 @@ func readTasks(name string, r io.Reader) ([]engine.Request, error) {
 		}
 		req, err := parseTaskLine(line)
 		if err != nil {
-			return nil, usageErr("--from %s: line %d: %v", name, n, err)
+			return usageErr("--from %s: line %d: %v", name, n, err)
 		}
-		if req.Ref != "" {
-			if prev, ok := refLine[req.Ref]; ok {
-				return nil, usageErr("--from %s: line %d: ref %q repeats line %d", name, n, req.Ref, prev)
-			}
-			refLine[req.Ref] = n
+		if err := each(n, req); err != nil {
+			return err
 		}
-		reqs = append(reqs, req)
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, usageErr("--from %s: line %d: longer than 4 MB", name, n+1)
+			return usageErr("--from %s: line %d: longer than 4 MB", name, n+1)
 		}
-		return nil, usageErr("--from %s: %s", name, fsProblem(err))
+		return usageErr("--from %s: %s", name, fsProblem(err))
 	}
-	if len(reqs) == 0 {
-		return nil, usageErr("--from %s: no tasks in the file", name)
+	return nil
+}
+
+// checkTasks reads a --from file once and checks every line, a ref given
+// twice included, and returns the number of tasks. It keeps no task unless
+// keep (if not nil) does; progress (if not nil) is told the number of lines
+// read so far.
+func checkTasks(name string, r io.Reader, progress func(lines int), keep func(engine.Request)) (int, error) {
+	refLine := map[string]int{}
+	count := 0
+	err := scanTasks(name, r, func(n int, req engine.Request) error {
+		if req.Ref != "" {
+			if prev, ok := refLine[req.Ref]; ok {
+				return usageErr("--from %s: line %d: ref %q repeats line %d", name, n, req.Ref, prev)
+			}
+			refLine[req.Ref] = n
+		}
+		count++
+		if progress != nil {
+			progress(n)
+		}
+		if keep != nil {
+			keep(req)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if count == 0 {
+		return 0, usageErr("--from %s: no tasks in the file", name)
+	}
+	return count, nil
+}
+
+// readTasks reads and checks every line of a --from file and returns the
+// tasks, all in memory (demo-engine's batches are small). The error names
+// the file and the line.
+func readTasks(name string, r io.Reader) ([]engine.Request, error) {
+	var reqs []engine.Request
+	if _, err := checkTasks(name, r, nil, func(req engine.Request) { reqs = append(reqs, req) }); err != nil {
+		return nil, err
 	}
 	return reqs, nil
 }
@@ -108,6 +155,11 @@ func parseTaskLine(line []byte) (engine.Request, error) {
 	}
 	if dec.More() {
 		return engine.Request{}, errors.New("not a task object: more than one JSON value on the line")
+	}
+	// Checked here, before anything is stored: a store would refuse the
+	// ref only at Create, naming a task id that was never stored.
+	if err := persist.ValidateRef(tl.Ref); err != nil {
+		return engine.Request{}, err
 	}
 	params := make(map[string]string, len(tl.Params))
 	for k, raw := range tl.Params {
@@ -170,18 +222,21 @@ func (a *app) run(cmd *cobra.Command, from string) error {
 	if from == "" {
 		return usageErr("run: --from FILE is required")
 	}
-	var r io.Reader
-	if from == "-" {
-		r = cmd.InOrStdin()
-	} else {
-		f, err := os.Open(from)
-		if err != nil {
-			return usageErr("--from %s: %s", from, fsProblem(err))
-		}
-		defer f.Close()
-		r = f
+	in, err := openTaskFile(from, cmd.InOrStdin())
+	if err != nil {
+		return err
 	}
-	reqs, err := readTasks(from, r)
+	defer in.Close()
+	stderr := cmd.ErrOrStderr()
+	bar := a.opts.terminal(stderr)
+
+	// Every line is checked before anything is opened, stored or sent.
+	var lines atomic.Int64
+	t := startTally(stderr, bar, 2*time.Second, func() string {
+		return fmt.Sprintf("captchafsm: checking %s: %d lines", from, lines.Load())
+	})
+	total, err := checkTasks(from, in.first(), func(n int) { lines.Store(int64(n)) }, nil)
+	t.end()
 	if err != nil {
 		return err
 	}
@@ -189,7 +244,100 @@ func (a *app) run(cmd *cobra.Command, from string) error {
 	if err != nil {
 		return err
 	}
-	b, err := a.openBatch(cmd, client, pol, false)
+	fp, err := a.failpoint()
+	if err != nil {
+		return err
+	}
+	r, err := in.again()
+	if err != nil {
+		return err
+	}
+	store, err := a.openStore(true)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	// The refs the database knows: their lines attach to their tasks, or
+	// are refused, naming the line, when they name another request; all
+	// before anything of the file is stored.
+	k := &known{lines: map[int]bool{}}
+	if counts, err := store.Count(ctx); err != nil {
+		store.Close()
+		return interrupted(ctx, fmt.Errorf("%s: %w", a.dbPath().shown(), err))
+	} else if sum(counts) > 0 {
+		var read atomic.Int64
+		t = startTally(stderr, bar, 2*time.Second, func() string {
+			return fmt.Sprintf("captchafsm: looking up refs: %d/%d lines", read.Load(), lines.Load())
+		})
+		k, err = matchRefs(ctx, store, from, r, &read)
+		t.end()
+		if err == nil {
+			r, err = in.again()
+		}
+		if err != nil {
+			store.Close()
+			return interrupted(ctx, err)
+		}
+	}
+	if total <= recordChunk {
+		return a.runSmall(cmd, fp, store, client, pol, from, r)
+	}
+
+	// Every task of the file is durable before an engine starts: nothing
+	// is sent until then, and a crash while recording sends nothing.
+	var done atomic.Int64
+	t = startTally(stderr, bar, 2*time.Second, func() string {
+		return fmt.Sprintf("captchafsm: recording %d/%d tasks", done.Load(), total)
+	})
+	added, err := recordTasks(ctx, store, from, r, k.lines, &done)
+	t.end()
+	if err != nil {
+		store.Close()
+		if ctx.Err() != nil {
+			return errInterrupted
+		}
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return err
+		}
+		return fmt.Errorf("--from %s: recorded %d of %d tasks, then: %w; nothing was sent: `captchafsm resume` sends those recorded, and running the file again adds the others (by ref)",
+			from, added, total, err)
+	}
+	b, err := a.startBatch(cmd, fp, store, client, pol, false)
+	if err != nil {
+		return err
+	}
+	// The file's tasks that had settled before are reported at once.
+	b.tr.mu.Lock()
+	for _, task := range k.settled {
+		b.ids[task.ID] = true
+	}
+	b.tr.mu.Unlock()
+	for _, task := range k.settled {
+		b.tr.add(task)
+	}
+	if skipped := total - added; skipped > 0 {
+		fmt.Fprintf(stderr, "captchafsm: %d of %d tasks added; %d refs were already in the database\n", added, total, skipped)
+	}
+	return b.drive(ctx)
+}
+
+// runSmall runs a file of at most recordChunk tasks: read whole, and
+// recorded in one transaction through the engine's SubmitMany once it
+// runs. Recording before the engine starts, as larger files are, makes the
+// engine's resume hold every submit for 3 s (it takes tasks just recorded
+// for tasks a process just sent), which a small file should not pay.
+func (a *app) runSmall(cmd *cobra.Command, fp *failpoint, store persist.Store, client *provider.Client, pol engine.Policy, from string, r io.Reader) error {
+	var reqs []engine.Request
+	err := scanTasks(from, r, func(_ int, req engine.Request) error {
+		reqs = append(reqs, req)
+		return nil
+	})
+	if err != nil {
+		store.Close()
+		return err
+	}
+	b, err := a.startBatch(cmd, fp, store, client, pol, false)
 	if err != nil {
 		return err
 	}
@@ -207,4 +355,13 @@ func (a *app) run(cmd *cobra.Command, from string) error {
 		fmt.Fprintf(cmd.ErrOrStderr(), "captchafsm: %d of %d tasks added; %d refs were already in the database\n", added, len(reqs), skipped)
 	}
 	return b.drive(ctx)
+}
+
+// sum is the number of tasks of a Count.
+func sum(counts map[states.State]int) int {
+	n := 0
+	for _, c := range counts {
+		n += c
+	}
+	return n
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/captchafsm/captchafsm/dashboard"
 	"github.com/captchafsm/captchafsm/engine"
 	"github.com/captchafsm/captchafsm/metrics"
+	"github.com/captchafsm/captchafsm/persist/pgstore"
 	"github.com/captchafsm/captchafsm/states"
 )
 
@@ -152,11 +153,18 @@ func (a *app) serve(cmd *cobra.Command, addr, tokenFile, levelName string) error
 		return usageErr("--addr %s: %s", addr, listenProblem(err))
 	}
 	defer ln.Close()
+	// serve takes new tasks, so it may start on a new database; it says so,
+	// in case the path was meant to name an existing one.
+	_, statErr := os.Stat(a.dbPath().value)
+	fresh := errors.Is(statErr, os.ErrNotExist) && !pgstore.IsURL(a.dbPath().value)
 	store, err := a.openStore(true)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	if fresh {
+		log.Warn("created a new empty database (was the path meant to name an existing one?)", "db", a.dbPath().value)
+	}
 	ctx := cmd.Context()
 	counts, err := store.Count(ctx)
 	if err != nil {

@@ -39,7 +39,9 @@ googlekey, sitekey, proxy, proxytype, ...); they are checked before anything is
 sent. A method the provider does not document (a typo such as hcapcha) is
 refused, with the nearest known method; --force-method sends it anyway, for a
 method newer than this client. Other tasks waiting in the database are driven
-along while this one runs.
+along while this one runs. When stderr is a terminal, the task's moves show
+there as they happen (submitted, accepted, each poll, solved), as run's
+progress bar does.
 
 Exit status: 0 solved; 1 bad input (nothing sent); 2 the task failed; 3 the
 account needs a fix (see account-fixed); 130 interrupted (the task stays in
@@ -93,6 +95,9 @@ func (o *solveOpts) request() (engine.Request, error) {
 	if method == "" {
 		return engine.Request{}, usageErr("--method is required (or --image FILE for an image)")
 	}
+	if err := persist.ValidateRef(o.ref); err != nil {
+		return engine.Request{}, usageErr("--%v", err)
+	}
 	req := engine.Request{Method: method, Params: params, Ref: o.ref}
 	if err := provider.Validate(provider.Request{Method: method, Params: params}); err != nil {
 		return engine.Request{}, fieldProblem(err, o.image)
@@ -126,28 +131,37 @@ func (a *app) solve(cmd *cobra.Command, o *solveOpts) error {
 		return err
 	}
 	if _, known := provider.LookupMethod(req.Method); !known {
-		fmt.Fprintf(cmd.ErrOrStderr(), "captchafsm: warning: --method %s is not a method of the API%s; sending it as --force-method asks\n", req.Method, suggestion(req.Method))
+		fmt.Fprintf(cmd.ErrOrStderr(), "captchafsm: warning: --method %s is not a method of the API%s; sending it as --force-method asks\n", printable(req.Method), suggestion(req.Method))
 	}
 	client, pol, err := a.client()
 	if err != nil {
 		return err
 	}
-	b, err := a.openBatch(cmd, client, pol, true)
+	b, err := a.openBatch(cmd, client, pol, true, true)
 	if err != nil {
 		return err
 	}
 	ctx := cmd.Context()
+	// On a terminal, the task's moves show on stderr while it is solved.
+	var mv *moves
+	if a.opts.terminal(cmd.ErrOrStderr()) {
+		mv = newMoves(cmd.ErrOrStderr())
+		b.moves.Store(mv)
+	}
 	id, err := b.eng.Submit(ctx, req)
 	if err != nil {
 		_ = b.eng.Close()
+		mv.end()
 		b.store.Close()
 		if errors.Is(err, persist.ErrDuplicateRef) {
 			return usageErr("--ref %s: a task with this ref exists", o.ref)
 		}
 		return usageErr("%v", err)
 	}
+	mv.follow(id, req)
 	_, werr := b.eng.Wait(ctx, id)
-	cerr := b.eng.Close()
+	cerr := b.eng.Close() // every hook has run once Close returns
+	mv.end()
 	defer b.store.Close()
 	if werr != nil && isCtxErr(ctx, werr) {
 		return errInterrupted
@@ -166,7 +180,7 @@ func (a *app) solve(cmd *cobra.Command, o *solveOpts) error {
 			return err
 		}
 	} else if t.State == states.Done {
-		fmt.Fprintln(out, t.Token)
+		fmt.Fprintln(out, printable(t.Token))
 	}
 	switch t.State {
 	case states.Done:

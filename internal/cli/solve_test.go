@@ -7,7 +7,9 @@ import (
 	"image"
 	"image/png"
 	"math/rand/v2"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -30,6 +32,41 @@ func TestSolvePrintsTheToken(t *testing.T) {
 	assert.Equal(t, states.Done, tasks[0].State)
 	assert.Equal(t, tasks[0].Token+"\n", r.out, "stdout is the token alone")
 	assert.NotEmpty(t, tasks[0].Token)
+}
+
+// TestSolveShowsItsMovesOnATerminal: on a terminal, solve's stderr shows
+// its task's moves as they happen (the submit, the accept with the
+// provider's id, the polls counted in place, the solve); elsewhere solve is
+// silent, and stdout is the token alone either way.
+func TestSolveShowsItsMovesOnATerminal(t *testing.T) {
+	t.Parallel()
+	for _, tty := range []bool{true, false} {
+		// Solved in 300ms, polled every 10ms: not-ready answers, many.
+		w := newWorld(t).withSim(providersim.Config{Mix: providersim.NoErrors(), Speed: 1,
+			SolveTime: map[string]providersim.Dist{"hcaptcha": {Min: 300 * time.Millisecond, Max: 300 * time.Millisecond}}})
+		w.ttyErr = tty
+		r := w.run(withPolicy(w, append(hcaptchaArgs, "--ref", "shown")...)...)
+		require.Equal(t, ExitOK, r.code, r.err)
+		tasks := w.tasks()
+		require.Len(t, tasks, 1)
+		assert.Equal(t, tasks[0].Token+"\n", r.out, "stdout is the token alone")
+		if !tty {
+			assert.Empty(t, r.err, "off a terminal solve is silent")
+			continue
+		}
+		assert.True(t, strings.HasPrefix(r.err, "captchafsm: task "+tasks[0].ID+" (ref shown): hcaptcha, recorded\n"), r.err)
+		for _, want := range []string{
+			"Submitting → Submitting  submit_sending",
+			"Submitting → Polling  submit_accepted  provider id " + tasks[0].ProviderID,
+			"Polling → Done  solved",
+		} {
+			assert.Contains(t, r.err, want)
+		}
+		require.Greater(t, tasks[0].Polls, 2)
+		assert.Contains(t, r.err, "Polling → Polling  not_ready  CAPCHA_NOT_READY\r", "%d polls", tasks[0].Polls)
+		assert.Regexp(t, `\r\x1b\[K.*Polling → Polling  not_ready  CAPCHA_NOT_READY  ×\d`, r.err, "a repeated move is redrawn in place")
+		assert.True(t, strings.HasSuffix(r.err, "\n"), "the last line is ended")
+	}
 }
 
 func TestSolveJSON(t *testing.T) {
