@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -409,5 +410,22 @@ func TestWaitUnknownTask(t *testing.T) {
 		_, err := b.eng.Wait(context.Background(), "0190d6a0-0000-7000-8000-000000000000")
 		require.Error(t, err)
 		assert.False(t, errors.Is(err, engine.ErrFailed))
+	})
+}
+
+// TestBadRefRefused: a ref the store could not key is refused before
+// anything is stored or sent, by the library as by the CLI.
+func TestBadRefRefused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, engine.Policy{})
+		for _, ref := range []string{strings.Repeat("r", persist.MaxRefLen+1), "a\x00b", "\xff"} {
+			_, err := b.eng.Submit(context.Background(), recaptcha(ref))
+			require.ErrorIs(t, err, persist.ErrInvalidRef, "%q", ref)
+		}
+		counts, err := b.store.Count(context.Background())
+		require.NoError(t, err)
+		assert.Empty(t, counts[states.Submitting])
+		submits, _ := b.api.counts()
+		assert.Zero(t, submits)
 	})
 }

@@ -35,7 +35,11 @@ func (e *Engine) Submit(ctx context.Context, req Request) (string, error) {
 // were added.
 func (e *Engine) SubmitMany(ctx context.Context, reqs []Request) (ids []string, added int, err error) {
 	for i, r := range reqs {
-		if err := provider.Validate(provider.Request{Method: r.Method, Params: r.Params}); err != nil {
+		err := provider.Validate(provider.Request{Method: r.Method, Params: r.Params})
+		if err == nil {
+			err = persist.ValidateRef(r.Ref)
+		}
+		if err != nil {
 			if len(reqs) > 1 {
 				return nil, 0, fmt.Errorf("engine: request %d: %w", i+1, err)
 			}
@@ -69,12 +73,7 @@ func (e *Engine) SubmitMany(ctx context.Context, reqs []Request) (ids []string, 
 				continue
 			}
 		}
-		params := make(map[string]string, len(r.Params))
-		for k, v := range r.Params {
-			params[k] = v
-		}
-		t := &persist.Task{ID: persist.NewID(), Ref: r.Ref, Method: r.Method, Params: params,
-			State: transitions.Initial, Created: now, Updated: now, NextAt: now}
+		t := NewTask(r, now)
 		if e.fleet != nil {
 			t.Owner, t.LeaseUntil = e.fleet.owner, now.Add(e.fleet.ttl)
 		}
@@ -106,6 +105,19 @@ func (e *Engine) SubmitMany(ctx context.Context, reqs []Request) (ids []string, 
 		e.pager.kick()
 	}
 	return ids, len(fresh), nil
+}
+
+// NewTask returns the task a request becomes, due at once, with a new id
+// and its own copy of the parameters: what SubmitMany stores, for a
+// program that records requests itself (the CLI records a large file in
+// chunks before it starts an engine). It does not validate r.
+func NewTask(r Request, now time.Time) *persist.Task {
+	params := make(map[string]string, len(r.Params))
+	for k, v := range r.Params {
+		params[k] = v
+	}
+	return &persist.Task{ID: persist.NewID(), Ref: r.Ref, Method: r.Method, Params: params,
+		State: transitions.Initial, Created: now, Updated: now, NextAt: now}
 }
 
 // Wait blocks until the task (named by its id or its ref) is terminal or

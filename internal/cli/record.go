@@ -12,7 +12,6 @@ import (
 
 	"github.com/captchafsm/captchafsm/engine"
 	"github.com/captchafsm/captchafsm/persist"
-	"github.com/captchafsm/captchafsm/transitions"
 )
 
 // recordChunk is how many tasks of a --from file one transaction records.
@@ -154,9 +153,7 @@ func recordTasks(ctx context.Context, store persist.Store, name string, r io.Rea
 			done.Add(1)
 			return nil
 		}
-		now := time.Now()
-		chunk = append(chunk, &persist.Task{ID: persist.NewID(), Ref: req.Ref, Method: req.Method, Params: req.Params,
-			State: transitions.Initial, Created: now, Updated: now, NextAt: now})
+		chunk = append(chunk, engine.NewTask(req, time.Now()))
 		if len(chunk) == recordChunk {
 			return flush()
 		}
