@@ -3,6 +3,8 @@ package persist
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"time"
 
 	"github.com/captchafsm/captchafsm/states"
@@ -21,6 +23,9 @@ type Task struct {
 	// Params are the method's parameters, never the API key. Only Get and
 	// GetByRef fill them; List leaves them nil.
 	Params map[string]string `json:"params,omitempty"`
+	// Options are the task's own settings, written once, when the task is
+	// created, like Params (but returned by every read).
+	Options TaskOptions `json:"options,omitzero"`
 
 	State states.State `json:"state"`
 	// Code is the last provider code (or reserved code such as POLL_TIMEOUT)
@@ -75,6 +80,46 @@ func (t *Task) Clone() *Task {
 		}
 	}
 	return &c
+}
+
+// TaskOptions are a task's own settings, given when it is created. Their
+// zero value means the engine's: no deadline, priority 0, the policy's
+// limits. Every store keeps them as created: Apply never changes them.
+type TaskOptions struct {
+	// Deadline, when set, is when the task ends Failed with code
+	// DEADLINE_EXCEEDED if it has no answer by then.
+	Deadline time.Time `json:"deadline,omitzero"`
+	// Priority orders the tasks due to be submitted: higher first. Any
+	// value that fits in 32 bits.
+	Priority int `json:"priority,omitempty"`
+	// MaxRetries and MaxResubmits replace the policy's max_retries and
+	// max_resubmits for this task: 0 keeps the policy's, a negative value
+	// allows none.
+	MaxRetries   int `json:"max_retries,omitempty"`
+	MaxResubmits int `json:"max_resubmits,omitempty"`
+}
+
+// IsZero reports whether o holds no setting of its own.
+func (o TaskOptions) IsZero() bool {
+	return o.Deadline.IsZero() && o.Priority == 0 && o.MaxRetries == 0 && o.MaxResubmits == 0
+}
+
+// ErrInvalidOptions: task options no store can keep as given.
+// ValidateOptions's errors wrap it.
+var ErrInvalidOptions = errors.New("persist: invalid task options")
+
+// ValidateOptions reports why o cannot be stored, or nil: every store
+// keeps the integers in 32 bits.
+func ValidateOptions(o TaskOptions) error {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"priority", o.Priority}, {"max_retries", o.MaxRetries}, {"max_resubmits", o.MaxResubmits}} {
+		if f.v < math.MinInt32 || f.v > math.MaxInt32 {
+			return fmt.Errorf("%s: %d does not fit in 32 bits: %w", f.name, f.v, ErrInvalidOptions)
+		}
+	}
+	return nil
 }
 
 // Record is one entry of a task's append-only history.
@@ -144,14 +189,15 @@ type Store interface {
 	// must be set (at most 1,024 bytes, no 0x00 byte) and its State empty
 	// or Submitting; Create sets Seq to 1, Intent to false and zero
 	// Created/Updated to now. The tasks join the due index under their
-	// NextAt as given (zero: due at once).
+	// NextAt as given (zero: due at once). Options are stored as given;
+	// options ValidateOptions refuses fail, wrapping ErrInvalidOptions.
 	// A Ref already in the store fails with ErrDuplicateRef, an ID with
 	// ErrDuplicateID.
 	Create(ctx context.Context, tasks ...*Task) error
 
 	// Apply commits one transition: it appends rec to the task's history and
-	// replaces the task's mutable fields with t's (Params, Ref, Method and
-	// Created are kept as created), in one transaction. t.State must equal
+	// replaces the task's mutable fields with t's (Params, Ref, Method,
+	// Options and Created are kept as created), in one transaction. t.State must equal
 	// rec.To. The stored task must be in rec.From with Seq equal to t.Seq,
 	// else ErrConflict. On success rec.Seq and t.Seq are set to the new
 	// record's sequence and t.Intent to transitions.InDoubt(rec.Event).

@@ -105,7 +105,8 @@ func decodeParams(id string, b []byte) (map[string]string, error) {
 // alias t.
 const taskCols = `t.id, t.ref, t.method, t.state, t.code, t.submits, t.retries, t.resubmits, t.polls,
 	t.provider_id, t.next_at, t.next_at_ns, t.poll_since, t.poll_since_ns, t.token, t.cost,
-	t.created, t.created_ns, t.updated, t.updated_ns, t.owner, t.lease_until, t.lease_until_ns, t.seq, t.intent`
+	t.created, t.created_ns, t.updated, t.updated_ns, t.owner, t.lease_until, t.lease_until_ns, t.seq, t.intent,
+	t.deadline, t.deadline_ns, t.priority, t.max_retries, t.max_resubmits`
 
 // scanTask reads one row of taskCols, then extra.
 func scanTask(row pgx.Row, extra ...any) (*persist.Task, error) {
@@ -114,14 +115,15 @@ func scanTask(row pgx.Row, extra ...any) (*persist.Task, error) {
 		ref                                  *string
 		state                                string
 		nextAt, pollSince, created, updated  *time.Time
-		leaseUntil                           *time.Time
+		leaseUntil, deadline                 *time.Time
 		nextNs, pollNs, createdNs, updatedNs int16
-		leaseNs                              int16
+		leaseNs, deadlineNs                  int16
 		seq                                  int64
 	)
 	dest := []any{&t.ID, &ref, &t.Method, &state, &t.Code, &t.Submits, &t.Retries, &t.Resubmits, &t.Polls,
 		&t.ProviderID, &nextAt, &nextNs, &pollSince, &pollNs, &t.Token, &t.Cost,
-		&created, &createdNs, &updated, &updatedNs, &t.Owner, &leaseUntil, &leaseNs, &seq, &t.Intent}
+		&created, &createdNs, &updated, &updatedNs, &t.Owner, &leaseUntil, &leaseNs, &seq, &t.Intent,
+		&deadline, &deadlineNs, &t.Options.Priority, &t.Options.MaxRetries, &t.Options.MaxResubmits}
 	if err := row.Scan(append(dest, extra...)...); err != nil {
 		return nil, err
 	}
@@ -137,6 +139,7 @@ func scanTask(row pgx.Row, extra ...any) (*persist.Task, error) {
 	t.Created = joinTime(created, createdNs)
 	t.Updated = joinTime(updated, updatedNs)
 	t.LeaseUntil = joinTime(leaseUntil, leaseNs)
+	t.Options.Deadline = joinTime(deadline, deadlineNs)
 	t.Seq = uint64(seq)
 	return &t, nil
 }

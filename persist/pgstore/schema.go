@@ -106,6 +106,16 @@ CREATE INDEX tasks_due ON tasks ((COALESCE(next_at, '-infinity'::timestamptz)), 
 CREATE INDEX history_submits ON history (at DESC, at_ns DESC) WHERE event = 'submit_sending';
 ALTER TABLE fleet ADD COLUMN pruned_submit timestamptz, ADD COLUMN pruned_submit_ns smallint NOT NULL DEFAULT 0;
 `},
+	{3, "task options", `
+-- persist.TaskOptions: written by Create, never by Apply. Every row of an
+-- older schema gets the zero options (no deadline, the policy's limits).
+ALTER TABLE tasks
+    ADD COLUMN deadline      timestamptz,
+    ADD COLUMN deadline_ns   smallint NOT NULL DEFAULT 0,
+    ADD COLUMN priority      integer NOT NULL DEFAULT 0,
+    ADD COLUMN max_retries   integer NOT NULL DEFAULT 0,
+    ADD COLUMN max_resubmits integer NOT NULL DEFAULT 0;
+`},
 }
 
 // SchemaVersion is the schema version of this program: the version of its
