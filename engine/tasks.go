@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/captchafsm/captchafsm/persist"
-	"github.com/captchafsm/captchafsm/provider"
 	"github.com/captchafsm/captchafsm/transitions"
 )
 
@@ -16,41 +15,75 @@ import (
 
 // Submit validates req, stores it as a new task (durable when Submit
 // returns) and schedules it. It returns the task id. Bad input is refused
-// before anything is stored or sent.
+// before anything is stored or sent. A request whose Ref names a stored
+// task attaches to it (see Request.IfRefExists); Enqueue says whether it
+// did.
 func (e *Engine) Submit(ctx context.Context, req Request) (string, error) {
-	ids, _, err := e.SubmitMany(ctx, []Request{req})
+	sub, err := e.Enqueue(ctx, req)
+	return sub.ID, err
+}
+
+// Submission is what Enqueue did with a request.
+type Submission struct {
+	// ID is the task's id: a new task's, or the stored one's it attached
+	// to.
+	ID string
+	// Attached is set when the request's Ref named a stored task of the
+	// same request: no task was added, and the stored task (with its own
+	// options) is the one to wait for.
+	Attached bool
+}
+
+// Enqueue is Submit, and says whether the request attached to a stored
+// task by its Ref instead of adding one.
+func (e *Engine) Enqueue(ctx context.Context, req Request) (Submission, error) {
+	subs, err := e.submit(ctx, []Request{req})
 	if err != nil {
-		return "", err
+		return Submission{}, err
 	}
-	return ids[0], nil
+	return subs[0], nil
 }
 
 // SubmitMany validates every request, then stores the new ones in one
 // transaction and schedules them. A request whose Ref is already in the
 // store with the same method and parameters adds no task: it attaches to
 // the existing one, whose id is returned (a restarted bot collects its
-// answers that way). A Ref that names a task with another method or other
-// parameters is an error wrapping ErrRefConflict, before anything is
-// stored or sent. It returns the ids in request order and how many tasks
-// were added.
+// answers that way), unless its IfRefExists is RefUnique. A Ref that names
+// a task with another method or other parameters is an error wrapping
+// ErrRefConflict (ErrRefExists with RefUnique), before anything is stored
+// or sent. It returns the ids in request order and how many tasks were
+// added.
 func (e *Engine) SubmitMany(ctx context.Context, reqs []Request) (ids []string, added int, err error) {
-	for i, r := range reqs {
-		err := provider.Validate(provider.Request{Method: r.Method, Params: r.Params})
-		if err == nil {
-			err = persist.ValidateRef(r.Ref)
+	subs, err := e.submit(ctx, reqs)
+	if err != nil {
+		return nil, 0, err
+	}
+	ids = make([]string, len(subs))
+	for i, s := range subs {
+		ids[i] = s.ID
+		if !s.Attached {
+			added++
 		}
-		if err != nil {
+	}
+	return ids, added, nil
+}
+
+// submit is Enqueue and SubmitMany: it validates every request, then
+// stores the new ones in one transaction and schedules them.
+func (e *Engine) submit(ctx context.Context, reqs []Request) ([]Submission, error) {
+	for i, r := range reqs {
+		if err := r.validate(); err != nil {
 			if len(reqs) > 1 {
-				return nil, 0, fmt.Errorf("engine: request %d: %w", i+1, err)
+				return nil, fmt.Errorf("engine: request %d: %w", i+1, err)
 			}
-			return nil, 0, err
+			return nil, err
 		}
 	}
 	if e.isClosed() {
-		return nil, 0, ErrClosed
+		return nil, ErrClosed
 	}
 	now := time.Now()
-	ids = make([]string, len(reqs))
+	subs := make([]Submission, len(reqs))
 	var fresh []*persist.Task
 	seenRef := map[string]*persist.Task{}
 	for i, r := range reqs {
@@ -60,15 +93,19 @@ func (e *Engine) SubmitMany(ctx context.Context, reqs []Request) (ids []string, 
 				var err error
 				old, err = e.store.GetByRef(ctx, r.Ref)
 				if err != nil && !errors.Is(err, persist.ErrNotFound) {
-					return nil, 0, fmt.Errorf("engine: submit: %w", err)
+					return nil, fmt.Errorf("engine: submit: %w", err)
 				}
 			}
 			if old != nil {
+				if r.IfRefExists == RefUnique {
+					return nil, fmt.Errorf("engine: ref %q: %w: it names task %s (%s); the request asks for a new task (RefUnique)",
+						r.Ref, ErrRefExists, old.ID, old.State)
+				}
 				if old.Method != r.Method || !maps.Equal(old.Params, r.Params) {
-					return nil, 0, fmt.Errorf("engine: ref %q: %w: it names task %s, a %s request with other parameters; "+
+					return nil, fmt.Errorf("engine: ref %q: %w: it names task %s, a %s request with other parameters; "+
 						"use another ref, or the same request to attach to that task", r.Ref, ErrRefConflict, old.ID, old.Method)
 				}
-				ids[i] = old.ID
+				subs[i] = Submission{ID: old.ID, Attached: true}
 				seenRef[r.Ref] = old
 				continue
 			}
@@ -78,16 +115,16 @@ func (e *Engine) SubmitMany(ctx context.Context, reqs []Request) (ids []string, 
 			t.Owner, t.LeaseUntil = e.fleet.owner, now.Add(e.fleet.ttl)
 		}
 		fresh = append(fresh, t)
-		ids[i] = t.ID
+		subs[i] = Submission{ID: t.ID}
 		if r.Ref != "" {
 			seenRef[r.Ref] = t
 		}
 	}
 	if len(fresh) == 0 {
-		return ids, 0, nil
+		return subs, nil
 	}
 	if err := e.store.Create(ctx, fresh...); err != nil {
-		return nil, 0, fmt.Errorf("engine: submit: %w", err)
+		return nil, fmt.Errorf("engine: submit: %w", err)
 	}
 	left := false
 	for _, t := range fresh {
@@ -104,19 +141,20 @@ func (e *Engine) SubmitMany(ctx context.Context, reqs []Request) (ids []string, 
 	if left {
 		e.pager.kick()
 	}
-	return ids, len(fresh), nil
+	return subs, nil
 }
 
-// NewTask returns the task a request becomes, due at once, with a new id
-// and its own copy of the parameters: what SubmitMany stores, for a
-// program that records requests itself (the CLI records a large file in
-// chunks before it starts an engine). It does not validate r.
+// NewTask returns the task a request becomes, due at once, with a new id,
+// its own copy of the parameters and the request's options: what
+// SubmitMany stores, for a program that records requests itself (the CLI
+// records a large file in chunks before it starts an engine). It does not
+// validate r.
 func NewTask(r Request, now time.Time) *persist.Task {
 	params := make(map[string]string, len(r.Params))
 	for k, v := range r.Params {
 		params[k] = v
 	}
-	return &persist.Task{ID: persist.NewID(), Ref: r.Ref, Method: r.Method, Params: params,
+	return &persist.Task{ID: persist.NewID(), Ref: r.Ref, Method: r.Method, Params: params, Options: r.options(),
 		State: transitions.Initial, Created: now, Updated: now, NextAt: now}
 }
 
