@@ -71,25 +71,26 @@ func (b backend) Submit(ctx context.Context, r *protocol.Request, t protocol.Tas
 	// does not reach the store.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.opTimout)
 	defer cancel()
-	req := engine.Request{Method: t.Method, Params: normalize(t.Params)}
+	// Each id is a new task: a ref an earlier run left is never attached to.
+	req := engine.Request{Method: t.Method, Params: normalize(t.Params), IfRefExists: engine.RefUnique}
 	for range refTries {
 		id := g.ids.next()
 		k := key{r.Client, id}
 		req.Ref = Ref(r.Client, id)
 		g.view.reserve(k, t.Method, pingback, time.Now())
-		tids, added, err := g.eng.SubmitMany(sctx, []engine.Request{req})
+		sub, err := g.eng.Enqueue(sctx, req)
 		switch {
-		case err == nil && added == 1:
+		case err == nil:
 			if a != nil {
 				g.dedup.created(a, id)
 			}
 			g.view.update(k, func(e *entry) {
 				if e.task == "" { // the engine has not moved it yet
-					e.task, e.seq = tids[0], 1
+					e.task, e.seq = sub.ID, 1
 				}
 			})
 			return id, nil
-		case err == nil, errors.Is(err, engine.ErrRefConflict):
+		case errors.Is(err, engine.ErrRefExists):
 			// The ref is an earlier run's: take the next id.
 			g.view.drop(k)
 			continue
