@@ -22,10 +22,10 @@ import (
 // MaxSubmitBody caps the body of POST /api/tasks (an image in base64).
 const MaxSubmitBody = 16 << 20
 
-// Task is a task as the JSON API returns it: engine.TaskView, the shape of
+// Task is a task as the JSON API returns it: engine.Task, the shape of
 // `captchafsm list --json`. Params are filled by GET /api/tasks/{id} and the
 // history only, redacted.
-type Task = engine.TaskView
+type Task = engine.Task
 
 // Record is one transition as the JSON API returns it: engine.RecordView,
 // the shape of `captchafsm history --json`.

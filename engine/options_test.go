@@ -94,7 +94,7 @@ func TestDeadline(t *testing.T) {
 		r.Deadline = time.Now().Add(d)
 		return r
 	}
-	check := func(t *testing.T, b *bundle, res *engine.Result, err error, from states.State, at time.Time) {
+	check := func(t *testing.T, b *bundle, res *engine.Task, err error, from states.State, at time.Time) {
 		t.Helper()
 		require.ErrorIs(t, err, engine.ErrFailed)
 		var te *engine.TaskError
@@ -295,4 +295,48 @@ func TestPriority(t *testing.T) {
 		assert.Equal(t, []string{"d", "g", "e", "a", "b", "f", "c"}, refs,
 			"priority 10 (d before g: created first), 5, 0 in creation order, -3")
 	})
+}
+
+// TestTaskViewCarriesOptions: the one view of a task (Get, List, Wait and
+// the transitions subscribers see) carries its options and its sequence.
+func TestTaskViewCarriesOptions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, engine.Policy{})
+		ctx := context.Background()
+		trs, stop := b.eng.Subscribe(100)
+		defer stop()
+		req := recaptcha("view")
+		req.Deadline = time.Now().Add(time.Hour)
+		req.Priority, req.MaxRetries, req.MaxResubmits = 3, 5, -1
+		res, err := b.eng.Solve(ctx, req)
+		require.NoError(t, err)
+		for _, v := range []*engine.Task{res, mustGet(t, b.eng, "view"), mustList(t, b.eng)[0]} {
+			assert.True(t, v.Deadline.Equal(req.Deadline))
+			assert.Equal(t, []int{3, 5, -1}, []int{v.Priority, v.MaxRetries, v.MaxResubmits})
+			assert.Equal(t, uint64(len(b.history(res.ID))), v.Seq)
+		}
+		assert.Equal(t, req.Params, mustGet(t, b.eng, "view").Params, "Get returns the parameters")
+		assert.Nil(t, res.Params)
+		var last engine.Transition
+		for len(trs) > 0 {
+			last = <-trs
+		}
+		assert.Equal(t, states.Done, last.Task.State)
+		assert.Equal(t, 3, last.Task.Priority)
+		assert.Equal(t, last.Record.Seq, last.Task.Seq)
+	})
+}
+
+func mustGet(t *testing.T, eng *engine.Engine, key string) *engine.Task {
+	t.Helper()
+	v, err := eng.Get(context.Background(), key)
+	require.NoError(t, err)
+	return v
+}
+
+func mustList(t *testing.T, eng *engine.Engine) []*engine.Task {
+	t.Helper()
+	l, err := eng.List(context.Background(), persist.ListOptions{})
+	require.NoError(t, err)
+	return l
 }

@@ -227,7 +227,7 @@ func (r *registry) publish(tk *task, from states.State, next *persist.Task, rec 
 	}
 	var tr Transition
 	if r.hook != nil || len(r.subs) > 0 {
-		tr = Transition{Task: next.Clone(), Record: rec}
+		tr = Transition{Task: TaskOf(next), Record: rec}
 		for _, ch := range r.subs {
 			select {
 			case ch <- tr:

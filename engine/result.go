@@ -113,28 +113,12 @@ func (e *RequestError) Error() string { return "engine: " + e.Field + ": " + e.P
 // sent.
 func (e *RequestError) Is(target error) bool { return target == provider.ErrInvalid }
 
-// Result is a task's outcome.
-type Result struct {
-	ID        string       `json:"id"`
-	Ref       string       `json:"ref"`
-	State     states.State `json:"state"`
-	Token     string       `json:"token"`
-	Code      string       `json:"code"`
-	Submits   int          `json:"submits"`
-	Polls     int          `json:"polls"`
-	Resubmits int          `json:"resubmits"`
-	Cost      string       `json:"cost"`
-}
-
-// ResultOf returns t's outcome.
-func ResultOf(t *persist.Task) *Result {
-	return &Result{ID: t.ID, Ref: t.Ref, State: t.State, Token: t.Token, Code: t.Code,
-		Submits: t.Submits, Polls: t.Polls, Resubmits: t.Resubmits, Cost: t.Cost}
-}
-
-// resultOf is a settled task's Result, with a *TaskError unless it is Done.
-func resultOf(t *persist.Task) (*Result, error) {
-	r := ResultOf(t)
+// resultOf is a settled task's view (without Params, which only Get
+// returns), with a *TaskError unless it is Done.
+func resultOf(t *persist.Task) (*Task, error) {
+	v := TaskOf(t)
+	v.Params = nil
+	r := &v
 	if t.State == states.Done {
 		return r, nil
 	}
@@ -147,7 +131,9 @@ func resultOf(t *persist.Task) (*Result, error) {
 
 // Transition is one committed move, as the hook and subscribers see it.
 type Transition struct {
-	Task   *persist.Task // the task after the move (without Params)
+	// Task is the task after the move (without Params).
+	Task Task
+	// Record is the move, as the task's history keeps it.
 	Record persist.Record
 }
 

@@ -159,11 +159,15 @@ func NewTask(r Request, now time.Time) *persist.Task {
 }
 
 // Wait blocks until the task (named by its id or its ref) is terminal or
-// parked in NeedsAccountFix, or ctx is done. A Done task gives its Result;
-// any other end gives the Result and a *TaskError. When ctx ends first, the
-// task goes on and Wait returns a *PendingError: ctx bounds the wait, never
-// the task.
-func (e *Engine) Wait(ctx context.Context, key string) (*Result, error) {
+// parked in NeedsAccountFix, or ctx is done. A Done task gives its view
+// (its Token); any other end gives the view and a *TaskError. When ctx
+// ends first, the task goes on and Wait returns a *PendingError: ctx
+// bounds the wait, never the task.
+//
+// Wait by ref is how a bot collects what it submitted before a restart:
+// submit each request again with its ref (it attaches to the stored task)
+// or keep the refs, and Wait for each.
+func (e *Engine) Wait(ctx context.Context, key string) (*Task, error) {
 	id, err := e.resolve(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("engine: wait %s: %w", key, err)
@@ -194,7 +198,9 @@ func (e *Engine) Wait(ctx context.Context, key string) (*Result, error) {
 			return resultOf(t)
 		}
 		if e.fleet == nil {
-			return ResultOf(t), fmt.Errorf("engine: wait %s: task is %s and not driven by this engine", id, t.State)
+			v := TaskOf(t)
+			v.Params = nil
+			return &v, fmt.Errorf("engine: wait %s: task is %s and not driven by this engine", id, t.State)
 		}
 		// Another engine of the fleet drives it: watch the store.
 		select {
@@ -211,7 +217,7 @@ func (e *Engine) Wait(ctx context.Context, key string) (*Result, error) {
 // ctx ends first, Solve stops waiting and returns a *PendingError: the
 // task, durable and maybe paid for already, goes on, and Wait collects it
 // later. To stop a task, Cancel it.
-func (e *Engine) Solve(ctx context.Context, req Request) (*Result, error) {
+func (e *Engine) Solve(ctx context.Context, req Request) (*Task, error) {
 	id, err := e.Submit(ctx, req)
 	if err != nil {
 		return nil, err
@@ -258,14 +264,30 @@ func (e *Engine) Cancel(ctx context.Context, key string) error {
 	return err
 }
 
-// Get returns the stored task named by its id or its ref.
-func (e *Engine) Get(ctx context.Context, key string) (*persist.Task, error) {
-	return persist.Find(ctx, e.store, key)
+// Get returns the stored task named by its id or its ref, with its Params.
+func (e *Engine) Get(ctx context.Context, key string) (*Task, error) {
+	t, err := persist.Find(ctx, e.store, key)
+	if err != nil {
+		return nil, err
+	}
+	v := TaskOf(t)
+	return &v, nil
 }
 
-// List returns stored tasks.
-func (e *Engine) List(ctx context.Context, opts persist.ListOptions) ([]*persist.Task, error) {
-	return e.store.List(ctx, opts)
+// List returns stored tasks (without Params), in creation order: for
+// small results (opts.Limit and opts.After page through the store).
+func (e *Engine) List(ctx context.Context, opts persist.ListOptions) ([]*Task, error) {
+	list, err := e.store.List(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Task, len(list))
+	views := make([]Task, len(list))
+	for i, t := range list {
+		views[i] = TaskOf(t)
+		out[i] = &views[i]
+	}
+	return out, nil
 }
 
 // History returns the transitions of the task named by its id or its ref.

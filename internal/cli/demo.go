@@ -514,7 +514,7 @@ func (a *app) demoCrash(ctx context.Context, cmd *cobra.Command, o *demoOpts, co
 		f := strings.Fields(sc.Text())
 		switch {
 		case len(f) == 3 && f[0] == "settled":
-			tr.add(&persist.Task{ID: f[1], State: states.State(f[2])})
+			tr.add(engine.Task{ID: f[1], State: states.State(f[2])})
 		case len(f) == 2 && f[0] == "breaker":
 			con.result("  breaker: an account error stopped every submit and parked " + f[1] + " tasks; the demo plays the person who fixes the account: account-fixed")
 		}
@@ -576,7 +576,7 @@ func (a *app) demoCrash(ctx context.Context, cmd *cobra.Command, o *demoOpts, co
 	}
 	for _, t := range all {
 		if t.State.Settled() {
-			tr2.add(t)
+			tr2.add(engine.TaskOf(t))
 		}
 	}
 	tr2.take()

@@ -21,7 +21,7 @@ import (
 // historyJSON is history --json's object.
 type historyJSON struct {
 	Task struct {
-		engine.TaskView
+		engine.Task
 		// PossiblyCharged counts the submits that may have been charged
 		// without their answer being recorded, the one in flight (if the
 		// history ends with submit_sending) included.
@@ -164,7 +164,7 @@ func historyJSONOut(ctx context.Context, store persist.Store, t *persist.Task, p
 		charged++
 	}
 	var h historyJSON
-	h.Task.TaskView = engine.ViewOf(t)
+	h.Task.Task = engine.ViewOf(t)
 	h.Task.PossiblyCharged = charged
 	task, err := json.MarshalIndent(h.Task, "  ", "  ")
 	if err != nil {

@@ -37,8 +37,9 @@ func (a *app) listCmd() *cobra.Command {
 		Long: `List the tasks in the database in creation order: id, ref, state, last code,
 submits, polls, resubmits, created and updated. With --json an array of task
 objects (id, ref, method, state, code, submits, retries, resubmits, polls,
-provider_id, token, cost, created, updated); with --jsonl the same objects,
-one per line.
+provider_id, token, cost, created, updated, seq, and the task's own deadline,
+priority, max_retries and max_resubmits when a library caller set them); with
+--jsonl the same objects, one per line.
 
 The list is written as it is read, so a database of millions of tasks lists in
 flat memory; the table's columns are aligned in blocks of 1,000 rows.

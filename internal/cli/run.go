@@ -314,7 +314,7 @@ func (a *app) run(cmd *cobra.Command, from string) error {
 	}
 	b.tr.mu.Unlock()
 	for _, task := range k.settled {
-		b.tr.add(task)
+		b.tr.add(engine.TaskOf(task))
 	}
 	if skipped := total - added; skipped > 0 {
 		fmt.Fprintf(stderr, "captchafsm: %d of %d tasks added; %d refs were already in the database\n", added, total, skipped)

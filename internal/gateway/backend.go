@@ -254,7 +254,7 @@ func (g *Gateway) observe(tr engine.Transition) {
 	if e, ok := transitions.Lookup(tr.Record.Code); ok && e.Class == transitions.ClassAccount && tr.Record.To == states.NeedsAccountFix {
 		g.account.saw(tr.Record.Code)
 	}
-	before, after, _ := g.view.put(client, id, t, time.Now())
+	before, after, _ := g.view.put(client, id, &t, time.Now())
 	if !t.State.Settled() || before.state == t.State && before.task != "" {
 		return
 	}
