@@ -300,8 +300,13 @@ func (e *Engine) History(ctx context.Context, key string) ([]persist.Record, err
 }
 
 // Subscribe returns a channel that receives every committed transition, and
-// a function that ends the subscription. A subscriber that falls more than
-// buf transitions behind misses transitions rather than stall the engine.
+// a function that ends the subscription (it closes the channel). The
+// engine never waits for a subscriber: a transition that finds the
+// channel's buf slots full is dropped for this subscriber (the engine goes
+// on), so a subscriber that falls behind misses transitions; a gap in a
+// task's Transition.Record.Seq shows one, and History has them all. The
+// transitions of one task arrive in order. Use OnTransition to see every
+// one.
 func (e *Engine) Subscribe(buf int) (<-chan Transition, func()) { return e.reg.subscribe(buf) }
 
 // Drain blocks until no task is left for the engine to drive: every task it
