@@ -73,6 +73,7 @@ var layers = map[string][]string{
 	"internal/fleettest":          {},
 	"internal/archtest":           {},
 	"internal/npmtest":            {},
+	"internal/readmetest":         {},
 	"cmd/captchafsm":              {"internal/cli"},
 }
 
