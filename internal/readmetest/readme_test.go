@@ -205,7 +205,13 @@ func simulate(t *testing.T, cli string, args ...string) (string, func() int) {
 		}
 	})
 	line, err := bufio.NewReader(stdout).ReadString('\n')
-	require.NoError(t, err, "the simulator's URL:\n%s", stderr.String())
+	if err != nil {
+		// Its stderr is read once it has exited: it says why.
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		stopped = true
+		t.Fatalf("the simulator gave no URL: %v\n%s", err, stderr.String())
+	}
 	return strings.TrimSpace(line), stop
 }
 
