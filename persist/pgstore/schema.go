@@ -106,6 +106,10 @@ CREATE INDEX tasks_due ON tasks ((COALESCE(next_at, '-infinity'::timestamptz)), 
 CREATE INDEX history_submits ON history (at DESC, at_ns DESC) WHERE event = 'submit_sending';
 ALTER TABLE fleet ADD COLUMN pruned_submit timestamptz, ADD COLUMN pruned_submit_ns smallint NOT NULL DEFAULT 0;
 `},
+	{3, "the account probe's claim", `
+-- ClaimProbe: the one engine that may probe the account until then.
+ALTER TABLE fleet ADD COLUMN probe_until timestamptz, ADD COLUMN probe_owner text NOT NULL DEFAULT '';
+`},
 }
 
 // SchemaVersion is the schema version of this program: the version of its
