@@ -29,7 +29,11 @@ type limiter struct {
 }
 
 func newLimiter(submitRate float64, local bool) *limiter {
-	return &limiter{local: local, bucket: rate.NewLimiter(rate.Limit(submitRate), 1)}
+	// The scheduler hands submits out no faster than the window lets them
+	// leave (57 in 3 s, 19/s): faster, workers would only wait in
+	// awaitSend, holding their tasks.
+	windowRate := float64(submitWindowMax) / submitWindowLen.Seconds()
+	return &limiter{local: local, bucket: rate.NewLimiter(rate.Limit(min(submitRate, windowRate)), 1)}
 }
 
 // submitDelay is how long the scheduler waits before it hands out the

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/provider"
 )
 
@@ -19,15 +20,6 @@ type BalanceAPI interface {
 }
 
 var _ BalanceAPI = (*provider.Client)(nil)
-
-// ProbeClaimer is implemented by shared stores that let one engine of a
-// fleet probe the account at a time. Without it every engine of the fleet
-// probes on its own.
-type ProbeClaimer interface {
-	// ClaimProbe reports whether owner may probe now: true for at most one
-	// engine of the fleet per every.
-	ClaimProbe(ctx context.Context, owner string, every time.Duration) (bool, error)
-}
 
 // probeLoop is the half-open breaker: while the breaker is open it asks the
 // provider for the balance every AccountProbeInterval, and when the
@@ -68,7 +60,7 @@ func (e *Engine) probe(api BalanceAPI) bool {
 	if _, polls := e.lim.pauses(); now.Before(polls) {
 		return true // a ban in force: waited out, then probed
 	}
-	if c, ok := e.store.(ProbeClaimer); ok && e.fleet != nil {
+	if c, ok := e.store.(persist.ProbeClaimer); ok && e.fleet != nil {
 		mine, err := c.ClaimProbe(e.ctx, e.fleet.owner, e.pol.AccountProbeInterval)
 		if err != nil {
 			e.log.Error("claim the account probe", "err", err)

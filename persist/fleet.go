@@ -49,3 +49,13 @@ type Conditions struct {
 	SubmitUntil time.Time // no submits before
 	PollUntil   time.Time // no polls before
 }
+
+// ProbeClaimer is implemented by shared stores that let one engine of a
+// fleet at a time check the account while the fleet's breaker is open (the
+// engine's half-open breaker probes with a free getbalance). Without it
+// every engine of the fleet probes on its own.
+type ProbeClaimer interface {
+	// ClaimProbe reports whether owner may probe now: true for at most one
+	// engine of the fleet per every.
+	ClaimProbe(ctx context.Context, owner string, every time.Duration) (bool, error)
+}

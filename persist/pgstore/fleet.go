@@ -116,3 +116,22 @@ func local(now time.Time, secs *float64) time.Time {
 	}
 	return now.Add(time.Duration(*secs * float64(time.Second)))
 }
+
+// ClaimProbe reports whether owner may probe the account now (the engine's
+// half-open breaker, persist.ProbeClaimer): true for one engine of the
+// fleet per every, in one statement that moves the claim on only when the
+// last one has run out.
+func (s *Store) ClaimProbe(ctx context.Context, owner string, every time.Duration) (bool, error) {
+	if err := s.check(ctx, "claim the account probe"); err != nil {
+		return false, err
+	}
+	tag, err := s.pool.Exec(ctx, `
+UPDATE fleet SET probe_until = clock_timestamp() + $2 * interval '1 microsecond', probe_owner = $1
+WHERE id = 1 AND (probe_until IS NULL OR probe_until <= clock_timestamp())`, clean(owner), every.Microseconds())
+	if err != nil {
+		return false, s.fail(ctx, "claim the account probe", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+var _ persist.ProbeClaimer = (*Store)(nil)

@@ -106,7 +106,11 @@ CREATE INDEX tasks_due ON tasks ((COALESCE(next_at, '-infinity'::timestamptz)), 
 CREATE INDEX history_submits ON history (at DESC, at_ns DESC) WHERE event = 'submit_sending';
 ALTER TABLE fleet ADD COLUMN pruned_submit timestamptz, ADD COLUMN pruned_submit_ns smallint NOT NULL DEFAULT 0;
 `},
-	{3, "task options", `
+	{3, "the account probe's claim", `
+-- ClaimProbe: the one engine that may probe the account until then.
+ALTER TABLE fleet ADD COLUMN probe_until timestamptz, ADD COLUMN probe_owner text NOT NULL DEFAULT '';
+`},
+	{4, "task options", `
 -- persist.TaskOptions: written by Create, never by Apply. Every row of an
 -- older schema gets the zero options (no deadline, the policy's limits).
 ALTER TABLE tasks

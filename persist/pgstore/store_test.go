@@ -506,3 +506,31 @@ func TestIsURL(t *testing.T) {
 		assert.Equal(t, want, pgstore.IsURL(db), db)
 	}
 }
+
+// TestClaimProbe: one engine of the fleet probes the account per interval,
+// whichever asks first; the claim runs out with its interval.
+func TestClaimProbe(t *testing.T) {
+	ctx := context.Background()
+	schema := pgstoretest.Schema(t)
+	a := pgstoretest.Open(t, &pgstore.Options{Schema: schema})
+	b := pgstoretest.Open(t, &pgstore.Options{Schema: schema})
+
+	ok, err := a.ClaimProbe(ctx, "engine-a", time.Hour)
+	require.NoError(t, err)
+	assert.True(t, ok, "the first asks, the first probes")
+	for _, s := range []*pgstore.Store{a, b} {
+		ok, err = s.ClaimProbe(ctx, "engine-b", time.Hour)
+		require.NoError(t, err)
+		assert.False(t, ok, "one prober per interval, across the fleet")
+	}
+
+	other := pgstoretest.Schema(t)
+	c := pgstoretest.Open(t, &pgstore.Options{Schema: other})
+	ok, err = c.ClaimProbe(ctx, "engine-c", time.Microsecond)
+	require.NoError(t, err)
+	assert.True(t, ok)
+	// A round trip lasts longer than the claim.
+	ok, err = c.ClaimProbe(ctx, "engine-d", time.Microsecond)
+	require.NoError(t, err)
+	assert.True(t, ok, "a claim runs out with its interval")
+}
