@@ -146,7 +146,7 @@ go 1.26
 require github.com/captchafsm/captchafsm v0.0.0-00010101000000-000000000000
 
 replace github.com/captchafsm/captchafsm => %s
-`, repo)
+`, strconv.Quote(repo)) // quoted: a path may hold spaces
 	require.NoError(t, os.WriteFile(filepath.Join(mod, "go.mod"), []byte(gomod), 0o600))
 	sum, err := os.ReadFile(filepath.Join(repo, "go.sum"))
 	require.NoError(t, err)
