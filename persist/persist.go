@@ -127,18 +127,35 @@ func (o TaskOptions) IsZero() bool {
 func (o TaskOptions) Label(k string) string { return o.Labels[k] }
 
 // ErrInvalidOptions: task options no store can keep as given.
-// ValidateOptions's errors wrap it.
+// ValidateOptions's errors (*OptionError) match it.
 var ErrInvalidOptions = errors.New("persist: invalid task options")
 
-// ValidateOptions reports why o cannot be stored, or nil: every store
-// keeps the integers in 32 bits.
+// OptionError is an option that no store can keep as given. It matches
+// ErrInvalidOptions.
+type OptionError struct {
+	// Field names the option as JSON spells it ("priority", "labels").
+	Field string
+	// Problem says what is wrong with it.
+	Problem string
+}
+
+func (e *OptionError) Error() string {
+	return e.Field + ": " + e.Problem + ": " + ErrInvalidOptions.Error()
+}
+
+// Is matches ErrInvalidOptions.
+func (e *OptionError) Is(target error) bool { return target == ErrInvalidOptions }
+
+// ValidateOptions reports why o cannot be stored (an *OptionError), or
+// nil: every store keeps the integers in 32 bits, and labels within the
+// label limits.
 func ValidateOptions(o TaskOptions) error {
 	for _, f := range []struct {
 		name string
 		v    int
 	}{{"priority", o.Priority}, {"max_retries", o.MaxRetries}, {"max_resubmits", o.MaxResubmits}} {
 		if f.v < math.MinInt32 || f.v > math.MaxInt32 {
-			return fmt.Errorf("%s: %d does not fit in 32 bits: %w", f.name, f.v, ErrInvalidOptions)
+			return &OptionError{f.name, fmt.Sprintf("%d does not fit in 32 bits", f.v)}
 		}
 	}
 	return validateLabels(o.Labels)
@@ -146,24 +163,27 @@ func ValidateOptions(o TaskOptions) error {
 
 // validateLabels checks labels against the label limits.
 func validateLabels(labels map[string]string) error {
+	bad := func(format string, args ...any) error {
+		return &OptionError{"labels", fmt.Sprintf(format, args...)}
+	}
 	if len(labels) > MaxLabels {
-		return fmt.Errorf("labels: %d labels, at most %d: %w", len(labels), MaxLabels, ErrInvalidOptions)
+		return bad("%d labels, at most %d", len(labels), MaxLabels)
 	}
 	size := 0
 	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		v := labels[k]
 		switch {
 		case k == "" || len(k) > MaxLabelKeyLen:
-			return fmt.Errorf("labels: key %q: 1 to %d bytes: %w", k, MaxLabelKeyLen, ErrInvalidOptions)
+			return bad("key %q: 1 to %d bytes", k, MaxLabelKeyLen)
 		case !utf8.ValidString(k) || !utf8.ValidString(v):
-			return fmt.Errorf("labels: %q: not valid UTF-8: %w", k, ErrInvalidOptions)
+			return bad("%q: not valid UTF-8", k)
 		case strings.ContainsRune(k, 0) || strings.ContainsRune(v, 0):
-			return fmt.Errorf("labels: %q: holds a NUL byte: %w", k, ErrInvalidOptions)
+			return bad("%q: holds a NUL byte", k)
 		}
 		size += len(k) + len(v)
 	}
 	if size > MaxLabelsLen {
-		return fmt.Errorf("labels: %d bytes, at most %d: %w", size, MaxLabelsLen, ErrInvalidOptions)
+		return bad("%d bytes, at most %d", size, MaxLabelsLen)
 	}
 	return nil
 }
