@@ -284,6 +284,7 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 			heap.Push(&s.submitQ, tk)
 		}
 	}()
+	grouped := false
 	for s.submitQ.Len() > 0 {
 		tk := s.submitQ[0]
 		if breakerOpen {
@@ -315,6 +316,18 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 				}
 				if s.atCapacityLocked() {
 					break // a task leaving Polling kicks the loop
+				}
+				if !grouped {
+					// The first paced submit of the round waits until
+					// the tokens for all those due with it (up to a
+					// group) are there: handed out together, their
+					// intents share a commit, and so do their answers
+					// when they come back together.
+					grouped = true
+					if d := s.lim.groupDelay(now, s.dueSubmitsLocked(now, s.lim.groupSize())); d > 0 {
+						later(now.Add(d))
+						break
+					}
 				}
 				if d := s.lim.submitDelay(now); d > 0 {
 					later(now.Add(d))
@@ -384,6 +397,30 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 		}
 	}
 	return jobs, next
+}
+
+// dueSubmitsLocked counts the queued submits due at now that the limiter
+// paces (no unrecorded answer), up to most. The due tasks of a heap are a
+// subtree at its root, so the walk visits at most 2×most+1 of them.
+func (s *scheduler) dueSubmitsLocked(now time.Time, most int) int {
+	n := 0
+	var walk func(i int)
+	walk = func(i int) {
+		if n >= most || i >= len(s.submitQ) {
+			return
+		}
+		tk := s.submitQ[i]
+		if tk.cur().NextAt.After(now) {
+			return
+		}
+		if tk.pending == nil {
+			n++
+		}
+		walk(2*i + 1)
+		walk(2*i + 2)
+	}
+	walk(0)
+	return n
 }
 
 // taskHeap orders tasks by next-action time.
