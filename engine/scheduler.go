@@ -362,21 +362,19 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 		case !ok:
 			later(retry)
 		default:
+			// Counted in place first: the loop wakes at every task given
+			// back, and taking the due tasks off the heap only to push
+			// them back while the window lasts cost more than the polls.
+			n := 0
+			at := s.pollQ.due(now, func(*task) bool { n++; return n < s.batchN })
+			if n < s.batchN && !at.IsZero() && !at.After(first.Add(s.window)) {
+				// The next falls due within the window: wait for it.
+				later(at)
+				break
+			}
 			var due []*task
 			for s.pollQ.Len() > 0 && !s.pollQ[0].cur().NextAt.After(now) {
 				due = append(due, take(&s.pollQ))
-			}
-			if s.pollQ.Len() > 0 && len(due) < s.batchN {
-				if at := s.pollQ[0].cur().NextAt; !at.After(first.Add(s.window)) {
-					// The next falls due within the window: wait for it.
-					for _, tk := range due {
-						tk.busy = false
-						tk.q = &s.pollQ
-						heap.Push(&s.pollQ, tk)
-					}
-					later(at)
-					break
-				}
 			}
 			for len(due) > 0 {
 				n := min(len(due), s.batchN)
@@ -400,31 +398,43 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 }
 
 // dueSubmitsLocked counts the queued submits due at now that the limiter
-// paces (no unrecorded answer), up to most. The due tasks of a heap are a
-// subtree at its root, so the walk visits at most 2×most+1 of them.
+// paces (no unrecorded answer), up to most.
 func (s *scheduler) dueSubmitsLocked(now time.Time, most int) int {
 	n := 0
-	var walk func(i int)
-	walk = func(i int) {
-		if n >= most || i >= len(s.submitQ) {
-			return
-		}
-		tk := s.submitQ[i]
-		if tk.cur().NextAt.After(now) {
-			return
-		}
+	s.submitQ.due(now, func(tk *task) bool {
 		if tk.pending == nil {
 			n++
 		}
-		walk(2*i + 1)
-		walk(2*i + 2)
-	}
-	walk(0)
+		return n < most
+	})
 	return n
 }
 
 // taskHeap orders tasks by next-action time.
 type taskHeap []*task
+
+// due calls visit with the tasks due at now (NextAt not after it), in no
+// particular order, until visit returns false. When visit never stops it,
+// next is the earliest NextAt of the tasks not due (zero: none). The due
+// tasks of a heap are a subtree at its root, so due reads only them and
+// the tasks just below them.
+func (h taskHeap) due(now time.Time, visit func(*task) bool) (next time.Time) {
+	h.dueFrom(0, now, visit, &next)
+	return next
+}
+
+func (h taskHeap) dueFrom(i int, now time.Time, visit func(*task) bool, next *time.Time) bool {
+	if i >= len(h) {
+		return true
+	}
+	if at := h[i].cur().NextAt; at.After(now) {
+		if next.IsZero() || at.Before(*next) {
+			*next = at
+		}
+		return true
+	}
+	return visit(h[i]) && h.dueFrom(2*i+1, now, visit, next) && h.dueFrom(2*i+2, now, visit, next)
+}
 
 func (h taskHeap) Len() int { return len(h) }
 func (h taskHeap) Less(i, j int) bool {
