@@ -50,43 +50,27 @@ func (e *Engine) SubmitMany(ctx context.Context, reqs []Request) (ids []string, 
 		return nil, 0, ErrClosed
 	}
 	now := time.Now()
-	ids = make([]string, len(reqs))
-	var fresh []*persist.Task
-	seenRef := map[string]*persist.Task{}
-	for i, r := range reqs {
-		if r.Ref != "" {
-			old, ok := seenRef[r.Ref]
-			if !ok {
-				var err error
-				old, err = e.store.GetByRef(ctx, r.Ref)
-				if err != nil && !errors.Is(err, persist.ErrNotFound) {
-					return nil, 0, fmt.Errorf("engine: submit: %w", err)
-				}
-			}
-			if old != nil {
-				if old.Method != r.Method || !maps.Equal(old.Params, r.Params) {
-					return nil, 0, fmt.Errorf("engine: ref %q: %w: it names task %s, a %s request with other parameters; "+
-						"use another ref, or the same request to attach to that task", r.Ref, ErrRefConflict, old.ID, old.Method)
-				}
-				ids[i] = old.ID
-				seenRef[r.Ref] = old
-				continue
-			}
-		}
-		t := NewTask(r, now)
-		if e.fleet != nil {
-			t.Owner, t.LeaseUntil = e.fleet.owner, now.Add(e.fleet.ttl)
-		}
-		fresh = append(fresh, t)
-		ids[i] = t.ID
-		if r.Ref != "" {
-			seenRef[r.Ref] = t
-		}
+	// Refs are looked up only when the store holds one already: Create
+	// refuses a ref it holds (all or none), and a batch of new refs, the
+	// common case, costs no read per request.
+	ids, fresh, err := e.plan(ctx, reqs, now, false)
+	if err != nil {
+		return nil, 0, err // two requests of the batch with one ref
 	}
 	if len(fresh) == 0 {
 		return ids, 0, nil
 	}
-	if err := e.store.Create(ctx, fresh...); err != nil {
+	err = e.store.Create(ctx, fresh...)
+	if errors.Is(err, persist.ErrDuplicateRef) {
+		if ids, fresh, err = e.plan(ctx, reqs, now, true); err != nil {
+			return nil, 0, err
+		}
+		if len(fresh) == 0 {
+			return ids, 0, nil
+		}
+		err = e.store.Create(ctx, fresh...)
+	}
+	if err != nil {
 		return nil, 0, fmt.Errorf("engine: submit: %w", err)
 	}
 	left := false
@@ -105,6 +89,46 @@ func (e *Engine) SubmitMany(ctx context.Context, reqs []Request) (ids []string, 
 		e.pager.kick()
 	}
 	return ids, len(fresh), nil
+}
+
+// plan turns reqs into the ids SubmitMany returns and the tasks it stores.
+// Requests that share a Ref share a task. With lookup, a Ref already in
+// the store attaches its request to the stored task (or, with another
+// method or parameters, is an ErrRefConflict); without, every Ref is taken
+// to be new.
+func (e *Engine) plan(ctx context.Context, reqs []Request, now time.Time, lookup bool) (ids []string, fresh []*persist.Task, err error) {
+	ids = make([]string, len(reqs))
+	seenRef := map[string]*persist.Task{}
+	for i, r := range reqs {
+		if r.Ref != "" {
+			old, ok := seenRef[r.Ref]
+			if !ok && lookup {
+				old, err = e.store.GetByRef(ctx, r.Ref)
+				if err != nil && !errors.Is(err, persist.ErrNotFound) {
+					return nil, nil, fmt.Errorf("engine: submit: %w", err)
+				}
+			}
+			if old != nil {
+				if old.Method != r.Method || !maps.Equal(old.Params, r.Params) {
+					return nil, nil, fmt.Errorf("engine: ref %q: %w: it names task %s, a %s request with other parameters; "+
+						"use another ref, or the same request to attach to that task", r.Ref, ErrRefConflict, old.ID, old.Method)
+				}
+				ids[i] = old.ID
+				seenRef[r.Ref] = old
+				continue
+			}
+		}
+		t := NewTask(r, now)
+		if e.fleet != nil {
+			t.Owner, t.LeaseUntil = e.fleet.owner, now.Add(e.fleet.ttl)
+		}
+		fresh = append(fresh, t)
+		ids[i] = t.ID
+		if r.Ref != "" {
+			seenRef[r.Ref] = t
+		}
+	}
+	return ids, fresh, nil
 }
 
 // NewTask returns the task a request becomes, due at once, with a new id
