@@ -51,6 +51,12 @@ type scheduler struct {
 	submitQ taskHeap
 	pollQ   taskHeap
 	sending int // submit jobs handed out and not given back
+	// awake is true while the loop will look at the queues again before it
+	// sleeps (it has jobs to hand out); asleep, it wakes at wakeAt (zero:
+	// only when kicked). A task queued for no earlier than that needs no
+	// kick.
+	awake  bool
+	wakeAt time.Time
 }
 
 func newScheduler(lim *limiter, brk *breaker, unparks bool, batchN int, window time.Duration, concurrency int) *scheduler {
@@ -71,8 +77,22 @@ func (s *scheduler) kick() {
 func (s *scheduler) push(tk *task) {
 	s.mu.Lock()
 	s.pushLocked(tk)
+	wake := s.wakeNeededLocked(tk)
 	s.mu.Unlock()
-	s.kick()
+	if wake {
+		s.kick()
+	}
+}
+
+// wakeNeededLocked reports whether the loop must be kicked for tk, just
+// queued: it sleeps past tk's next action, or the breaker is open (parked
+// tasks are handed out whatever their time). Every task given back used to
+// kick the loop, several times per solve, for nothing most of the time.
+func (s *scheduler) wakeNeededLocked(tk *task) bool {
+	if tk.q == nil || s.awake {
+		return false
+	}
+	return s.wakeAt.IsZero() || tk.cur().NextAt.Before(s.wakeAt) || s.brk.isOpen()
 }
 
 func (s *scheduler) pushLocked(tk *task) {
@@ -151,8 +171,13 @@ func (s *scheduler) giveBack(tk *task, requeue bool) (lost bool) {
 	case requeue && (!tk.cur().State.Settled() || tk.cur().State == states.NeedsAccountFix):
 		s.pushLocked(tk)
 	}
+	// With MaxInFlight, a task leaving the provider frees room for a
+	// submit: the loop looks again.
+	wake := s.maxInFlight > 0 || s.wakeNeededLocked(tk)
 	s.mu.Unlock()
-	s.kick()
+	if wake {
+		s.kick()
+	}
 	return lost
 }
 
@@ -262,9 +287,12 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 	storeBroken := s.storeBroken != nil && s.storeBroken()
 	submitUntil, pollUntil := s.lim.pauses()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	var jobs []job
 	var next time.Time
+	defer func() {
+		s.awake, s.wakeAt = len(jobs) > 0, next
+		s.mu.Unlock()
+	}()
 	later := func(t time.Time) {
 		if next.IsZero() || t.Before(next) {
 			next = t

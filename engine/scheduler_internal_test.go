@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/captchafsm/captchafsm/persist"
+	"github.com/captchafsm/captchafsm/states"
 )
 
 // TestTaskHeapDue: due visits exactly the tasks due and finds the earliest
@@ -47,4 +49,48 @@ func TestTaskHeapDue(t *testing.T) {
 			assert.Equal(t, 2, stopped, "round %d: visit stops the walk", round)
 		}
 	}
+}
+
+// TestKickOnlyWhenNeeded: a task queued for later than the sleeping loop's
+// next wake does not wake it; one due sooner, or any while the breaker is
+// open, does; nor is the loop woken while it still has jobs to hand out.
+func TestKickOnlyWhenNeeded(t *testing.T) {
+	now := time.Now()
+	brk := &breaker{}
+	s := newScheduler(newLimiter(20, true), brk, true, 100, time.Second, 4)
+	woken := func() bool {
+		select {
+		case <-s.wake:
+			return true
+		default:
+			return false
+		}
+	}
+	polling := func(id string, at time.Time) *task {
+		return newTask(&persist.Task{ID: id, State: states.Polling, NextAt: at})
+	}
+	s.push(polling("a", now.Add(10*time.Second)))
+	assert.True(t, woken(), "the loop had no wake time")
+	jobs, next := s.collect(now)
+	assert.Empty(t, jobs)
+	assert.True(t, next.Equal(now.Add(10*time.Second)))
+
+	s.push(polling("b", now.Add(20*time.Second)))
+	assert.False(t, woken(), "b is due after the loop wakes anyway")
+	s.push(polling("c", now.Add(5*time.Second)))
+	assert.True(t, woken(), "c is due before the loop would wake")
+
+	brk.mu.Lock()
+	brk.open = true
+	brk.mu.Unlock()
+	s.push(newTask(&persist.Task{ID: "d", State: states.Submitting, NextAt: now.Add(time.Hour)}))
+	assert.True(t, woken(), "parked at once while the breaker is open")
+	brk.mu.Lock()
+	brk.open = false
+	brk.mu.Unlock()
+
+	jobs, _ = s.collect(now.Add(time.Hour))
+	require.NotEmpty(t, jobs)
+	s.push(polling("e", now))
+	assert.False(t, woken(), "the loop looks again after handing its jobs out")
 }
