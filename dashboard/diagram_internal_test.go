@@ -99,7 +99,7 @@ func TestDiagramSVG(t *testing.T) {
 	assert.Equal(t, 5, strings.Count(svg, `class="edge taken"`), "the start, S→S, S→P, P→P and P→F")
 	assert.Contains(t, svg, ">not_ready ×2</text>")
 	assert.Contains(t, svg, ">poll_timeout</text>")
-	assert.Contains(t, svg, "<title>Submitting → Failed: retries_exhausted, permanent_error, unknown_error, cancelled</title>")
+	assert.Contains(t, svg, "<title>Submitting → Failed: retries_exhausted, permanent_error, unknown_error, cancelled, deadline_passed</title>")
 
 	// A state that is not one of the seven highlights nothing.
 	assert.NotContains(t, string(diagramSVG("Bogus", nil)), "node current")

@@ -3,13 +3,38 @@
 //
 // # Basics
 //
-// Open an Engine on a persist.Store (persist/boltstore is the embedded
-// default) and an API (a *provider.Client; in tests the simulator of
-// provider/providersim). Submit stores a task and returns its id at once — the
-// task is durable when Submit returns — and Wait returns its outcome; Solve
-// does both. Every move of a task is checked against the machine of package
-// fsm and committed to the store before the engine acts on it, so Get,
-// List and History audit everything that happened.
+// A bot usually starts from the module's root package (captchafsm.Open:
+// a bbolt file, the provider or the simulator, and an engine in one
+// call). Open an Engine yourself to choose the store: on a
+// persist.Store (persist/boltstore is the embedded default;
+// persist/pgstore, with Config.Fleet, lets engines on many hosts share
+// one database) and an API (a *provider.Client; in tests the simulator of
+// provider/providersim). Submit stores a task and returns its id at once —
+// the task is durable when Submit returns — and Wait returns its outcome;
+// Solve does both. Every move of a task is checked against the machine of
+// package fsm and committed to the store before the engine acts on it, so
+// Get, List and History audit everything that happened; each returns the
+// one view of a task, Task.
+//
+// # Requests
+//
+// A Request names its method and parameters and, optionally, the task's
+// Ref (the caller's name for it: submitting the same request under it
+// again attaches to the stored task, which Enqueue reports; IfRefExists
+// RefUnique refuses a stored ref), a Deadline (the task ends Failed with
+// DEADLINE_EXCEEDED when it passes), a Priority (due submits go out
+// highest first) and its own MaxRetries and MaxResubmits. The options are
+// stored with the task and hold across restarts. Wait, Get, History and
+// Cancel take a ref wherever they take an id: a bot that restarted
+// collects what it submitted by ref.
+//
+// # Callbacks
+//
+// Config.OnTransition is called once each move is on disk, from the
+// goroutine that committed it, so concurrently (a batched poll commits
+// its answers in parallel); it must be safe for concurrent use and quick.
+// Subscribe delivers the same moves through a buffered channel and drops
+// those a full channel cannot take.
 //
 // # Decisions
 //

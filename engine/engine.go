@@ -44,8 +44,17 @@ type Config struct {
 	Policy Policy
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
-	// OnTransition, if set, is called after each committed transition, from
-	// the goroutine that committed it. It must return quickly.
+	// OnTransition, if set, is called after each committed transition (and
+	// each report recorded), once the move is on disk, from the goroutine
+	// that committed it: a worker, or one of the goroutines a batched poll
+	// commits its answers from in parallel, or the caller of Cancel,
+	// AccountFixed or Report. It is therefore called concurrently and must
+	// be safe for concurrent use. One task's moves reach it in order (the
+	// next waits for the hook to return); moves of different tasks in any
+	// order, Transition.Task.Seq ordering the views of one task. It holds
+	// up the goroutine that called it, and with it the task: it must
+	// return quickly (hand slow work to a goroutine of its own). Subscribe
+	// is the buffered alternative.
 	OnTransition func(Transition)
 	// PollBatch caps the ids of one batched poll (default 100).
 	PollBatch int
@@ -53,8 +62,16 @@ type Config struct {
 	// fall due and join its batch (default PollInterval/5, at most 1s). No
 	// task is polled before its due time.
 	BatchWindow time.Duration
-	// Owner names this engine in leases when the store is shared
-	// (persist.Leaser); default host/pid/random.
+	// Fleet makes the engine one of several sharing its store (bots on
+	// many hosts): it drives only the tasks it holds a lease on, takes
+	// over those of an engine that died once its lease expires, and
+	// shares the account's breaker, bans and submit rate with the others
+	// when the store also implements persist.Fleet. The store must
+	// implement persist.Leaser (persist/pgstore does; a boltstore file
+	// admits one process and does not). Off (the default), the engine
+	// owns every task of its store: no other engine may drive it.
+	Fleet bool
+	// Owner names this engine in leases (Fleet); default host/pid/random.
 	Owner string
 	// LeaseTTL is how long a lease lasts without renewal (default 30s): an
 	// engine that dies is replaced that long after its last renewal.
@@ -146,7 +163,14 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if c, ok := cfg.API.(CostAPI); ok && cfg.FetchCost {
 		e.coster = c
 	}
-	if l, ok := cfg.Store.(persist.Leaser); ok {
+	l, shared := cfg.Store.(persist.Leaser)
+	switch {
+	case cfg.Fleet && !shared:
+		return nil, fmt.Errorf("engine: config: Fleet: the store (%T) cannot be shared by engines: it does not implement persist.Leaser", cfg.Store)
+	case !cfg.Fleet && shared:
+		log.Warn("the store can be shared by engines but Fleet is off: this engine drives every task of it; run no other engine on it")
+	}
+	if cfg.Fleet {
 		e.fleet = &leasing{leaser: l, owner: cfg.Owner, ttl: cfg.LeaseTTL}
 		e.fleet.shared, _ = cfg.Store.(persist.Fleet)
 		if e.fleet.owner == "" {

@@ -13,8 +13,9 @@ import (
 	"github.com/captchafsm/captchafsm/states"
 )
 
-// Fleet mode: when the store is a persist.Leaser (several engines on one
-// database), the engine drives only the tasks it holds a lease on. It
+// Fleet mode (Config.Fleet; the store is a persist.Leaser: several
+// engines on one database): the engine drives only the tasks it holds a
+// lease on. It
 // claims due tasks, renews its leases while it works, drops tasks whose
 // lease another engine took over, and shares the breaker, bans and submit
 // rate through persist.Fleet when the store offers it.

@@ -2,8 +2,10 @@ package engine_test
 
 import (
 	"context"
+	"log/slog"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -157,7 +159,7 @@ func fleetEngines(t *testing.T, n int, sim *providersim.Sim, hook func(owner str
 		client, err := provider.New(provider.Config{BaseURL: providersim.InProcessURL, Key: simKey, HTTPClient: sim.Client()})
 		require.NoError(t, err)
 		owner := string(rune('A' + i))
-		eng, err := engine.Open(context.Background(), engine.Config{Store: ls, API: client, Owner: owner,
+		eng, err := engine.Open(context.Background(), engine.Config{Store: ls, API: client, Fleet: true, Owner: owner,
 			LeaseTTL: 10 * time.Second,
 			OnTransition: func(tr engine.Transition) {
 				if hook != nil {
@@ -233,7 +235,7 @@ func TestFleetTakesOverExpiredLease(t *testing.T) {
 
 		client, err := provider.New(provider.Config{BaseURL: providersim.InProcessURL, Key: simKey, HTTPClient: sim.Client()})
 		require.NoError(t, err)
-		eng, err := engine.Open(ctx, engine.Config{Store: ls, API: client, Owner: "heir", LeaseTTL: 10 * time.Second})
+		eng, err := engine.Open(ctx, engine.Config{Store: ls, API: client, Fleet: true, Owner: "heir", LeaseTTL: 10 * time.Second})
 		require.NoError(t, err)
 		defer eng.Close()
 		require.NoError(t, eng.Drain(ctx))
@@ -279,5 +281,40 @@ func TestFleetBreakerTripsEveryEngine(t *testing.T) {
 		counts, err = ls.Count(ctx)
 		require.NoError(t, err)
 		assert.Equal(t, 51, counts[states.Done])
+	})
+}
+
+// TestFleetIsChosen: fleet mode is the Fleet option's, never the store's
+// kind: Fleet on a store engines cannot share is refused, naming the
+// option; a lone engine on a shareable store drives every task of it
+// (leases are not looked at) and says so in its log.
+func TestFleetIsChosen(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		sim := providersim.New(providersim.Config{Seed: 9, Mix: providersim.NoErrors()})
+		client, err := provider.New(provider.Config{BaseURL: providersim.InProcessURL, Key: simKey, HTTPClient: sim.Client()})
+		require.NoError(t, err)
+		st, err := boltstore.Open(filepath.Join(t.TempDir(), "lone.db"), &boltstore.Options{NoSync: true})
+		require.NoError(t, err)
+		defer st.Close()
+		_, err = engine.Open(ctx, engine.Config{Store: st, API: client, Fleet: true})
+		require.ErrorContains(t, err, "engine: config: Fleet: ")
+		assert.ErrorContains(t, err, "persist.Leaser")
+
+		ls := newLeasingStore(st)
+		now := time.Now()
+		tk := &persist.Task{ID: persist.NewID(), Method: "turnstile",
+			Params:  map[string]string{"sitekey": "0x4AAAAAAAC3DHQFLr1GavRN", "pageurl": "https://example.com/"},
+			Created: now, Updated: now, NextAt: now, Owner: "other", LeaseUntil: now.Add(time.Hour)}
+		require.NoError(t, ls.Create(ctx, tk))
+		var logs strings.Builder
+		eng, err := engine.Open(ctx, engine.Config{Store: ls, API: client,
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		require.NoError(t, err)
+		defer eng.Close()
+		res, err := eng.Wait(ctx, tk.ID)
+		require.NoError(t, err, "a lone engine drives a task another engine leased")
+		assert.Equal(t, states.Done, res.State)
+		assert.Contains(t, logs.String(), "Fleet is off")
 	})
 }

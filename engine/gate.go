@@ -26,9 +26,9 @@ const (
 	keyCode  = "code"
 )
 
-// decide asks the decision table what in calls for, with tk's state and
-// counters, the breaker and the engine's limits filled in. The caller owns
-// tk.
+// decide asks the decision table what in calls for, with tk's state,
+// counters and deadline, the breaker and the limits filled in: the
+// policy's, or the task's own where it has them. The caller owns tk.
 func (e *Engine) decide(tk *task, in transitions.Input) (transitions.Decision, error) {
 	t := tk.cur()
 	in.State = t.State
@@ -36,11 +36,18 @@ func (e *Engine) decide(tk *task, in transitions.Input) (transitions.Decision, e
 		in.Code = t.Code // a backoff keeps the code it waits for
 	}
 	in.Retries, in.Resubmits, in.PollSince = t.Retries, t.Resubmits, t.PollSince
+	in.Deadline = t.Options.Deadline
 	in.TokenMethod = provider.IsTokenMethod(t.Method)
 	in.BreakerOpen = e.brk.isOpen()
 	in.Now = time.Now()
 	in.Jitter = rand.Float64()
 	in.Limits = e.limits
+	if n := t.Options.MaxRetries; n != 0 {
+		in.Limits.MaxRetries = n
+	}
+	if n := t.Options.MaxResubmits; n != 0 {
+		in.Limits.MaxResubmits = n
+	}
 	d, err := transitions.Decide(in)
 	if err != nil {
 		e.log.Error("no decision", keyTask, t.ID, keyState, t.State, "what", in.What, keyCode, in.Code, "err", err)

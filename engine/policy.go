@@ -131,6 +131,60 @@ func (p Policy) WithDefaults() Policy {
 	return p
 }
 
+// Faster returns p with the waits it leaves to their defaults divided by
+// speed: the first-poll delays, the poll interval and timeout, the
+// backoff, and the catalogue's retry delays and ban lengths (each at
+// least 1 ms; the request timeout stays at least 5 s). It is the policy
+// for a simulator whose clock runs speed times faster
+// (providersim.Config.Speed), as `captchafsm demo --speed` runs one. The
+// fields p sets keep their values; a speed of 1 or less (or NaN) changes
+// nothing. Never use it against the real provider: it polls sooner than
+// the provider allows.
+func (p Policy) Faster(speed float64) Policy {
+	if !(speed > 1) {
+		return p
+	}
+	scale := func(d time.Duration) time.Duration {
+		return max(time.Duration(float64(d)/speed), time.Millisecond)
+	}
+	d := DefaultPolicy()
+	for _, f := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{
+		{&p.FirstPollDelay, scale(d.FirstPollDelay)},
+		{&p.FirstPollDelayToken, scale(d.FirstPollDelayToken)},
+		{&p.PollInterval, scale(d.PollInterval)},
+		{&p.PollTimeout, scale(d.PollTimeout)},
+		{&p.BackoffBase, scale(d.BackoffBase)},
+		{&p.BackoffMax, scale(d.BackoffMax)},
+		{&p.RequestTimeout, max(scale(d.RequestTimeout), 5*time.Second)},
+	} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	delays := make(map[string]time.Duration, len(p.RetryDelays))
+	for code, v := range d.RetryDelays {
+		delays[code] = scale(v)
+	}
+	for _, e := range transitions.Catalogue() {
+		switch {
+		case e.Ban > 0:
+			delays[e.Code] = scale(e.Ban)
+		case e.RetryDelay > 0:
+			delays[e.Code] = scale(e.RetryDelay)
+		case e.BackoffMin > 0:
+			delays[e.Code] = scale(e.BackoffMin)
+		}
+	}
+	for code, v := range p.RetryDelays {
+		delays[code] = v
+	}
+	p.RetryDelays = delays
+	return p
+}
+
 // Limits returns p's figures as the decision table reads them
 // (transitions.Decide).
 func (p Policy) Limits() transitions.Limits {

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -159,4 +160,24 @@ func FuzzParsePolicy(f *testing.F) {
 		assert.Positive(t, w.Concurrency)
 		assert.Positive(t, w.SubmitRate)
 	})
+}
+
+// TestPolicyFaster: the defaults' waits are divided by the speed, the
+// catalogue's delays and bans too; what the policy sets stays.
+func TestPolicyFaster(t *testing.T) {
+	p := engine.Policy{PollInterval: 3 * time.Second, RetryDelays: map[string]time.Duration{"MAX_USER_TURN": 2 * time.Second}}.Faster(10)
+	require.NoError(t, p.Validate())
+	assert.Equal(t, 3*time.Second, p.PollInterval, "set: kept")
+	assert.Equal(t, 500*time.Millisecond, p.FirstPollDelay)
+	assert.Equal(t, 2*time.Second, p.FirstPollDelayToken)
+	assert.Equal(t, 12*time.Second, p.PollTimeout)
+	assert.Equal(t, 5*time.Second, p.RequestTimeout, "at least 5 s")
+	assert.Equal(t, 500*time.Millisecond, p.RetryDelays["ERROR_NO_SLOT_AVAILABLE"])
+	assert.Equal(t, time.Minute, p.RetryDelays["ERROR: 1001"], "a 10-minute ban")
+	assert.Equal(t, 2*time.Second, p.RetryDelays["MAX_USER_TURN"], "set: kept")
+	assert.Equal(t, 3, p.WithDefaults().MaxRetries, "counts are not times")
+	assert.Equal(t, time.Millisecond, engine.Policy{}.Faster(1e9).PollInterval, "at least 1 ms")
+
+	assert.Equal(t, engine.Policy{}, engine.Policy{}.Faster(1))
+	assert.Equal(t, engine.Policy{}, engine.Policy{}.Faster(math.NaN()))
 }

@@ -27,6 +27,7 @@ type task struct {
 	// Guarded by scheduler.mu.
 	idx     int       // index in q, -1 when not queued
 	q       *taskHeap // the queue holding the task, nil when not queued
+	didx    int       // index in the scheduler's deadlines, -1 when not there
 	busy    bool      // a goroutine owns the task
 	sending bool      // handed out to submit: counted at the provider
 	cancel  bool      // Cancel asked while the task was busy
@@ -41,7 +42,7 @@ type task struct {
 }
 
 func newTask(t *persist.Task) *task {
-	tk := &task{idx: -1}
+	tk := &task{idx: -1, didx: -1}
 	tk.snap.Store(t)
 	return tk
 }
@@ -230,7 +231,7 @@ func (r *registry) publish(tk *task, from states.State, next *persist.Task, rec 
 	r.changedLocked(active, parked)
 	var tr Transition
 	if r.hook != nil || len(r.subs) > 0 {
-		tr = Transition{Task: next.Clone(), Record: rec}
+		tr = Transition{Task: TaskOf(next), Record: rec}
 		for _, ch := range r.subs {
 			select {
 			case ch <- tr:

@@ -170,5 +170,5 @@ func RecordReport(ctx context.Context, store persist.Store, t *persist.Task, goo
 	if err := store.Apply(ctx, next, rec); err != nil {
 		return Transition{}, fmt.Errorf("engine: report %s: sent to the provider but not recorded: %w", t.ID, err)
 	}
-	return Transition{Task: next, Record: *rec}, nil
+	return Transition{Task: TaskOf(next), Record: *rec}, nil
 }

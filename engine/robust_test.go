@@ -236,7 +236,7 @@ func TestFleetBreakerStaysOpenWhenItCannotBePublished(t *testing.T) {
 		ls := &failBreakerStore{leasingStore: newLeasingStore(st)}
 		api := newFake()
 		api.submitPlan = repeatErr(apiErr("in.php", "ERROR_ZERO_BALANCE"), 100)
-		eng, err := engine.Open(context.Background(), engine.Config{Store: ls, API: api, Owner: "A", LeaseTTL: 10 * time.Second})
+		eng, err := engine.Open(context.Background(), engine.Config{Store: ls, API: api, Fleet: true, Owner: "A", LeaseTTL: 10 * time.Second})
 		require.NoError(t, err)
 		defer eng.Close()
 		for i := range 5 {
@@ -259,7 +259,7 @@ func TestLostLeaseWakesWaiters(t *testing.T) {
 		api := newFake()
 		api.pollPlan = repeat("CAPCHA_NOT_READY", 100)
 		ctx := context.Background()
-		a, err := engine.Open(ctx, engine.Config{Store: ls, API: api, Owner: "A", LeaseTTL: 9 * time.Second})
+		a, err := engine.Open(ctx, engine.Config{Store: ls, API: api, Fleet: true, Owner: "A", LeaseTTL: 9 * time.Second})
 		require.NoError(t, err)
 		defer a.Close()
 		id, err := a.Submit(ctx, recaptcha("x"))

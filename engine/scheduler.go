@@ -13,6 +13,9 @@ type jobKind int
 const (
 	jobSubmit jobKind = iota
 	jobPoll
+	// jobExpire: a task whose deadline has passed, to be failed. It sends
+	// nothing, so no pacing holds it back.
+	jobExpire
 )
 
 // job is work handed to a worker: one task to submit, or a batch to poll.
@@ -21,12 +24,26 @@ type job struct {
 	tasks []*task
 }
 
-// scheduler owns the tasks that wait: two heaps ordered by next-action
-// time, one of tasks waiting to submit (Submitting, Backoff, Resubmitting)
-// and one of tasks polling. Its loop hands due work to the workers: submits
+// scheduler owns the tasks that wait: heaps ordered by next-action time,
+// one of tasks waiting to submit (Submitting, Backoff, Resubmitting) and
+// one of tasks polling. Its loop hands due work to the workers: submits
 // as the limiter allows, polls in batches of the tasks due within a short
 // window. No goroutine sleeps per task. Its lock guards the heaps and the
 // flags of every task (busy, cancel, lost).
+//
+// Priority (Request.Priority) orders submits among the tasks that are
+// due: a task waiting to submit moves, once its time has come, from
+// submitQ to readyQ, which hands out the highest priority first (then the
+// earliest due time, then the oldest task). Pacing (submit_rate, the
+// provider's window, max_in_flight, bans) takes from readyQ, so a
+// backlog goes out by priority; no task leaves before its time. Polls are
+// batched by due time alone: a poll is cheap, and a batch takes every task
+// due within its window.
+//
+// A task with a deadline is also in deadlines, ordered by it: one whose
+// deadline has passed leaves its queue at once, handed out to be failed,
+// whatever the pacing (its NextAt is never after its deadline either: see
+// transitions.Input.Deadline).
 type scheduler struct {
 	lim *limiter
 	brk *breaker
@@ -47,10 +64,12 @@ type scheduler struct {
 	// holding an unrecorded answer are handed out (to record it).
 	storeBroken func() bool
 
-	mu      sync.Mutex
-	submitQ taskHeap
-	pollQ   taskHeap
-	sending int // submit jobs handed out and not given back
+	mu        sync.Mutex
+	submitQ   taskHeap // waiting to submit, by next-action time
+	readyQ    taskHeap // due to submit, by priority
+	pollQ     taskHeap // polling, by next-action time
+	deadlines taskHeap // every queued active task with a deadline, by it
+	sending   int      // submit jobs handed out and not given back
 	// awake is true while the loop will look at the queues again before it
 	// sleeps (it has jobs to hand out); asleep, it wakes at wakeAt (zero:
 	// only when kicked). A task queued for no earlier than that needs no
@@ -61,7 +80,8 @@ type scheduler struct {
 
 func newScheduler(lim *limiter, brk *breaker, unparks bool, batchN int, window time.Duration, concurrency int) *scheduler {
 	return &scheduler{lim: lim, brk: brk, unparks: unparks, batchN: batchN, window: window, maxJobs: 4 * concurrency,
-		wake: make(chan struct{}, 1)}
+		wake: make(chan struct{}, 1), submitQ: byNextAt(), readyQ: byPriority(), pollQ: byNextAt(),
+		deadlines: taskHeap{less: deadlineBefore, index: func(tk *task) *int { return &tk.didx }}}
 }
 
 // kick makes the loop look at the queues again.
@@ -85,14 +105,20 @@ func (s *scheduler) push(tk *task) {
 }
 
 // wakeNeededLocked reports whether the loop must be kicked for tk, just
-// queued: it sleeps past tk's next action, or the breaker is open (parked
-// tasks are handed out whatever their time). Every task given back used to
-// kick the loop, several times per solve, for nothing most of the time.
+// queued: it sleeps past tk's next action or deadline, or the breaker is
+// open (parked tasks are handed out whatever their time). Every task given
+// back used to kick the loop, several times per solve, for nothing most of
+// the time.
 func (s *scheduler) wakeNeededLocked(tk *task) bool {
 	if tk.q == nil || s.awake {
 		return false
 	}
-	return s.wakeAt.IsZero() || tk.cur().NextAt.Before(s.wakeAt) || s.brk.isOpen()
+	if s.wakeAt.IsZero() || s.brk.isOpen() {
+		return true
+	}
+	t := tk.cur()
+	dl := t.Options.Deadline
+	return t.NextAt.Before(s.wakeAt) || (!dl.IsZero() && dl.Before(s.wakeAt))
 }
 
 func (s *scheduler) pushLocked(tk *task) {
@@ -115,6 +141,9 @@ func (s *scheduler) pushLocked(tk *task) {
 	}
 	tk.q = q
 	heap.Push(q, tk)
+	if tk.cur().State.Active() && !tk.cur().Options.Deadline.IsZero() {
+		heap.Push(&s.deadlines, tk)
+	}
 }
 
 func (s *scheduler) removeLocked(tk *task) {
@@ -123,6 +152,9 @@ func (s *scheduler) removeLocked(tk *task) {
 	}
 	tk.q = nil
 	tk.idx = -1
+	if tk.didx >= 0 {
+		heap.Remove(&s.deadlines, tk.didx)
+	}
 }
 
 // claim makes the caller tk's owner when no one else is: it leaves its
@@ -233,7 +265,7 @@ func (s *scheduler) shiftPollTimers(d time.Duration) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, tk := range s.pollQ {
+	for _, tk := range s.pollQ.items {
 		t := tk.cur().Clone()
 		t.PollSince = t.PollSince.Add(d)
 		tk.snap.Store(t)
@@ -301,69 +333,102 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 	take := func(q *taskHeap) *task {
 		tk := heap.Pop(q).(*task)
 		tk.q = nil
+		s.dropDeadlineLocked(tk)
 		tk.busy = true
 		return tk
 	}
-	// Submits, in order of next-action time.
+	// Deadlines first: a task whose deadline has passed is failed at once,
+	// whatever paces the requests (it sends none), unless its last step
+	// failed to commit a moment ago (held).
 	var held []*task
+	for s.deadlines.Len() > 0 {
+		tk := s.deadlines.items[0]
+		dl := tk.cur().Options.Deadline
+		if dl.After(now) {
+			later(dl)
+			break
+		}
+		heap.Pop(&s.deadlines)
+		if tk.hold.After(now) {
+			held = append(held, tk)
+			later(tk.hold)
+			continue
+		}
+		q := tk.q
+		heap.Remove(q, tk.idx)
+		tk.q, tk.idx = nil, -1
+		tk.busy = true
+		jobs = append(jobs, job{kind: jobExpire, tasks: []*task{tk}})
+	}
+	for _, tk := range held {
+		heap.Push(&s.deadlines, tk)
+	}
+	// Submits: the tasks whose time has come join readyQ, which gives them
+	// out by priority. With the breaker open every task goes, to be parked
+	// without sending.
+	for s.submitQ.Len() > 0 {
+		tk := s.submitQ.items[0]
+		if at := tk.cur().NextAt; at.After(now) && !breakerOpen {
+			later(at)
+			break
+		}
+		heap.Pop(&s.submitQ)
+		tk.q = &s.readyQ
+		heap.Push(&s.readyQ, tk)
+	}
+	held = held[:0]
+	grouped := false
 	defer func() {
 		for _, tk := range held {
-			tk.q = &s.submitQ
-			heap.Push(&s.submitQ, tk)
+			tk.q = &s.readyQ
+			heap.Push(&s.readyQ, tk)
 		}
 	}()
-	grouped := false
-	for s.submitQ.Len() > 0 {
-		tk := s.submitQ[0]
+	for s.readyQ.Len() > 0 {
+		tk := s.readyQ.items[0]
 		if breakerOpen {
 			// Handed out at once, to be parked, but for a task whose
 			// last step failed to commit (held a moment).
 			if tk.hold.After(now) {
-				held = append(held, heap.Pop(&s.submitQ).(*task))
+				held = append(held, heap.Pop(&s.readyQ).(*task))
 				later(tk.hold)
 				continue
 			}
-		} else {
-			if at := tk.cur().NextAt; at.After(now) {
-				later(at)
-				break
-			}
+		} else if tk.pending == nil {
 			// A task holding an unrecorded answer sends nothing: it only
 			// records the answer, whatever paces the sends.
-			if tk.pending == nil {
-				if storeBroken {
-					// New money waits for the store; looked at again
-					// each second.
-					held = append(held, heap.Pop(&s.submitQ).(*task))
-					later(now.Add(time.Second))
-					continue
-				}
-				if now.Before(submitUntil) {
-					later(submitUntil)
-					break
-				}
-				if s.atCapacityLocked() {
-					break // a task leaving Polling kicks the loop
-				}
-				if !grouped {
-					// The first paced submit of the round waits until
-					// the tokens for all those due with it (up to a
-					// group) are there: handed out together, their
-					// intents share a commit, and so do their answers
-					// when they come back together.
-					grouped = true
-					if d := s.lim.groupDelay(now, s.dueSubmitsLocked(now, s.lim.groupSize())); d > 0 {
-						later(now.Add(d))
-						break
-					}
-				}
-				if d := s.lim.submitDelay(now); d > 0 {
+			if storeBroken {
+				// New money waits for the store; looked at again each
+				// second.
+				held = append(held, heap.Pop(&s.readyQ).(*task))
+				later(now.Add(time.Second))
+				continue
+			}
+			if now.Before(submitUntil) {
+				later(submitUntil)
+				break
+			}
+			if s.atCapacityLocked() {
+				break // a task leaving Polling kicks the loop
+			}
+			if !grouped {
+				// The first paced submit of the round waits until the
+				// tokens for all those due with it (up to a group) are
+				// there: handed out together, their intents share a
+				// commit, and so do their answers when they come back
+				// together.
+				grouped = true
+				if d := s.lim.groupDelay(now, s.readySubmitsLocked(s.lim.groupSize())); d > 0 {
 					later(now.Add(d))
 					break
 				}
 			}
+			if d := s.lim.submitDelay(now); d > 0 {
+				later(now.Add(d))
+				break
+			}
 		}
-		tk = take(&s.submitQ)
+		tk = take(&s.readyQ)
 		if !breakerOpen && tk.pending == nil {
 			tk.sending = true
 			s.sending++
@@ -380,7 +445,7 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 	// time: the provider penalises polls sooner than its minimum, and the
 	// policy's waits are at least that.
 	if s.pollQ.Len() > 0 {
-		first := s.pollQ[0].cur().NextAt
+		first := s.pollQ.items[0].cur().NextAt
 		ok, retry := s.lim.pollAllowed(now)
 		switch {
 		case now.Before(pollUntil):
@@ -390,9 +455,10 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 		case !ok:
 			later(retry)
 		default:
-			// Counted in place first: the loop wakes at every task given
-			// back, and taking the due tasks off the heap only to push
-			// them back while the window lasts cost more than the polls.
+			// Counted in place first: the loop wakes at every task
+			// queued sooner than it would, and taking the due tasks off
+			// the heap only to push them back while the window lasts
+			// cost more than the polls.
 			n := 0
 			at := s.pollQ.due(now, func(*task) bool { n++; return n < s.batchN })
 			if n < s.batchN && !at.IsZero() && !at.After(first.Add(s.window)) {
@@ -401,7 +467,7 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 				break
 			}
 			var due []*task
-			for s.pollQ.Len() > 0 && !s.pollQ[0].cur().NextAt.After(now) {
+			for s.pollQ.Len() > 0 && !s.pollQ.items[0].cur().NextAt.After(now) {
 				due = append(due, take(&s.pollQ))
 			}
 			for len(due) > 0 {
@@ -411,80 +477,119 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 				if !s.lim.notePoll(now) && len(due) > 0 {
 					for _, tk := range due {
 						tk.busy = false
-						tk.q = &s.pollQ
-						heap.Push(&s.pollQ, tk)
+						s.pushLocked(tk)
 					}
 					break
 				}
 			}
 			if s.pollQ.Len() > 0 {
-				later(s.pollQ[0].cur().NextAt)
+				later(s.pollQ.items[0].cur().NextAt)
 			}
 		}
 	}
 	return jobs, next
 }
 
-// dueSubmitsLocked counts the queued submits due at now that the limiter
-// paces (no unrecorded answer), up to most.
-func (s *scheduler) dueSubmitsLocked(now time.Time, most int) int {
+// readySubmitsLocked counts the due submits that the limiter paces (no
+// unrecorded answer), up to most.
+func (s *scheduler) readySubmitsLocked(most int) int {
 	n := 0
-	s.submitQ.due(now, func(tk *task) bool {
+	for _, tk := range s.readyQ.items {
+		if n >= most {
+			break
+		}
 		if tk.pending == nil {
 			n++
 		}
-		return n < most
-	})
+	}
 	return n
 }
 
-// taskHeap orders tasks by next-action time.
-type taskHeap []*task
+// dropDeadlineLocked takes tk out of deadlines, if it is there.
+func (s *scheduler) dropDeadlineLocked(tk *task) {
+	if tk.didx >= 0 {
+		heap.Remove(&s.deadlines, tk.didx)
+	}
+}
 
-// due calls visit with the tasks due at now (NextAt not after it), in no
-// particular order, until visit returns false. When visit never stops it,
-// next is the earliest NextAt of the tasks not due (zero: none). The due
-// tasks of a heap are a subtree at its root, so due reads only them and
-// the tasks just below them.
-func (h taskHeap) due(now time.Time, visit func(*task) bool) (next time.Time) {
+// taskHeap is a heap of tasks in the order less gives; index is where a
+// task keeps its position in it.
+type taskHeap struct {
+	items []*task
+	less  func(a, b *task) bool
+	index func(*task) *int
+}
+
+func queueIndex(tk *task) *int { return &tk.idx }
+
+// byNextAt orders tasks by next-action time.
+func byNextAt() taskHeap {
+	return taskHeap{less: func(a, b *task) bool { return a.cur().NextAt.Before(b.cur().NextAt) }, index: queueIndex}
+}
+
+// byPriority orders tasks by priority (higher first), then next-action
+// time, then id (creation order).
+func byPriority() taskHeap {
+	return taskHeap{less: func(a, b *task) bool {
+		ta, tb := a.cur(), b.cur()
+		if pa, pb := ta.Options.Priority, tb.Options.Priority; pa != pb {
+			return pa > pb
+		}
+		if c := ta.NextAt.Compare(tb.NextAt); c != 0 {
+			return c < 0
+		}
+		return ta.ID < tb.ID
+	}, index: queueIndex}
+}
+
+func deadlineBefore(a, b *task) bool {
+	return a.cur().Options.Deadline.Before(b.cur().Options.Deadline)
+}
+
+// due calls visit with the tasks of h, a heap by next-action time
+// (byNextAt), that are due at now (NextAt not after it), in no particular
+// order, until visit returns false. When visit never stops it, next is
+// the earliest NextAt of the tasks not due (zero: none). The due tasks of
+// such a heap are a subtree at its root, so due reads only them and the
+// tasks just below them.
+func (h *taskHeap) due(now time.Time, visit func(*task) bool) (next time.Time) {
 	h.dueFrom(0, now, visit, &next)
 	return next
 }
 
-func (h taskHeap) dueFrom(i int, now time.Time, visit func(*task) bool, next *time.Time) bool {
-	if i >= len(h) {
+func (h *taskHeap) dueFrom(i int, now time.Time, visit func(*task) bool, next *time.Time) bool {
+	if i >= len(h.items) {
 		return true
 	}
-	if at := h[i].cur().NextAt; at.After(now) {
+	tk := h.items[i]
+	if at := tk.cur().NextAt; at.After(now) {
 		if next.IsZero() || at.Before(*next) {
 			*next = at
 		}
 		return true
 	}
-	return visit(h[i]) && h.dueFrom(2*i+1, now, visit, next) && h.dueFrom(2*i+2, now, visit, next)
+	return visit(tk) && h.dueFrom(2*i+1, now, visit, next) && h.dueFrom(2*i+2, now, visit, next)
 }
 
-func (h taskHeap) Len() int { return len(h) }
-func (h taskHeap) Less(i, j int) bool {
-	return h[i].cur().NextAt.Before(h[j].cur().NextAt)
-}
-func (h taskHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].idx = i
-	h[j].idx = j
+func (h *taskHeap) Len() int           { return len(h.items) }
+func (h *taskHeap) Less(i, j int) bool { return h.less(h.items[i], h.items[j]) }
+func (h *taskHeap) Swap(i, j int) {
+	h.items[i], h.items[j] = h.items[j], h.items[i]
+	*h.index(h.items[i]) = i
+	*h.index(h.items[j]) = j
 }
 func (h *taskHeap) Push(x any) {
 	tk := x.(*task)
-	tk.idx = len(*h)
-	*h = append(*h, tk)
+	*h.index(tk) = len(h.items)
+	h.items = append(h.items, tk)
 }
 func (h *taskHeap) Pop() any {
-	old := *h
+	old := h.items
 	n := len(old)
 	tk := old[n-1]
 	old[n-1] = nil
-	tk.idx = -1
-	*h = old[:n-1]
+	*h.index(tk) = -1
+	h.items = old[:n-1]
 	return tk
 }
 

@@ -19,7 +19,7 @@ func TestTaskHeapDue(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	base := time.Unix(1000, 0)
 	for round := range 500 {
-		var h taskHeap
+		h := byNextAt()
 		n := rng.IntN(60)
 		for range n {
 			at := base.Add(time.Duration(rng.IntN(40)) * 100 * time.Millisecond)
@@ -27,7 +27,7 @@ func TestTaskHeapDue(t *testing.T) {
 		}
 		now := base.Add(time.Duration(rng.IntN(40)) * 100 * time.Millisecond)
 		wantDue, wantNext := 0, time.Time{}
-		for _, tk := range h {
+		for _, tk := range h.items {
 			if at := tk.cur().NextAt; !at.After(now) {
 				wantDue++
 			} else if wantNext.IsZero() || at.Before(wantNext) {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/captchafsm/captchafsm/persist"
-	"github.com/captchafsm/captchafsm/provider"
 	"github.com/captchafsm/captchafsm/transitions"
 )
 
@@ -16,62 +15,96 @@ import (
 
 // Submit validates req, stores it as a new task (durable when Submit
 // returns) and schedules it. It returns the task id. Bad input is refused
-// before anything is stored or sent.
+// before anything is stored or sent. A request whose Ref names a stored
+// task attaches to it (see Request.IfRefExists); Enqueue says whether it
+// did.
 func (e *Engine) Submit(ctx context.Context, req Request) (string, error) {
-	ids, _, err := e.SubmitMany(ctx, []Request{req})
+	sub, err := e.Enqueue(ctx, req)
+	return sub.ID, err
+}
+
+// Submission is what Enqueue did with a request.
+type Submission struct {
+	// ID is the task's id: a new task's, or the stored one's it attached
+	// to.
+	ID string
+	// Attached is set when the request's Ref named a stored task of the
+	// same request: no task was added, and the stored task (with its own
+	// options) is the one to wait for.
+	Attached bool
+}
+
+// Enqueue is Submit, and says whether the request attached to a stored
+// task by its Ref instead of adding one.
+func (e *Engine) Enqueue(ctx context.Context, req Request) (Submission, error) {
+	subs, err := e.submit(ctx, []Request{req})
 	if err != nil {
-		return "", err
+		return Submission{}, err
 	}
-	return ids[0], nil
+	return subs[0], nil
 }
 
 // SubmitMany validates every request, then stores the new ones in one
 // transaction and schedules them. A request whose Ref is already in the
 // store with the same method and parameters adds no task: it attaches to
 // the existing one, whose id is returned (a restarted bot collects its
-// answers that way). A Ref that names a task with another method or other
-// parameters is an error wrapping ErrRefConflict, before anything is
-// stored or sent. It returns the ids in request order and how many tasks
-// were added.
+// answers that way), unless its IfRefExists is RefUnique. A Ref that names
+// a task with another method or other parameters is an error wrapping
+// ErrRefConflict (ErrRefExists with RefUnique), before anything is stored
+// or sent. It returns the ids in request order and how many tasks were
+// added.
 func (e *Engine) SubmitMany(ctx context.Context, reqs []Request) (ids []string, added int, err error) {
-	for i, r := range reqs {
-		err := provider.Validate(provider.Request{Method: r.Method, Params: r.Params})
-		if err == nil {
-			err = persist.ValidateRef(r.Ref)
+	subs, err := e.submit(ctx, reqs)
+	if err != nil {
+		return nil, 0, err
+	}
+	ids = make([]string, len(subs))
+	for i, s := range subs {
+		ids[i] = s.ID
+		if !s.Attached {
+			added++
 		}
-		if err != nil {
+	}
+	return ids, added, nil
+}
+
+// submit is Enqueue and SubmitMany: it validates every request, then
+// stores the new ones in one transaction and schedules them.
+func (e *Engine) submit(ctx context.Context, reqs []Request) ([]Submission, error) {
+	for i, r := range reqs {
+		if err := r.validate(); err != nil {
 			if len(reqs) > 1 {
-				return nil, 0, fmt.Errorf("engine: request %d: %w", i+1, err)
+				return nil, fmt.Errorf("engine: request %d: %w", i+1, err)
 			}
-			return nil, 0, err
+			return nil, err
 		}
 	}
 	if e.isClosed() {
-		return nil, 0, ErrClosed
+		return nil, ErrClosed
 	}
 	now := time.Now()
 	// Refs are looked up only when the store holds one already: Create
 	// refuses a ref it holds (all or none), and a batch of new refs, the
 	// common case, costs no read per request.
-	ids, fresh, err := e.plan(ctx, reqs, now, false)
+	subs, fresh, err := e.plan(ctx, reqs, now, false)
 	if err != nil {
-		return nil, 0, err // two requests of the batch with one ref
+		return nil, err // two requests of the batch with one ref
 	}
 	if len(fresh) == 0 {
-		return ids, 0, nil
+		return subs, nil
 	}
 	err = e.store.Create(ctx, fresh...)
 	if errors.Is(err, persist.ErrDuplicateRef) {
-		if ids, fresh, err = e.plan(ctx, reqs, now, true); err != nil {
-			return nil, 0, err
+		if subs, fresh, err = e.plan(ctx, reqs, now, true); err != nil {
+			return nil, err
 		}
 		if len(fresh) == 0 {
-			return ids, 0, nil
+			return subs, nil
 		}
 		err = e.store.Create(ctx, fresh...)
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("engine: submit: %w", err)
+		return nil, fmt.Errorf("engine: submit: %w", err)
 	}
 	left := false
 	for _, t := range fresh {
@@ -88,16 +121,15 @@ func (e *Engine) SubmitMany(ctx context.Context, reqs []Request) (ids []string, 
 	if left {
 		e.pager.kick()
 	}
-	return ids, len(fresh), nil
+	return subs, nil
 }
 
-// plan turns reqs into the ids SubmitMany returns and the tasks it stores.
+// plan turns reqs into what submit returns and the tasks it stores.
 // Requests that share a Ref share a task. With lookup, a Ref already in
-// the store attaches its request to the stored task (or, with another
-// method or parameters, is an ErrRefConflict); without, every Ref is taken
-// to be new.
-func (e *Engine) plan(ctx context.Context, reqs []Request, now time.Time, lookup bool) (ids []string, fresh []*persist.Task, err error) {
-	ids = make([]string, len(reqs))
+// the store attaches its request to the stored task (or is refused, as
+// submit says); without, every Ref is taken to be new.
+func (e *Engine) plan(ctx context.Context, reqs []Request, now time.Time, lookup bool) (subs []Submission, fresh []*persist.Task, err error) {
+	subs = make([]Submission, len(reqs))
 	seenRef := map[string]*persist.Task{}
 	for i, r := range reqs {
 		if r.Ref != "" {
@@ -109,11 +141,15 @@ func (e *Engine) plan(ctx context.Context, reqs []Request, now time.Time, lookup
 				}
 			}
 			if old != nil {
+				if r.IfRefExists == RefUnique {
+					return nil, nil, fmt.Errorf("engine: ref %q: %w: it names task %s (%s); the request asks for a new task (RefUnique)",
+						r.Ref, ErrRefExists, old.ID, old.State)
+				}
 				if old.Method != r.Method || !maps.Equal(old.Params, r.Params) {
 					return nil, nil, fmt.Errorf("engine: ref %q: %w: it names task %s, a %s request with other parameters; "+
 						"use another ref, or the same request to attach to that task", r.Ref, ErrRefConflict, old.ID, old.Method)
 				}
-				ids[i] = old.ID
+				subs[i] = Submission{ID: old.ID, Attached: true}
 				seenRef[r.Ref] = old
 				continue
 			}
@@ -123,33 +159,38 @@ func (e *Engine) plan(ctx context.Context, reqs []Request, now time.Time, lookup
 			t.Owner, t.LeaseUntil = e.fleet.owner, now.Add(e.fleet.ttl)
 		}
 		fresh = append(fresh, t)
-		ids[i] = t.ID
+		subs[i] = Submission{ID: t.ID}
 		if r.Ref != "" {
 			seenRef[r.Ref] = t
 		}
 	}
-	return ids, fresh, nil
+	return subs, fresh, nil
 }
 
-// NewTask returns the task a request becomes, due at once, with a new id
-// and its own copy of the parameters: what SubmitMany stores, for a
-// program that records requests itself (the CLI records a large file in
-// chunks before it starts an engine). It does not validate r.
+// NewTask returns the task a request becomes, due at once, with a new id,
+// its own copy of the parameters and the request's options: what
+// SubmitMany stores, for a program that records requests itself (the CLI
+// records a large file in chunks before it starts an engine). It does not
+// validate r.
 func NewTask(r Request, now time.Time) *persist.Task {
 	params := make(map[string]string, len(r.Params))
 	for k, v := range r.Params {
 		params[k] = v
 	}
-	return &persist.Task{ID: persist.NewID(), Ref: r.Ref, Method: r.Method, Params: params,
+	return &persist.Task{ID: persist.NewID(), Ref: r.Ref, Method: r.Method, Params: params, Options: r.options(),
 		State: transitions.Initial, Created: now, Updated: now, NextAt: now}
 }
 
 // Wait blocks until the task (named by its id or its ref) is terminal or
-// parked in NeedsAccountFix, or ctx is done. A Done task gives its Result;
-// any other end gives the Result and a *TaskError. When ctx ends first, the
-// task goes on and Wait returns a *PendingError: ctx bounds the wait, never
-// the task.
-func (e *Engine) Wait(ctx context.Context, key string) (*Result, error) {
+// parked in NeedsAccountFix, or ctx is done. A Done task gives its view
+// (its Token); any other end gives the view and a *TaskError. When ctx
+// ends first, the task goes on and Wait returns a *PendingError: ctx
+// bounds the wait, never the task.
+//
+// Wait by ref is how a bot collects what it submitted before a restart:
+// submit each request again with its ref (it attaches to the stored task)
+// or keep the refs, and Wait for each.
+func (e *Engine) Wait(ctx context.Context, key string) (*Task, error) {
 	id, err := e.resolve(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("engine: wait %s: %w", key, err)
@@ -180,7 +221,9 @@ func (e *Engine) Wait(ctx context.Context, key string) (*Result, error) {
 			return resultOf(t)
 		}
 		if e.fleet == nil {
-			return ResultOf(t), fmt.Errorf("engine: wait %s: task is %s and not driven by this engine", id, t.State)
+			v := TaskOf(t)
+			v.Params = nil
+			return &v, fmt.Errorf("engine: wait %s: task is %s and not driven by this engine", id, t.State)
 		}
 		// Another engine of the fleet drives it: watch the store.
 		select {
@@ -197,7 +240,7 @@ func (e *Engine) Wait(ctx context.Context, key string) (*Result, error) {
 // ctx ends first, Solve stops waiting and returns a *PendingError: the
 // task, durable and maybe paid for already, goes on, and Wait collects it
 // later. To stop a task, Cancel it.
-func (e *Engine) Solve(ctx context.Context, req Request) (*Result, error) {
+func (e *Engine) Solve(ctx context.Context, req Request) (*Task, error) {
 	id, err := e.Submit(ctx, req)
 	if err != nil {
 		return nil, err
@@ -244,14 +287,30 @@ func (e *Engine) Cancel(ctx context.Context, key string) error {
 	return err
 }
 
-// Get returns the stored task named by its id or its ref.
-func (e *Engine) Get(ctx context.Context, key string) (*persist.Task, error) {
-	return persist.Find(ctx, e.store, key)
+// Get returns the stored task named by its id or its ref, with its Params.
+func (e *Engine) Get(ctx context.Context, key string) (*Task, error) {
+	t, err := persist.Find(ctx, e.store, key)
+	if err != nil {
+		return nil, err
+	}
+	v := TaskOf(t)
+	return &v, nil
 }
 
-// List returns stored tasks.
-func (e *Engine) List(ctx context.Context, opts persist.ListOptions) ([]*persist.Task, error) {
-	return e.store.List(ctx, opts)
+// List returns stored tasks (without Params), in creation order: for
+// small results (opts.Limit and opts.After page through the store).
+func (e *Engine) List(ctx context.Context, opts persist.ListOptions) ([]*Task, error) {
+	list, err := e.store.List(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Task, len(list))
+	views := make([]Task, len(list))
+	for i, t := range list {
+		views[i] = TaskOf(t)
+		out[i] = &views[i]
+	}
+	return out, nil
 }
 
 // History returns the transitions of the task named by its id or its ref.
@@ -264,8 +323,13 @@ func (e *Engine) History(ctx context.Context, key string) ([]persist.Record, err
 }
 
 // Subscribe returns a channel that receives every committed transition, and
-// a function that ends the subscription. A subscriber that falls more than
-// buf transitions behind misses transitions rather than stall the engine.
+// a function that ends the subscription (it closes the channel). The
+// engine never waits for a subscriber: a transition that finds the
+// channel's buf slots full is dropped for this subscriber (the engine goes
+// on), so a subscriber that falls behind misses transitions; a gap in a
+// task's Transition.Record.Seq shows one, and History has them all. The
+// transitions of one task arrive in order. Use OnTransition to see every
+// one.
 func (e *Engine) Subscribe(buf int) (<-chan Transition, func()) { return e.reg.subscribe(buf) }
 
 // Drain blocks until no task is left for the engine to drive: every task it

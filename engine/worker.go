@@ -25,6 +25,8 @@ func (e *Engine) worker() {
 			e.runSubmit(j.tasks[0])
 		case jobPoll:
 			e.runPoll(j.tasks)
+		case jobExpire:
+			e.runExpire(j.tasks[0])
 		}
 	}
 }
@@ -144,6 +146,29 @@ func (e *Engine) runSubmit(tk *task) {
 		return
 	}
 	e.commitOutcome(tk, d)
+}
+
+// runExpire fails a task whose deadline has passed. A task that holds an
+// in.php answer the store has not recorded records it first (the
+// provider's id is paid for): it expires on its next turn.
+func (e *Engine) runExpire(tk *task) {
+	defer e.release(tk)
+	if tk.pending != nil {
+		e.commitOutcome(tk, *tk.pending)
+		return
+	}
+	d, err := e.decide(tk, transitions.Input{What: transitions.Due, InDoubt: tk.intent})
+	if err != nil {
+		retryLater(tk, time.Now().Add(time.Second))
+		return
+	}
+	if d.Event != transitions.DeadlinePassed {
+		// Only a deadline's decision is executed here: any other due
+		// step (a send) is the submit job's.
+		e.log.Error("expiry without a deadline decision", keyTask, tk.cur().ID, keyState, tk.cur().State, keyEvent, d.Event)
+		return
+	}
+	_ = e.commitOrRetry(tk, d)
 }
 
 // answerInput is the decision input for a failed request: the provider's

@@ -198,7 +198,7 @@ func (m *Metrics) Observe(tr engine.Transition) {
 	if rec.PossiblyCharged {
 		m.possiblyCharged.Inc()
 	}
-	if rec.To != states.Done || tr.Task == nil {
+	if rec.To != states.Done {
 		return
 	}
 	if !tr.Task.Created.IsZero() {

@@ -30,11 +30,11 @@ import (
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
-func tr(from, to states.State, ev transitions.Event, mut func(*persist.Task, *persist.Record)) engine.Transition {
-	task := &persist.Task{ID: "t1", State: to, Created: t0}
+func tr(from, to states.State, ev transitions.Event, mut func(*engine.Task, *persist.Record)) engine.Transition {
+	task := engine.Task{ID: "t1", State: to, Created: t0}
 	rec := persist.Record{At: t0.Add(time.Second), From: from, To: to, Event: ev}
 	if mut != nil {
-		mut(task, &rec)
+		mut(&task, &rec)
 	}
 	return engine.Transition{Task: task, Record: rec}
 }
@@ -58,10 +58,10 @@ captchafsm_transitions_total{event="submit_sending",from="Submitting",to="Submit
 
 func TestObservePossiblyCharged(t *testing.T) {
 	m := metrics.New(metrics.Options{})
-	m.Observe(tr(states.Submitting, states.Submitting, transitions.PossiblyCharged, func(_ *persist.Task, r *persist.Record) {
+	m.Observe(tr(states.Submitting, states.Submitting, transitions.PossiblyCharged, func(_ *engine.Task, r *persist.Record) {
 		r.PossiblyCharged = true
 	}))
-	m.Observe(tr(states.Submitting, states.Backoff, transitions.TransientError, func(_ *persist.Task, r *persist.Record) {
+	m.Observe(tr(states.Submitting, states.Backoff, transitions.TransientError, func(_ *engine.Task, r *persist.Record) {
 		r.PossiblyCharged = true
 	}))
 	m.Observe(tr(states.Submitting, states.Backoff, transitions.TransientError, nil))
@@ -71,7 +71,7 @@ func TestObservePossiblyCharged(t *testing.T) {
 func TestObserveSolveDurationAndCost(t *testing.T) {
 	m := metrics.New(metrics.Options{Buckets: []float64{5, 30}})
 	done := func(after time.Duration, cost string) engine.Transition {
-		return tr(states.Polling, states.Done, transitions.Solved, func(task *persist.Task, r *persist.Record) {
+		return tr(states.Polling, states.Done, transitions.Solved, func(task *engine.Task, r *persist.Record) {
 			r.At = t0.Add(after)
 			task.Cost = cost
 		})

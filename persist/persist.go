@@ -3,7 +3,13 @@ package persist
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/captchafsm/captchafsm/states"
 	"github.com/captchafsm/captchafsm/transitions"
@@ -21,6 +27,9 @@ type Task struct {
 	// Params are the method's parameters, never the API key. Only Get and
 	// GetByRef fill them; List leaves them nil.
 	Params map[string]string `json:"params,omitempty"`
+	// Options are the task's own settings, written once, when the task is
+	// created, like Params (but returned by every read).
+	Options TaskOptions `json:"options,omitzero"`
 
 	State states.State `json:"state"`
 	// Code is the last provider code (or reserved code such as POLL_TIMEOUT)
@@ -66,6 +75,9 @@ type Task struct {
 }
 
 // Clone returns a deep copy of t.
+//
+// Options.Labels is shared, not copied: labels never change once the task
+// is created, so no one may write to the map.
 func (t *Task) Clone() *Task {
 	c := *t
 	if t.Params != nil {
@@ -75,6 +87,105 @@ func (t *Task) Clone() *Task {
 		}
 	}
 	return &c
+}
+
+// TaskOptions are a task's own settings, given when it is created. Their
+// zero value means the engine's: no deadline, priority 0, the policy's
+// limits. Every store keeps them as created: Apply never changes them.
+type TaskOptions struct {
+	// Deadline, when set, is when the task ends Failed with code
+	// DEADLINE_EXCEEDED if it has no answer by then.
+	Deadline time.Time `json:"deadline,omitzero"`
+	// Priority orders the tasks due to be submitted: higher first. Any
+	// value that fits in 32 bits.
+	Priority int `json:"priority,omitempty"`
+	// MaxRetries and MaxResubmits replace the policy's max_retries and
+	// max_resubmits for this task: 0 keeps the policy's, a negative value
+	// allows none.
+	MaxRetries   int `json:"max_retries,omitempty"`
+	MaxResubmits int `json:"max_resubmits,omitempty"`
+	// Labels are the caller's own data about the task (a callback URL, a
+	// key of its own), kept with it and never sent to the provider: at most
+	// MaxLabels, each key 1–MaxLabelKeyLen bytes, all of them together at
+	// most MaxLabelsLen bytes of valid UTF-8.
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// Label limits: what ValidateOptions allows in TaskOptions.Labels.
+const (
+	MaxLabels      = 16
+	MaxLabelKeyLen = 64
+	MaxLabelsLen   = 4096
+)
+
+// IsZero reports whether o holds no setting of its own.
+func (o TaskOptions) IsZero() bool {
+	return o.Deadline.IsZero() && o.Priority == 0 && o.MaxRetries == 0 && o.MaxResubmits == 0 && len(o.Labels) == 0
+}
+
+// Label returns the value of the label k ("" when there is none).
+func (o TaskOptions) Label(k string) string { return o.Labels[k] }
+
+// ErrInvalidOptions: task options no store can keep as given.
+// ValidateOptions's errors (*OptionError) match it.
+var ErrInvalidOptions = errors.New("persist: invalid task options")
+
+// OptionError is an option that no store can keep as given. It matches
+// ErrInvalidOptions.
+type OptionError struct {
+	// Field names the option as JSON spells it ("priority", "labels").
+	Field string
+	// Problem says what is wrong with it.
+	Problem string
+}
+
+func (e *OptionError) Error() string {
+	return e.Field + ": " + e.Problem + ": " + ErrInvalidOptions.Error()
+}
+
+// Is matches ErrInvalidOptions.
+func (e *OptionError) Is(target error) bool { return target == ErrInvalidOptions }
+
+// ValidateOptions reports why o cannot be stored (an *OptionError), or
+// nil: every store keeps the integers in 32 bits, and labels within the
+// label limits.
+func ValidateOptions(o TaskOptions) error {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"priority", o.Priority}, {"max_retries", o.MaxRetries}, {"max_resubmits", o.MaxResubmits}} {
+		if f.v < math.MinInt32 || f.v > math.MaxInt32 {
+			return &OptionError{f.name, fmt.Sprintf("%d does not fit in 32 bits", f.v)}
+		}
+	}
+	return validateLabels(o.Labels)
+}
+
+// validateLabels checks labels against the label limits.
+func validateLabels(labels map[string]string) error {
+	bad := func(format string, args ...any) error {
+		return &OptionError{"labels", fmt.Sprintf(format, args...)}
+	}
+	if len(labels) > MaxLabels {
+		return bad("%d labels, at most %d", len(labels), MaxLabels)
+	}
+	size := 0
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		v := labels[k]
+		switch {
+		case k == "" || len(k) > MaxLabelKeyLen:
+			return bad("key %q: 1 to %d bytes", k, MaxLabelKeyLen)
+		case !utf8.ValidString(k) || !utf8.ValidString(v):
+			return bad("%q: not valid UTF-8", k)
+		case strings.ContainsRune(k, 0) || strings.ContainsRune(v, 0):
+			return bad("%q: holds a NUL byte", k)
+		}
+		size += len(k) + len(v)
+	}
+	if size > MaxLabelsLen {
+		return bad("%d bytes, at most %d", size, MaxLabelsLen)
+	}
+	return nil
 }
 
 // Record is one entry of a task's append-only history.
@@ -144,14 +255,15 @@ type Store interface {
 	// must be set (at most 1,024 bytes, no 0x00 byte) and its State empty
 	// or Submitting; Create sets Seq to 1, Intent to false and zero
 	// Created/Updated to now. The tasks join the due index under their
-	// NextAt as given (zero: due at once).
+	// NextAt as given (zero: due at once). Options are stored as given;
+	// options ValidateOptions refuses fail, wrapping ErrInvalidOptions.
 	// A Ref already in the store fails with ErrDuplicateRef, an ID with
 	// ErrDuplicateID.
 	Create(ctx context.Context, tasks ...*Task) error
 
 	// Apply commits one transition: it appends rec to the task's history and
-	// replaces the task's mutable fields with t's (Params, Ref, Method and
-	// Created are kept as created), in one transaction. t.State must equal
+	// replaces the task's mutable fields with t's (Params, Ref, Method,
+	// Options and Created are kept as created), in one transaction. t.State must equal
 	// rec.To. The stored task must be in rec.From with Seq equal to t.Seq,
 	// else ErrConflict. On success rec.Seq and t.Seq are set to the new
 	// record's sequence and t.Intent to transitions.InDoubt(rec.Event).

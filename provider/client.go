@@ -35,7 +35,7 @@ const (
 // Config configures a Client. Its zero value is not usable (BaseURL and Key
 // are required); every other zero field means its default.
 type Config struct {
-	// BaseURL is the API's root, e.g. "https://ocr.captchaai.com"; in.php
+	// BaseURL is the API's root, e.g. DefaultBaseURL (CaptchaAI); in.php
 	// and res.php live under it. Required: an absolute http(s) URL without
 	// credentials, query or fragment.
 	BaseURL string

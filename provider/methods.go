@@ -38,23 +38,23 @@ type Method struct {
 // engine's first-poll delay (IsTokenMethod), the CLI's check of --method
 // and the protocol server's ERROR_NO_SUCH_METHOD all read it.
 var methods = []Method{
-	{Name: "post", Kind: ImageMethod, Required: []string{"body"}},
-	{Name: "base64", Kind: ImageMethod, Required: []string{"body"}},
+	{Name: "post", Kind: ImageMethod, Required: []string{ParamBody}},
+	{Name: "base64", Kind: ImageMethod, Required: []string{ParamBody}},
 	{Name: "rotatecaptcha", Kind: ImageMethod, Required: []string{"body"}},
 	{Name: "bounding_box", Kind: ImageMethod, Required: []string{"image"}, OneOf: []string{"textinstructions", "imginstructions"}},
 	{Name: "drag_drop", Kind: ImageMethod, Required: []string{"body", "images"}},
 	{Name: "vkimage", Kind: ImageMethod, Required: []string{"body", "steps"}},
 	{Name: "temuimage", Kind: ImageMethod, Required: []string{"body", "part1", "part2", "part3"}},
 
-	{Name: "userrecaptcha", Kind: TokenMethod, Required: []string{"googlekey", "pageurl"}},
-	{Name: "hcaptcha", Kind: TokenMethod, Required: []string{"sitekey", "pageurl"}},
-	{Name: "turnstile", Kind: TokenMethod, Required: []string{"sitekey", "pageurl"}},
+	{Name: "userrecaptcha", Kind: TokenMethod, Required: []string{ParamGoogleKey, ParamPageURL}},
+	{Name: "hcaptcha", Kind: TokenMethod, Required: []string{ParamSiteKey, ParamPageURL}},
+	{Name: "turnstile", Kind: TokenMethod, Required: []string{ParamSiteKey, ParamPageURL}},
 	{Name: "cloudflare_challenge", Kind: TokenMethod, Required: []string{"sitekey", "pageurl"}},
-	{Name: "funcaptcha", Kind: TokenMethod, Required: []string{"publickey", "pageurl"}},
+	{Name: "funcaptcha", Kind: TokenMethod, Required: []string{ParamPublicKey, ParamPageURL}},
 	// CaptchaAI also takes GeeTest v4 as method=geetest&version=4 with the
 	// captcha id in gt; the protocol server accepts both spellings.
-	{Name: "geetest", Kind: TokenMethod, Required: []string{"gt", "challenge", "pageurl"}},
-	{Name: "geetest_v4", Kind: TokenMethod, Required: []string{"captcha_id", "pageurl"}},
+	{Name: "geetest", Kind: TokenMethod, Required: []string{ParamGT, ParamChallenge, ParamPageURL}},
+	{Name: "geetest_v4", Kind: TokenMethod, Required: []string{ParamCaptchaID, ParamPageURL}},
 	{Name: "capy", Kind: TokenMethod, Required: []string{"captchakey", "pageurl"}},
 	{Name: "keycaptcha", Kind: TokenMethod, Required: []string{"s_s_c_user_id", "s_s_c_session_id", "s_s_c_web_server_sign", "s_s_c_web_server_sign2", "pageurl"}},
 	{Name: "lemin", Kind: TokenMethod, Required: []string{"captcha_id", "div_id", "pageurl"}},

@@ -310,6 +310,11 @@ var catalogue = []Entry{
 	{Code: CodeInvalidRequest, Class: ClassPermanent, Where: Engine,
 		Meaning: "The task's request does not pass validation; it was never sent.",
 		Fix:     "Submit a corrected request."},
+	// The caller's own limit for the task: past it the answer is of no
+	// use, and nothing more is spent on it.
+	{Code: CodeDeadline, Class: ClassPermanent, Where: Engine,
+		Meaning: "The task's deadline (set when it was submitted) passed before it had an answer; nothing more was sent for it.",
+		Fix:     "Nothing for this task; give later tasks a longer deadline if the provider is often this slow."},
 	// Parked because another task's account error opened the breaker: the
 	// account is what a person must fix.
 	{Code: CodeBreakerOpen, Class: ClassAccount, Where: Engine,

@@ -13,7 +13,8 @@ type What string
 // The things that happen to a task.
 const (
 	// Due: the task's next-action time has come (a submit, a backoff's
-	// end, a resubmit).
+	// end, a resubmit; for a polling task, only its deadline: a poll's
+	// answer is what moves it otherwise).
 	Due What = "due"
 	// Accepted: in.php answered OK with the provider's task id.
 	Accepted What = "accepted"
@@ -37,6 +38,7 @@ type Guard string
 // The guards.
 const (
 	Always         Guard = ""
+	IfPastDeadline Guard = "the task's deadline has passed"
 	IfInDoubt      Guard = "a submit is in doubt"
 	IfBreakerOpen  Guard = "the breaker is open"
 	IfBan          Guard = "the code announces a ban"
@@ -137,6 +139,7 @@ type Rule struct {
 // rules is the decision table. For each (state, what happened) the first
 // row whose class and guard match decides.
 var rules = []Rule{
+	{From: states.Submitting, What: Due, If: IfPastDeadline, Event: DeadlinePassed, Code: CodeDeadline},
 	{From: states.Submitting, What: Due, If: IfInDoubt, Event: PossiblyCharged, Wait: Unchanged},
 	{From: states.Submitting, What: Due, If: IfBreakerOpen, Event: BreakerOpen, Code: CodeBreakerOpen},
 	{From: states.Submitting, What: Due, Event: SubmitSending, Wait: Unchanged, Change: CountSubmit, Effects: []Effect{Send}},
@@ -149,10 +152,12 @@ var rules = []Rule{
 	{From: states.Submitting, What: Answer, Event: UnknownError, Code: AnswerCode},
 	{From: states.Submitting, What: Cancel, Event: Cancelled, Code: CodeCancelled},
 
+	{From: states.Backoff, What: Due, If: IfPastDeadline, Event: DeadlinePassed, Code: CodeDeadline},
 	{From: states.Backoff, What: Due, If: IfBreakerOpen, Event: BreakerOpen, Code: CodeBreakerOpen},
 	{From: states.Backoff, What: Due, Event: BackoffElapsed, Code: KeptCode, Wait: Now},
 	{From: states.Backoff, What: Cancel, Event: Cancelled, Code: CodeCancelled},
 
+	{From: states.Polling, What: Due, If: IfPastDeadline, Event: DeadlinePassed, Code: CodeDeadline},
 	{From: states.Polling, What: Token, Event: Solved, Change: TakeToken},
 	{From: states.Polling, What: Answer, Class: ClassTransient, If: IfBan, Event: RateLimited, Code: AnswerCode, Wait: BanEnd, Effects: []Effect{Ban}},
 	{From: states.Polling, What: Answer, Class: ClassNotReady, If: IfTimedOut, Event: PollTimeout, Code: CodePollTimeout},
@@ -166,6 +171,7 @@ var rules = []Rule{
 	{From: states.Polling, What: Answer, Event: UnknownError, Code: AnswerCode},
 	{From: states.Polling, What: Cancel, Event: Cancelled, Code: CodeCancelled},
 
+	{From: states.Resubmitting, What: Due, If: IfPastDeadline, Event: DeadlinePassed, Code: CodeDeadline},
 	{From: states.Resubmitting, What: Due, If: IfBreakerOpen, Event: BreakerOpen, Code: CodeBreakerOpen},
 	{From: states.Resubmitting, What: Due, Event: ResubmitStarted, Wait: Now, Change: NewProviderTask},
 	{From: states.Resubmitting, What: Cancel, Event: Cancelled, Code: CodeCancelled},
@@ -184,7 +190,8 @@ func Rules() []Rule {
 	return out
 }
 
-// Limits are the policy's figures a decision needs.
+// Limits are the policy's figures a decision needs (with the task's own
+// limits in place of the policy's, where it has them).
 type Limits struct {
 	// MaxRetries and MaxResubmits cap retries and resubmits (negative or
 	// zero: none).
@@ -236,6 +243,9 @@ type Input struct {
 	// provider task was accepted (zero: none).
 	Retries, Resubmits int
 	PollSince          time.Time
+	// Deadline is the task's own deadline (zero: none). No wait a
+	// decision sets ends after it, so the task is due when it passes.
+	Deadline time.Time
 	// Now is the decision's time, Jitter a uniform draw in [0, 1) for the
 	// backoff.
 	Now    time.Time
@@ -330,6 +340,8 @@ func (in Input) holds(g Guard, entry Entry) bool {
 	switch g {
 	case Always:
 		return true
+	case IfPastDeadline:
+		return !in.Deadline.IsZero() && !in.Now.Before(in.Deadline)
 	case IfInDoubt:
 		return in.InDoubt
 	case IfBreakerOpen:
@@ -355,8 +367,10 @@ func (in Input) timedOut() bool {
 }
 
 func (in Input) decide(r Rule, entry Entry, known bool) Decision {
+	// A task that ends with a submit in doubt is marked possibly charged:
+	// the record that ends it must not hide the intent before it.
 	d := Decision{Rule: r, At: in.Now, Event: r.Event, Change: r.Change, Effects: r.Effects,
-		Charged: in.Charged || r.Event == PossiblyCharged, Polled: in.Polled}
+		Charged: in.Charged || r.Event == PossiblyCharged || r.Event == DeadlinePassed && in.InDoubt, Polled: in.Polled}
 	switch r.Change {
 	case StartPolling:
 		d.ProviderID = in.ProviderID
@@ -399,6 +413,11 @@ func (in Input) decide(r Rule, entry Entry, known bool) Decision {
 			// A ban must not fail the task: its poll timeout pauses too.
 			d.TimeoutShift = d.Ban.Until.Sub(in.Now)
 		}
+	}
+	if !in.Deadline.IsZero() && d.Next.After(in.Deadline) {
+		// Due at the deadline, which then ends the task: a poll or a
+		// submit after it would be spent on an answer no one wants.
+		d.Next = in.Deadline
 	}
 	d.Detail = joinDetail(in.Detail, in.note(d, entry))
 	return d
@@ -480,6 +499,12 @@ func (in Input) note(d Decision, entry Entry) string {
 		return "new task with the same parameters"
 	case Cancelled:
 		return "cancelled by the caller"
+	case DeadlinePassed:
+		note := "deadline " + in.Deadline.Format(time.RFC3339) + " passed"
+		if in.InDoubt {
+			note += "; a submit was being sent: the provider may have charged it"
+		}
+		return note
 	case AccountFixed:
 		return "account fixed"
 	}

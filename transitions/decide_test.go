@@ -119,6 +119,24 @@ func TestDecide(t *testing.T) {
 			want{event: transitions.ResubmitStarted, next: 0, change: transitions.NewProviderTask, detail: "new task with the same parameters"}},
 		{"account fixed", transitions.Input{State: states.NeedsAccountFix, What: transitions.Fixed},
 			want{event: transitions.AccountFixed, next: 0, detail: "account fixed"}},
+		{"deadline beats the breaker", transitions.Input{State: states.Submitting, What: transitions.Due, BreakerOpen: true, Deadline: t0},
+			want{event: transitions.DeadlinePassed, code: transitions.CodeDeadline, next: none, detail: "deadline 2026-11-29T12:00:00Z passed"}},
+		{"deadline with a submit in doubt", transitions.Input{State: states.Submitting, What: transitions.Due, InDoubt: true, Deadline: t0.Add(-time.Second)},
+			want{event: transitions.DeadlinePassed, code: transitions.CodeDeadline, next: none, charged: true,
+				detail: "deadline 2026-11-29T11:59:59Z passed; a submit was being sent: the provider may have charged it"}},
+		{"deadline in a backoff", transitions.Input{State: states.Backoff, What: transitions.Due, Code: "ERROR_NO_SLOT_AVAILABLE", Deadline: t0},
+			want{event: transitions.DeadlinePassed, code: transitions.CodeDeadline, next: none}},
+		{"deadline while polling", polling(transitions.Input{What: transitions.Due, Deadline: t0}),
+			want{event: transitions.DeadlinePassed, code: transitions.CodeDeadline, next: none}},
+		{"deadline before a resubmit", transitions.Input{State: states.Resubmitting, What: transitions.Due, Deadline: t0},
+			want{event: transitions.DeadlinePassed, code: transitions.CodeDeadline, next: none}},
+		{"deadline ahead: submit", transitions.Input{State: states.Submitting, What: transitions.Due, Deadline: t0.Add(time.Nanosecond)},
+			want{event: transitions.SubmitSending, next: keep, change: transitions.CountSubmit, effects: []transitions.Effect{transitions.Send}}},
+		{"a wait ends at the deadline", polling(transitions.Input{What: transitions.Answer, Code: "CAPCHA_NOT_READY", Deadline: t0.Add(2 * time.Second)}),
+			want{event: transitions.NotReady, code: "CAPCHA_NOT_READY", next: 2 * time.Second}},
+		{"a backoff ends at the deadline", transitions.Input{State: states.Submitting, What: transitions.Answer, Code: "ERROR_NO_SLOT_AVAILABLE",
+			Deadline: t0.Add(time.Second)},
+			want{event: transitions.TransientError, code: "ERROR_NO_SLOT_AVAILABLE", next: time.Second, change: transitions.CountRetry}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -213,6 +231,31 @@ func TestRulesCoverEveryAnswer(t *testing.T) {
 	}
 	_, err := transitions.Decide(transitions.Input{State: states.Done, What: transitions.Cancel, Now: t0})
 	assert.ErrorIs(t, err, transitions.ErrNoRule)
+	// A polling task is due only for its deadline: no row sends it a poll.
+	_, err = transitions.Decide(transitions.Input{State: states.Polling, What: transitions.Due, Now: t0, Deadline: t0.Add(time.Second)})
+	assert.ErrorIs(t, err, transitions.ErrNoRule)
+}
+
+// TestDecideTaskLimits: a task's own limits, given in Limits in place of
+// the policy's, decide when its retries and resubmits are spent.
+func TestDecideTaskLimits(t *testing.T) {
+	in := transitions.Input{State: states.Submitting, What: transitions.Answer, Code: "ERROR_NO_SLOT_AVAILABLE", Retries: 3, Now: t0, Limits: limits()}
+	in.Limits.MaxRetries = 5
+	d, err := transitions.Decide(in)
+	require.NoError(t, err)
+	assert.Equal(t, transitions.TransientError, d.Event)
+	assert.Equal(t, "retry 4 of 5 in 5s", d.Detail)
+	in.Limits.MaxRetries = -1 // none
+	in.Retries = 0
+	d, err = transitions.Decide(in)
+	require.NoError(t, err)
+	assert.Equal(t, transitions.RetriesExhausted, d.Event)
+
+	in = transitions.Input{State: states.Polling, What: transitions.Answer, Code: "ERROR_CAPTCHA_UNSOLVABLE", PollSince: t0, Now: t0, Limits: limits()}
+	in.Limits.MaxResubmits = -1
+	d, err = transitions.Decide(in)
+	require.NoError(t, err)
+	assert.Equal(t, transitions.ResubmitsExhausted, d.Event)
 }
 
 func TestBackoff(t *testing.T) {

@@ -58,6 +58,9 @@ const (
 	AccountFixed Event = "account_fixed"
 	// Cancelled: the task was cancelled.
 	Cancelled Event = "cancelled"
+	// DeadlinePassed: the task's own deadline passed before it had an
+	// answer (code DEADLINE_EXCEEDED).
+	DeadlinePassed Event = "deadline_passed"
 	// Reported notes that a report on the task's answer (reportgood or
 	// reportbad) was sent to the provider. It is an annotation, not an
 	// edge: its record leaves the task in the state it was (Done).
@@ -95,10 +98,12 @@ var table = []Edge{
 	{states.Submitting, BreakerOpen, states.NeedsAccountFix, "the breaker is open; parked without sending"},
 	{states.Submitting, UnknownError, states.Failed, "a code the catalogue does not hold; the raw code is kept"},
 	{states.Submitting, Cancelled, states.Failed, "cancelled by the caller"},
+	{states.Submitting, DeadlinePassed, states.Failed, "the task's deadline passed before it was sent or accepted (code DEADLINE_EXCEEDED)"},
 
 	{states.Backoff, BackoffElapsed, states.Submitting, "the backoff's next-action time has come"},
 	{states.Backoff, BreakerOpen, states.NeedsAccountFix, "the breaker opened while the task waited to submit again; parked without sending"},
 	{states.Backoff, Cancelled, states.Failed, "cancelled by the caller"},
+	{states.Backoff, DeadlinePassed, states.Failed, "the task's deadline passed during the backoff (code DEADLINE_EXCEEDED)"},
 
 	{states.Polling, NotReady, states.Polling, "CAPCHA_NOT_READY; poll again after poll_interval"},
 	{states.Polling, TransientError, states.Polling, "a transient code or transport trouble on res.php; poll again later (the task is paid, never resent)"},
@@ -111,10 +116,12 @@ var table = []Edge{
 	{states.Polling, AccountError, states.NeedsAccountFix, "an account code on res.php; the breaker opens"},
 	{states.Polling, UnknownError, states.Failed, "a code the catalogue does not hold; the raw code is kept"},
 	{states.Polling, Cancelled, states.Failed, "cancelled by the caller"},
+	{states.Polling, DeadlinePassed, states.Failed, "the task's deadline passed before its answer (code DEADLINE_EXCEEDED); it is not polled again"},
 
 	{states.Resubmitting, ResubmitStarted, states.Submitting, "a new task with the same parameters is submitted"},
 	{states.Resubmitting, BreakerOpen, states.NeedsAccountFix, "the breaker opened before the new task was sent; parked without sending"},
 	{states.Resubmitting, Cancelled, states.Failed, "cancelled by the caller"},
+	{states.Resubmitting, DeadlinePassed, states.Failed, "the task's deadline passed before the new task was sent (code DEADLINE_EXCEEDED)"},
 
 	{states.NeedsAccountFix, AccountFixed, states.Submitting, "a person ran account-fixed; the task is submitted again"},
 }
@@ -171,4 +178,6 @@ const (
 	CodeBreakerOpen = "BREAKER_OPEN"
 	// CodeInvalidRequest: the stored request no longer passes validation.
 	CodeInvalidRequest = "INVALID_REQUEST"
+	// CodeDeadline: the task's own deadline passed before it had an answer.
+	CodeDeadline = "DEADLINE_EXCEEDED"
 )

@@ -89,6 +89,10 @@ func (a *app) openStore(create bool) (persist.Store, error) {
 	return openStoreAt(db, create, a.opts.lockTimeout())
 }
 
+// sharedDB reports whether --db names a database that engines share (a
+// PostgreSQL URL): their engines run as a fleet.
+func (a *app) sharedDB() bool { return pgstore.IsURL(a.dbPath().value) }
+
 // shown is the setting's value as messages may print it: a PostgreSQL
 // URL without its password.
 func (s setting) shown() string {

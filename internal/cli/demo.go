@@ -99,29 +99,7 @@ work. CAPTCHAFSM_DB is ignored: the demo never writes into your real database.`,
 // submit rate is not scaled: the simulator's burst rule (60 in 3 s) runs on
 // the real clock, as the provider's does.
 func demoPolicy(speed float64) engine.Policy {
-	scale := func(d time.Duration) time.Duration {
-		return max(time.Duration(float64(d)/speed), time.Millisecond)
-	}
-	p := engine.DefaultPolicy()
-	p.FirstPollDelay = scale(p.FirstPollDelay)
-	p.FirstPollDelayToken = scale(p.FirstPollDelayToken)
-	p.PollInterval = scale(p.PollInterval)
-	p.PollTimeout = scale(p.PollTimeout)
-	p.BackoffBase = scale(p.BackoffBase)
-	p.BackoffMax = scale(p.BackoffMax)
-	p.RequestTimeout = max(scale(p.RequestTimeout), 5*time.Second)
-	p.RetryDelays = map[string]time.Duration{}
-	for _, e := range transitions.Catalogue() {
-		switch {
-		case e.Ban > 0:
-			p.RetryDelays[e.Code] = scale(e.Ban)
-		case e.RetryDelay > 0:
-			p.RetryDelays[e.Code] = scale(e.RetryDelay)
-		case e.BackoffMin > 0:
-			p.RetryDelays[e.Code] = scale(e.BackoffMin)
-		}
-	}
-	return p
+	return engine.Policy{}.Faster(speed).WithDefaults()
 }
 
 // policyFile writes p as a --policy file.
@@ -514,7 +492,7 @@ func (a *app) demoCrash(ctx context.Context, cmd *cobra.Command, o *demoOpts, co
 		f := strings.Fields(sc.Text())
 		switch {
 		case len(f) == 3 && f[0] == "settled":
-			tr.add(&persist.Task{ID: f[1], State: states.State(f[2])})
+			tr.add(engine.Task{ID: f[1], State: states.State(f[2])})
 		case len(f) == 2 && f[0] == "breaker":
 			con.result("  breaker: an account error stopped every submit and parked " + f[1] + " tasks; the demo plays the person who fixes the account: account-fixed")
 		}
@@ -576,7 +554,7 @@ func (a *app) demoCrash(ctx context.Context, cmd *cobra.Command, o *demoOpts, co
 	}
 	for _, t := range all {
 		if t.State.Settled() {
-			tr2.add(t)
+			tr2.add(engine.TaskOf(t))
 		}
 	}
 	tr2.take()

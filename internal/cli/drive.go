@@ -28,7 +28,7 @@ var activeStates = states.ActiveStates()
 type tracker struct {
 	mu      sync.Mutex
 	final   map[string]states.State
-	queue   []*persist.Task
+	queue   []engine.Task
 	notify  chan struct{}
 	closed  bool
 	watched map[string]bool // nil: every task counts
@@ -53,7 +53,7 @@ func (t *tracker) hook(tr engine.Transition) {
 }
 
 // add reports task as settled (once per state it settles in).
-func (t *tracker) add(task *persist.Task) {
+func (t *tracker) add(task engine.Task) {
 	t.mu.Lock()
 	if prev, ok := t.final[task.ID]; ok && prev == task.State {
 		t.mu.Unlock()
@@ -69,7 +69,7 @@ func (t *tracker) add(task *persist.Task) {
 }
 
 // take returns the queued tasks.
-func (t *tracker) take() []*persist.Task {
+func (t *tracker) take() []engine.Task {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	q := t.queue
@@ -227,15 +227,33 @@ func (m *meter) render() string {
 	return line
 }
 
-// resultJSON is one finished task as run, resume and solve --json print it
-// (the contract's shape).
-func resultJSON(t *persist.Task) string {
-	b, _ := json.Marshal(engine.ResultOf(t))
+// outcome is one finished task as run, resume and solve --json print it:
+// the contract's shape, a subset of engine.Task's.
+type outcome struct {
+	ID        string       `json:"id"`
+	Ref       string       `json:"ref"`
+	State     states.State `json:"state"`
+	Token     string       `json:"token"`
+	Code      string       `json:"code"`
+	Submits   int          `json:"submits"`
+	Polls     int          `json:"polls"`
+	Resubmits int          `json:"resubmits"`
+	Cost      string       `json:"cost"`
+}
+
+func outcomeOf(t engine.Task) outcome {
+	return outcome{ID: t.ID, Ref: t.Ref, State: t.State, Token: t.Token, Code: t.Code,
+		Submits: t.Submits, Polls: t.Polls, Resubmits: t.Resubmits, Cost: t.Cost}
+}
+
+// resultJSON is one finished task as run, resume and solve --json print it.
+func resultJSON(t engine.Task) string {
+	b, _ := json.Marshal(outcomeOf(t))
 	return string(b)
 }
 
 // resultText is one finished task for a person.
-func resultText(t *persist.Task) string {
+func resultText(t engine.Task) string {
 	ref := t.Ref
 	if ref == "" {
 		ref = "-"
@@ -305,7 +323,7 @@ func (a *app) startBatch(cmd *cobra.Command, fp *failpoint, store persist.Store,
 	// The engine's warnings (a failing store above all: nothing new is
 	// sent until it records what was paid) go to stderr.
 	logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	eng, err := engine.Open(ctx, engine.Config{Store: fp.store(store), API: fp.api(client), Policy: pol,
+	eng, err := engine.Open(ctx, engine.Config{Store: fp.store(store), API: fp.api(client), Policy: pol, Fleet: b.a.sharedDB(),
 		OnTransition: b.onTransition, FetchCost: true, Logger: logger})
 	if err != nil {
 		store.Close()
@@ -340,7 +358,7 @@ func (b *batch) watch(ctx context.Context, ids []string) error {
 		}
 		if t.State.Settled() {
 			t.Params = nil
-			b.tr.add(t)
+			b.tr.add(engine.TaskOf(t))
 		}
 	}
 	return nil

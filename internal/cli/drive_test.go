@@ -32,15 +32,15 @@ func TestExitCode(t *testing.T) {
 func TestTrackerForgetsReleasedTasks(t *testing.T) {
 	t.Parallel()
 	tr := newTracker()
-	task := &persist.Task{ID: "a", State: states.NeedsAccountFix}
+	task := engine.Task{ID: "a", State: states.NeedsAccountFix}
 	tr.hook(engine.Transition{Task: task, Record: persist.Record{From: states.Submitting, To: states.NeedsAccountFix, Event: transitions.AccountError}})
 	tr.hook(engine.Transition{Task: task, Record: persist.Record{From: states.Submitting, To: states.NeedsAccountFix, Event: transitions.AccountError}})
 	assert.Equal(t, map[states.State]int{states.NeedsAccountFix: 1}, tr.counts())
 	assert.Len(t, tr.take(), 1, "reported once")
-	released := &persist.Task{ID: "a", State: states.Submitting}
+	released := engine.Task{ID: "a", State: states.Submitting}
 	tr.hook(engine.Transition{Task: released, Record: persist.Record{From: states.NeedsAccountFix, To: states.Submitting, Event: transitions.AccountFixed}})
 	assert.Empty(t, tr.counts())
-	done := &persist.Task{ID: "a", State: states.Done}
+	done := engine.Task{ID: "a", State: states.Done}
 	tr.hook(engine.Transition{Task: done, Record: persist.Record{From: states.Polling, To: states.Done, Event: transitions.Solved}})
 	assert.Equal(t, map[states.State]int{states.Done: 1}, tr.counts())
 }

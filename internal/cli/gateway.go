@@ -202,7 +202,7 @@ func (a *app) gateway(cmd *cobra.Command, o gatewayOptions) error {
 		dedupWindow = -1 // the flag's 0 is "never"; the Config's is the default
 	}
 	gw, err := gateway.Open(ctx, gateway.Config{
-		Engine: engine.Config{Store: fp.store(store), API: m.InstrumentAPI(fp.api(client)), Policy: pol,
+		Engine: engine.Config{Store: fp.store(store), API: m.InstrumentAPI(fp.api(client)), Policy: pol, Fleet: a.sharedDB(),
 			Logger: log, OnTransition: m.Observe, FetchCost: true},
 		Clients:       clients,
 		DedupWindow:   dedupWindow,

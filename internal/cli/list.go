@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/captchafsm/captchafsm/engine"
+	"github.com/captchafsm/captchafsm/internal/jsonstream"
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/states"
 )
@@ -37,8 +38,9 @@ func (a *app) listCmd() *cobra.Command {
 		Long: `List the tasks in the database in creation order: id, ref, state, last code,
 submits, polls, resubmits, created and updated. With --json an array of task
 objects (id, ref, method, state, code, submits, retries, resubmits, polls,
-provider_id, token, cost, created, updated); with --jsonl the same objects,
-one per line.
+provider_id, token, cost, created, updated, seq, and the task's own deadline,
+priority, max_retries and max_resubmits when a library caller set them); with
+--jsonl the same objects, one per line.
 
 The list is written as it is read, so a database of millions of tasks lists in
 flat memory; the table's columns are aligned in blocks of 1,000 rows.
@@ -78,15 +80,12 @@ States: Submitting, Backoff, Polling, Resubmitting, Done, Failed, NeedsAccountFi
 			var end func() error
 			switch {
 			case lines || a.json:
-				var w interface {
-					add(any) error
-					close() error
-				} = &jsonArray{w: out}
+				var w jsonstream.Writer = jsonstream.NewArray(out)
 				if lines {
-					w = newJSONLines(out)
+					w = jsonstream.NewLines(out)
 				}
-				each = func(t *persist.Task) error { return w.add(engine.ViewOf(t)) }
-				end = w.close
+				each = func(t *persist.Task) error { return w.Add(engine.ViewOf(t)) }
+				end = w.Close
 			default:
 				tw := newBlockTable(out)
 				if err := tw.row("ID\tREF\tSTATE\tCODE\tSUBMITS\tPOLLS\tRESUBMITS\tCREATED\tUPDATED\n"); err != nil {

@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/captchafsm/captchafsm/provider"
 )
 
 // Exit statuses of the contract. solve, run and resume use all of them;
@@ -45,7 +47,7 @@ const (
 // Defaults of the configuration.
 const (
 	DefaultDB     = "captchafsm.db"
-	DefaultAPIURL = "https://ocr.captchaai.com"
+	DefaultAPIURL = provider.DefaultBaseURL
 )
 
 // Options are what the command tree takes from its process. The zero value

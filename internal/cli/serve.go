@@ -174,7 +174,7 @@ func (a *app) serve(cmd *cobra.Command, addr, tokenFile, levelName string) error
 	m := metrics.New(metrics.Options{Store: store})
 	m.Registry().MustRegister(collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	eng, err := engine.Open(ctx, engine.Config{Store: store, API: m.InstrumentAPI(client), Policy: pol,
+	eng, err := engine.Open(ctx, engine.Config{Store: store, API: m.InstrumentAPI(client), Policy: pol, Fleet: a.sharedDB(),
 		Logger: log, OnTransition: m.Observe, FetchCost: true})
 	if err != nil {
 		return usageErr("%v", err)

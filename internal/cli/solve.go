@@ -176,7 +176,7 @@ func (a *app) solve(cmd *cobra.Command, o *solveOpts) error {
 	out := cmd.OutOrStdout()
 	if a.json {
 		enc := json.NewEncoder(out)
-		if err := enc.Encode(engine.ResultOf(t)); err != nil {
+		if err := enc.Encode(outcomeOf(engine.TaskOf(t))); err != nil {
 			return err
 		}
 	} else if t.State == states.Done {

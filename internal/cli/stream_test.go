@@ -38,7 +38,7 @@ func TestListJSONIsTheWholeArray(t *testing.T) {
 	w := newWorld(t)
 	w.solvedDB(3)
 	w.crashedTasks(2, nil)
-	views := []engine.TaskView{}
+	views := []engine.Task{}
 	for _, task := range w.tasks() {
 		views = append(views, engine.ViewOf(task))
 	}
@@ -51,7 +51,7 @@ func TestListJSONIsTheWholeArray(t *testing.T) {
 	lines := strings.Split(strings.TrimSuffix(r.out, "\n"), "\n")
 	require.Len(t, lines, 5)
 	for i, l := range lines {
-		var v engine.TaskView
+		var v engine.Task
 		require.NoError(t, json.Unmarshal([]byte(l), &v))
 		assert.Equal(t, views[i].ID, v.ID)
 	}
@@ -74,7 +74,7 @@ func TestHistoryJSONIsTheWholeObject(t *testing.T) {
 	require.True(t, task.Intent)
 
 	var want historyJSON
-	want.Task.TaskView = engine.ViewOf(task)
+	want.Task.Task = engine.ViewOf(task)
 	want.Task.PossiblyCharged = 1
 	for _, r := range hist {
 		want.History = append(want.History, engine.RecordViewOf(r))

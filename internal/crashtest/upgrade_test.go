@@ -95,7 +95,7 @@ func TestUpgradeFinishesOldTasks(t *testing.T) {
 	assert.Contains(t, r.stdout, "30 tasks replayed: 30 OK, 0 MISMATCH")
 	r = runCLI(t, nil, "list", "--json", "--db", path)
 	require.Equal(t, 0, r.code, r.stderr)
-	var list []engine.TaskView
+	var list []engine.Task
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &list))
 	assert.Len(t, list, 30)
 	assert.False(t, strings.Contains(r.stdout, "secret"), "a proxy password in list --json")

@@ -90,7 +90,7 @@ func childMain(raw string) int {
 		log.Error("provider client", "err", err)
 		return 1
 	}
-	eng, err := engine.Open(ctx, engine.Config{Store: store, API: client, Policy: fleetPolicy(),
+	eng, err := engine.Open(ctx, engine.Config{Store: store, API: client, Fleet: true, Policy: fleetPolicy(),
 		Logger: log, Owner: cfg.Owner, LeaseTTL: cfg.LeaseTTL})
 	if err != nil {
 		log.Error("open engine", "err", err)

@@ -57,6 +57,7 @@ var answerRules = []AnswerRule{
 	{states.Failed, transitions.CodeCancelled, codeUnsolvable, "the gateway's operator cancelled the task"},
 	{states.Failed, transitions.CodeTransport, codeUnsolvable, "the gateway could not reach the provider within max_retries"},
 	{states.Failed, transitions.CodeInvalidRequest, "ERROR_BAD_PARAMETERS", "the task does not pass the engine's validation"},
+	{states.Failed, transitions.CodeDeadline, codeUnsolvable, "the task's deadline passed before the provider answered"},
 	{states.Failed, "ERROR_WRONG_USER_KEY", protocol.CodeInternal, "the provider refused the gateway's own key: its operator must fix it (your key is fine)"},
 	{states.Failed, "ERROR_KEY_DOES_NOT_EXIST", protocol.CodeInternal, "the provider refused the gateway's own key: its operator must fix it (your key is fine)"},
 	{states.Failed, "ERROR_WRONG_CAPTCHA_ID", codeUnsolvable, "the provider lost the gateway's task (your id is fine)"},

@@ -71,25 +71,31 @@ func (b backend) Submit(ctx context.Context, r *protocol.Request, t protocol.Tas
 	// does not reach the store.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.opTimout)
 	defer cancel()
-	req := engine.Request{Method: t.Method, Params: normalize(t.Params)}
+	// Each id is a new task: a ref an earlier run left is never attached to.
+	req := engine.Request{Method: t.Method, Params: normalize(t.Params), IfRefExists: engine.RefUnique}
+	if pingback != "" {
+		// Kept with the task, so that a task accepted before a restart
+		// still gets its pingback.
+		req.Labels = map[string]string{LabelPingback: pingback}
+	}
 	for range refTries {
 		id := g.ids.next()
 		k := key{r.Client, id}
 		req.Ref = Ref(r.Client, id)
 		g.view.reserve(k, t.Method, pingback, time.Now())
-		tids, added, err := g.eng.SubmitMany(sctx, []engine.Request{req})
+		sub, err := g.eng.Enqueue(sctx, req)
 		switch {
-		case err == nil && added == 1:
+		case err == nil:
 			if a != nil {
 				g.dedup.created(a, id)
 			}
 			g.view.update(k, func(e *entry) {
 				if e.task == "" { // the engine has not moved it yet
-					e.task, e.seq = tids[0], 1
+					e.task, e.seq = sub.ID, 1
 				}
 			})
 			return id, nil
-		case err == nil, errors.Is(err, engine.ErrRefConflict):
+		case errors.Is(err, engine.ErrRefExists):
 			// The ref is an earlier run's: take the next id.
 			g.view.drop(k)
 			continue
@@ -253,18 +259,25 @@ func (g *Gateway) observe(tr engine.Transition) {
 	if e, ok := transitions.Lookup(tr.Record.Code); ok && e.Class == transitions.ClassAccount && tr.Record.To == states.NeedsAccountFix {
 		g.account.saw(tr.Record.Code)
 	}
-	before, after, _ := g.view.put(client, id, t, time.Now())
+	before, after, _ := g.view.put(client, id, &t, time.Now())
 	if !t.State.Settled() || before.state == t.State && before.task != "" {
 		return
 	}
 	g.obs.Settled(client, t.State, tr.Record.At.Sub(t.Created))
 	if t.State.Terminal() && after.pingback != "" {
+		// Checked again: a URL stored by an earlier run may name a host
+		// the operator no longer allows.
+		u, e := g.pings.check(after.pingback)
+		if e != nil {
+			g.log.Warn("pingback not sent: its host is no longer allowed", "client", client, "id", id, "err", e.Text)
+			return
+		}
 		res := g.resultOf(after)
 		answer := res.Token
 		if res.Code != "" {
 			answer = res.Code
 		}
-		g.pings.send(client, id, after.pingback, answer)
+		g.pings.send(client, id, u, answer)
 	}
 }
 

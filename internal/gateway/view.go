@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/captchafsm/captchafsm/persist"
+	"github.com/captchafsm/captchafsm/engine"
 	"github.com/captchafsm/captchafsm/states"
 )
 
@@ -86,7 +86,7 @@ func (v *view) drop(k key) {
 // put records t as the task of k unless the view holds a later move of it
 // (a higher sequence number). It returns the entry as it was before (ok
 // false when there was none) and as it is now.
-func (v *view) put(client string, id int64, t *persist.Task, now time.Time) (before, after entry, ok bool) {
+func (v *view) put(client string, id int64, t *engine.Task, now time.Time) (before, after entry, ok bool) {
 	k := key{client, id}
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -108,6 +108,9 @@ func (v *view) put(client string, id int64, t *persist.Task, now time.Time) (bef
 	}
 	if !t.Created.IsZero() {
 		e.created = t.Created
+	}
+	if p := t.Labels[LabelPingback]; p != "" {
+		e.pingback = p
 	}
 	switch {
 	case !t.State.Settled():

@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
-	"github.com/captchafsm/captchafsm/persist"
+	"github.com/captchafsm/captchafsm/engine"
 	"github.com/captchafsm/captchafsm/states"
 )
 
@@ -16,8 +16,8 @@ import (
 func TestViewKeepsSettledTasksForRetain(t *testing.T) {
 	v := newView(time.Minute)
 	t0 := time.Unix(1_700_000_000, 0)
-	task := func(id string, s states.State, seq uint64) *persist.Task {
-		return &persist.Task{ID: id, State: s, Seq: seq, Created: t0}
+	task := func(id string, s states.State, seq uint64) *engine.Task {
+		return &engine.Task{ID: id, State: s, Seq: seq, Created: t0}
 	}
 	for i := range 100 { // one settles every second; each put evicts what settled a minute before it
 		v.put("a", int64(i+1), task("done", states.Done, 5), t0.Add(time.Duration(i)*time.Second))

@@ -3,7 +3,9 @@ package boltstore
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/captchafsm/captchafsm/persist"
@@ -25,7 +27,11 @@ import (
 //
 // Task:   state, flags (1: Intent), seq, id, ref, method, code, provider id,
 //         token, cost, owner, submits, retries, resubmits, polls,
-//         next at, poll since, created, updated, lease until.
+//         next at, poll since, created, updated, lease until;
+//         encodingV3 (a task with options) then adds deadline, priority,
+//         max retries, max resubmits; encodingV4 (a task with labels)
+//         then adds the number of labels and each key and value, in key
+//         order.
 // Record: seq, at, from (0: none), to, flags (1: PossiblyCharged), event,
 //         code, detail, provider id.
 
@@ -74,8 +80,9 @@ func (w *binWriter) time(t time.Time) {
 	w.varint(t.Unix())
 }
 
-// encodeTaskV2 returns the binary value of t, without its Params.
-func encodeTaskV2(t *persist.Task) ([]byte, error) {
+// encodeTaskBinary returns the binary value of t, without its Params:
+// encodingV2, or encodingV3 when t has options.
+func encodeTaskBinary(t *persist.Task) ([]byte, error) {
 	st, ok := stateCode(t.State)
 	if !ok || st == 0 {
 		return nil, fmt.Errorf("boltstore: encode task %s: %q is not a state", t.ID, t.State)
@@ -98,6 +105,21 @@ func encodeTaskV2(t *persist.Task) ([]byte, error) {
 	}
 	for _, tm := range [...]time.Time{t.NextAt, t.PollSince, t.Created, t.Updated, t.LeaseUntil} {
 		w.time(tm)
+	}
+	if o := t.Options; !o.IsZero() {
+		w.time(o.Deadline)
+		for _, v := range [...]int{o.Priority, o.MaxRetries, o.MaxResubmits} {
+			w.varint(int64(v))
+		}
+		if len(o.Labels) == 0 {
+			return sealValue(encodingV3, w.b), nil
+		}
+		w.uvarint(uint64(len(o.Labels)))
+		for _, k := range slices.Sorted(maps.Keys(o.Labels)) {
+			w.str(k)
+			w.str(o.Labels[k])
+		}
+		return sealValue(encodingV4, w.b), nil
 	}
 	return sealValue(encodingV2, w.b), nil
 }
@@ -259,8 +281,9 @@ func (r *binReader) end() {
 // maxUnix is the largest Unix second time.Unix takes without overflow.
 const maxUnix = math.MaxInt64 - 62135596800
 
-// decodeTaskV2 decodes a binary task.
-func decodeTaskV2(payload []byte) (*persist.Task, error) {
+// decodeTaskBinary decodes a binary task of encoding v: encodingV2, or
+// encodingV3 (with its options), or encodingV4 (options and labels).
+func decodeTaskBinary(payload []byte, v byte) (*persist.Task, error) {
 	r := newBinReader(payload)
 	t := &persist.Task{}
 	t.State = r.state("task")
@@ -274,6 +297,29 @@ func decodeTaskV2(payload []byte) (*persist.Task, error) {
 	t.ProviderID, t.Token, t.Cost, t.Owner = r.str(), r.str(), r.str(), r.str()
 	t.Submits, t.Retries, t.Resubmits, t.Polls = r.int(), r.int(), r.int(), r.int()
 	t.NextAt, t.PollSince, t.Created, t.Updated, t.LeaseUntil = r.time(), r.time(), r.time(), r.time(), r.time()
+	if v >= encodingV3 {
+		o := &t.Options
+		o.Deadline = r.time()
+		o.Priority, o.MaxRetries, o.MaxResubmits = r.int(), r.int(), r.int()
+	}
+	if v >= encodingV4 {
+		n := r.uvarint()
+		switch {
+		case r.failed():
+		case n == 0 || n > persist.MaxLabels:
+			r.fail(fmt.Sprintf("%d labels", n))
+		default:
+			labels := make(map[string]string, n)
+			for range n {
+				k := r.str()
+				labels[k] = r.str()
+			}
+			if len(labels) != int(n) && !r.failed() {
+				r.fail("a label key is repeated")
+			}
+			t.Options.Labels = labels
+		}
+	}
 	if r.end(); r.failed() {
 		return nil, damaged("task %q: %s", t.ID, r.msg)
 	}

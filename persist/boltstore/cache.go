@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/states"
 )
 
@@ -18,6 +19,7 @@ type committed struct {
 	state       states.State
 	seq         uint64
 	ref, method string
+	options     persist.TaskOptions
 	created     time.Time
 	nextAt      time.Time
 }
@@ -67,7 +69,7 @@ func (c *commitCache) update(reqs []*applyReq) {
 			continue
 		}
 		c.m[id] = committed{val: r.taskVal, state: r.task.State, seq: r.task.Seq,
-			ref: r.task.Ref, method: r.task.Method, created: r.task.Created, nextAt: r.task.NextAt}
+			ref: r.task.Ref, method: r.task.Method, options: r.task.Options, created: r.task.Created, nextAt: r.task.NextAt}
 	}
 	if len(c.m) == 0 {
 		// Go maps keep their buckets when emptied: once every task in

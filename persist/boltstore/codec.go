@@ -26,8 +26,18 @@ const (
 	// encodingV2: the payload is binary (see encodeTaskV2 and
 	// encodeRecordV2). Tasks and records are written so since schema 2.
 	encodingV2 byte = 2
+	// encodingV3: a task's binary payload followed by its options
+	// (persist.TaskOptions). Only a task that has options is written so,
+	// so that a file whose tasks have none stays readable by the
+	// captchafsm before them, which refuses a value of encoding 3 as
+	// newer, never as damage.
+	encodingV3 byte = 3
+	// encodingV4: encodingV3 followed by the task's labels
+	// (persist.TaskOptions.Labels). Only a task with labels is written so,
+	// for the same reason.
+	encodingV4 byte = 4
 	// encodingLatest is the highest encoding this program reads.
-	encodingLatest = encodingV2
+	encodingLatest = encodingV4
 )
 
 // headerLen is the length of a value's header: version and CRC.
@@ -97,7 +107,7 @@ func unframe(what string, b []byte) (byte, []byte, error) {
 // encodeTask returns the stored form of t: its fields without Params, which
 // live in their own bucket.
 func encodeTask(t *persist.Task) ([]byte, error) {
-	return encodeTaskV2(t)
+	return encodeTaskBinary(t)
 }
 
 // decodeTask decodes a value of the tasks bucket, of either encoding, and
@@ -111,7 +121,7 @@ func decodeTask(b []byte) (*persist.Task, error) {
 	if v == encodingV1 {
 		t, err = decodeTaskV1(payload)
 	} else {
-		t, err = decodeTaskV2(payload)
+		t, err = decodeTaskBinary(payload, v)
 	}
 	if err != nil {
 		return nil, err
@@ -173,10 +183,13 @@ func decodeRecord(b []byte) (persist.Record, error) {
 		return persist.Record{}, err
 	}
 	var r persist.Record
-	if v == encodingV1 {
+	switch v {
+	case encodingV1:
 		r, err = decodeRecordV1(payload)
-	} else {
+	case encodingV2:
 		r, err = decodeRecordV2(payload)
+	default:
+		return persist.Record{}, damaged("record has encoding version %d, which records never have", v)
 	}
 	if err != nil {
 		return persist.Record{}, err

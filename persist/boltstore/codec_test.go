@@ -52,6 +52,48 @@ func TestCodecRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, b, b2, "params leaked into the task value")
 
+	// A task with options is written in encoding 3, which keeps them.
+	withOpts := sampleTask
+	withOpts.Options = persist.TaskOptions{Deadline: time.Date(2025, 1, 2, 3, 6, 0, 7, time.UTC),
+		Priority: -3, MaxRetries: 7, MaxResubmits: -1}
+	b3, err := encodeTask(&withOpts)
+	require.NoError(t, err)
+	assert.Equal(t, encodingV3, b3[0])
+	got, err = decodeTask(b3)
+	require.NoError(t, err)
+	assert.True(t, got.Options.Deadline.Equal(withOpts.Options.Deadline))
+	got.Options.Deadline = withOpts.Options.Deadline
+	assert.Equal(t, withOpts.Options, got.Options)
+	assert.True(t, sameTaskValue(&withOpts, got))
+	for _, o := range []persist.TaskOptions{{Priority: 1}, {MaxRetries: -1}, {MaxResubmits: 2}, {Deadline: time.Unix(1, 0)}} {
+		withOpts.Options = o
+		b3, err := encodeTask(&withOpts)
+		require.NoError(t, err)
+		assert.Equal(t, encodingV3, b3[0], "%+v", o)
+		got, err := decodeTask(b3)
+		require.NoError(t, err)
+		assert.True(t, got.Options.Deadline.Equal(o.Deadline))
+		assert.Equal(t, o.Priority, got.Options.Priority)
+		assert.Equal(t, o.MaxRetries, got.Options.MaxRetries)
+		assert.Equal(t, o.MaxResubmits, got.Options.MaxResubmits)
+	}
+
+	// A task with labels is written in encoding 4, in key order, so that
+	// equal labels give equal bytes.
+	withOpts.Options = persist.TaskOptions{Labels: map[string]string{"z": "last", "a": "", "ключ": "✓"}}
+	b4, err := encodeTask(&withOpts)
+	require.NoError(t, err)
+	assert.Equal(t, encodingV4, b4[0])
+	for range 5 {
+		again, err := encodeTask(&withOpts)
+		require.NoError(t, err)
+		require.Equal(t, b4, again, "map order leaked into the value")
+	}
+	got, err = decodeTask(b4)
+	require.NoError(t, err)
+	assert.Equal(t, withOpts.Options.Labels, got.Options.Labels)
+	assert.True(t, sameTaskValue(&withOpts, got))
+
 	rb, err := encodeRecord(&sampleRecord)
 	require.NoError(t, err)
 	rec, err := decodeRecord(rb)
@@ -102,7 +144,11 @@ func TestDecodeErrors(t *testing.T) {
 		want string
 	}{
 		{"empty", nil, persist.ErrNotOurs, "empty task"},
-		{"newer version", append([]byte{3}, good[1:]...), persist.ErrNewerSchema, "encoding version 3, this program reads up to 2"},
+		{"newer version", append([]byte{5}, good[1:]...), persist.ErrNewerSchema, "encoding version 5, this program reads up to 4"},
+		{"options cut short", frameValue(encodingV3, slices.Clone(payload)), persist.ErrNotOurs, "ends early"},
+		{"labels cut short", frameValue(encodingV4, append(slices.Clone(payload), 0, 0, 0, 0)), persist.ErrNotOurs, "ends early"},
+		{"no labels", frameValue(encodingV4, append(slices.Clone(payload), 0, 0, 0, 0, 0)), persist.ErrNotOurs, "0 labels"},
+		{"repeated label", frameValue(encodingV4, append(slices.Clone(payload), 0, 0, 0, 0, 2, 1, 'k', 0, 1, 'k', 0)), persist.ErrNotOurs, "repeated"},
 		{"binary cut short", frame2(payload[:len(payload)-3]), persist.ErrNotOurs, "ends early"},
 		{"binary left over", frame2(append(slices.Clone(payload), 0)), persist.ErrNotOurs, "1 bytes left over"},
 		{"binary unknown state", frame2(append([]byte{9}, payload[1:]...)), persist.ErrNotOurs, "state code 9 is unknown"},
@@ -171,13 +217,18 @@ func FuzzDecodeTask(f *testing.F) {
 	f.Add([]byte{1})
 	f.Add([]byte{2, '{', '}'})
 	f.Add(mustEncode(encodeTask(&sampleTask))[headerLen:])
+	withOpts := sampleTask
+	withOpts.Options = persist.TaskOptions{Deadline: time.Unix(1e9, 5), Priority: 9, MaxRetries: -1}
+	f.Add(mustEncode(encodeTask(&withOpts))[headerLen:])
+	withOpts.Options.Labels = map[string]string{"pingback": "http://127.0.0.1/x", "a": ""}
+	f.Add(mustEncode(encodeTask(&withOpts))[headerLen:])
 	for _, b := range fuzzBodies {
 		f.Add([]byte(b))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		// As given (mostly refused by the checksum), and framed, so the
 		// fuzzer reaches the JSON and the binary decoder.
-		for _, v := range [][]byte{b, frame(b), frame2(b)} {
+		for _, v := range [][]byte{b, frame(b), frame2(b), frameValue(encodingV3, b), frameValue(encodingV4, b)} {
 			task, err := decodeTask(v)
 			if err != nil {
 				require.ErrorIs(t, err, errDecode)

@@ -24,7 +24,11 @@
 // Every stored value starts with an encoding version byte and a CRC-32C of
 // what follows, so damage inside a value is reported, not read. Tasks and
 // records are binary (encoding 2): a task decodes with two allocations, so
-// a scan of a million tasks costs a fraction of a second of CPU. Values of
+// a scan of a million tasks costs a fraction of a second of CPU. A task
+// with options of its own (persist.TaskOptions) is written in encoding 3,
+// encoding 2 followed by them; a file whose tasks have none is byte for
+// byte what the captchafsm before options wrote, and that program refuses
+// an encoding-3 value as newer (persist.ErrNewerSchema). Values of
 // a file written by schema 1 (JSON, encoding 1) are still read; opening
 // such a file migrates it (migrate.go), resumably, in transactions of
 // bounded size.

@@ -77,6 +77,9 @@ func (s *Store) Create(ctx context.Context, tasks ...*persist.Task) error {
 		case t.State != "" && t.State != transitions.Initial:
 			return fmt.Errorf("boltstore: create %s: state is %s, a new task starts in %s", t.ID, t.State, transitions.Initial)
 		}
+		if err := persist.ValidateOptions(t.Options); err != nil {
+			return fmt.Errorf("boltstore: create %s: %w", t.ID, err)
+		}
 		c := *t
 		c.Params = nil
 		c.State = transitions.Initial
@@ -210,7 +213,7 @@ var errNothingWritten = errors.New("boltstore: nothing to commit")
 // the commit is durable (fsync, unless Options.NoSync).
 //
 // A zero rec.At is set to now and a zero t.Updated to rec.At. The task's
-// State must be rec.To. Ref, Method, Created and Params are kept as stored;
+// State must be rec.To. Ref, Method, Options, Created and Params are kept as stored;
 // Intent is set from rec.Event. The by-state and due indexes and
 // LastSubmit change in the same transaction.
 // A transition that conflicts with the committed task fails at once,
@@ -265,7 +268,7 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 	// bytes. The task as the loop last wrote it spares a read.
 	if c, ok := s.cache.get(t.ID); ok && c.state == r.from && c.seq == r.oldSeq {
 		r.stored, r.oldNext = c.val, c.nextAt
-		r.task.Ref, r.task.Method, r.task.Created = c.ref, c.method, c.created
+		r.task.Ref, r.task.Method, r.task.Options, r.task.Created = c.ref, c.method, c.options, c.created
 	} else {
 		err = s.view(ctx, "apply "+t.ID, func(tx *bbolt.Tx) error {
 			b, err := bucketsOf(tx)
@@ -278,7 +281,7 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 				return err
 			}
 			r.stored, r.oldNext = bytes.Clone(v), old.NextAt
-			r.task.Ref, r.task.Method, r.task.Created = old.Ref, old.Method, old.Created
+			r.task.Ref, r.task.Method, r.task.Options, r.task.Created = old.Ref, old.Method, old.Options, old.Created
 			return nil
 		})
 		if err != nil {

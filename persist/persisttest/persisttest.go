@@ -5,8 +5,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) persist.Store) {
 		{"DueFollowsApply", testDueFollowsApply},
 		{"LastSubmit", testLastSubmit},
 		{"Intent", testIntent},
+		{"Options", testOptions},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -119,6 +122,10 @@ func sameTask(t *testing.T, want, got *persist.Task, withParams bool) {
 	assert.Equal(t, want.Token, got.Token)
 	assert.Equal(t, want.Cost, got.Cost)
 	assert.Equal(t, want.Seq, got.Seq)
+	wo, gotOpts := want.Options, got.Options
+	assert.Truef(t, wo.Deadline.Equal(gotOpts.Deadline), "Options.Deadline: want %v, got %v", wo.Deadline, gotOpts.Deadline)
+	wo.Deadline, gotOpts.Deadline = time.Time{}, time.Time{}
+	assert.Equal(t, wo, gotOpts, "Options")
 	for _, p := range []struct {
 		name      string
 		want, got time.Time
@@ -385,6 +392,97 @@ func testApplyKeepsParams(t *testing.T, s persist.Store) {
 	require.NoError(t, err)
 	assert.Equal(t, params, byRef.Params)
 	assert.Equal(t, uint64(3), byRef.Seq)
+}
+
+// testOptions: a task's options come back from every read as they were
+// created, to the nanosecond; Apply keeps them whatever the task it is
+// given holds; Create refuses options no store can keep.
+func testOptions(t *testing.T, s persist.Store) {
+	ctx := context.Background()
+	opts := persist.TaskOptions{Deadline: base.Add(90*time.Second + 7), Priority: -12, MaxRetries: 9, MaxResubmits: -1,
+		Labels: map[string]string{"pingback": "http://127.0.0.1:9/cb?a=1&b=\"2\"", "ключ": "значение ✓", "empty": ""}}
+	task := newTask("opts", nil)
+	task.Options = opts
+	plain := newTask("", nil)
+	require.NoError(t, s.Create(ctx, task, plain))
+
+	check := func(what string, got *persist.Task) {
+		t.Helper()
+		assert.Truef(t, opts.Deadline.Equal(got.Options.Deadline), "%s: deadline %v, want %v", what, got.Options.Deadline, opts.Deadline)
+		assert.Equal(t, []int{opts.Priority, opts.MaxRetries, opts.MaxResubmits},
+			[]int{got.Options.Priority, got.Options.MaxRetries, got.Options.MaxResubmits}, what)
+		assert.Equal(t, opts.Labels, got.Options.Labels, what)
+	}
+	byID, err := s.Get(ctx, task.ID)
+	require.NoError(t, err)
+	check("Get", byID)
+	byRef, err := s.GetByRef(ctx, "opts")
+	require.NoError(t, err)
+	check("GetByRef", byRef)
+	due, err := s.Due(ctx, persist.DueOptions{})
+	require.NoError(t, err)
+	require.Len(t, due, 2)
+	for _, d := range due {
+		if d.ID == task.ID {
+			check("Due", d)
+		} else {
+			assert.Zero(t, d.Options, "a task created without options has none")
+		}
+	}
+
+	// Apply keeps them as created.
+	task.Options = persist.TaskOptions{Priority: 99}
+	move(t, s, task, transitions.SubmitSending, states.Submitting, nil)
+	task.Options = persist.TaskOptions{}
+	move(t, s, task, transitions.SubmitAccepted, states.Polling, func(tk *persist.Task) { tk.ProviderID = "1" })
+	listed, err := s.List(ctx, persist.ListOptions{States: []states.State{states.Polling}})
+	require.NoError(t, err)
+	require.Len(t, listed, 1)
+	check("List after Apply", listed[0])
+	var scanned *persist.Task
+	require.NoError(t, s.Scan(ctx, persist.ListOptions{}, func(t *persist.Task) error {
+		if t.Ref == "opts" {
+			scanned = t
+		}
+		return nil
+	}))
+	require.NotNil(t, scanned)
+	check("Scan after Apply", scanned)
+
+	if math.MaxInt > math.MaxInt32 {
+		bad := newTask("bad-opts", nil)
+		bad.Options.Priority = math.MaxInt32 + 1
+		err := s.Create(ctx, bad)
+		require.ErrorIs(t, err, persist.ErrInvalidOptions)
+		assert.ErrorContains(t, err, "priority")
+		_, err = s.Get(ctx, bad.ID)
+		require.ErrorIs(t, err, persist.ErrNotFound, "nothing stored")
+	}
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+		want   string
+	}{
+		{"too many", func() map[string]string {
+			m := map[string]string{}
+			for i := range persist.MaxLabels + 1 {
+				m[fmt.Sprint("k", i)] = "v"
+			}
+			return m
+		}(), "labels"},
+		{"empty key", map[string]string{"": "v"}, `key ""`},
+		{"too long", map[string]string{"k": strings.Repeat("v", persist.MaxLabelsLen)}, "bytes, at most"},
+		{"nul", map[string]string{"k": "a\x00b"}, "NUL"},
+		{"not utf-8", map[string]string{"k": "\xff"}, "UTF-8"},
+	} {
+		bad := newTask("bad-labels-"+tc.name, nil)
+		bad.Options.Labels = tc.labels
+		err := s.Create(ctx, bad)
+		require.ErrorIs(t, err, persist.ErrInvalidOptions, tc.name)
+		assert.ErrorContains(t, err, tc.want, tc.name)
+		_, err = s.Get(ctx, bad.ID)
+		require.ErrorIs(t, err, persist.ErrNotFound, "%s: nothing stored", tc.name)
+	}
 }
 
 func testApplyConflict(t *testing.T, s persist.Store) {

@@ -110,6 +110,21 @@ ALTER TABLE fleet ADD COLUMN pruned_submit timestamptz, ADD COLUMN pruned_submit
 -- ClaimProbe: the one engine that may probe the account until then.
 ALTER TABLE fleet ADD COLUMN probe_until timestamptz, ADD COLUMN probe_owner text NOT NULL DEFAULT '';
 `},
+	{4, "task options", `
+-- persist.TaskOptions: written by Create, never by Apply. Every row of an
+-- older schema gets the zero options (no deadline, the policy's limits).
+ALTER TABLE tasks
+    ADD COLUMN deadline      timestamptz,
+    ADD COLUMN deadline_ns   smallint NOT NULL DEFAULT 0,
+    ADD COLUMN priority      integer NOT NULL DEFAULT 0,
+    ADD COLUMN max_retries   integer NOT NULL DEFAULT 0,
+    ADD COLUMN max_resubmits integer NOT NULL DEFAULT 0;
+`},
+	{5, "task labels", `
+-- persist.TaskOptions.Labels: written by Create, never by Apply; NULL for
+-- none (every row of an older schema).
+ALTER TABLE tasks ADD COLUMN labels jsonb;
+`},
 }
 
 // SchemaVersion is the schema version of this program: the version of its

@@ -90,8 +90,8 @@ func TestMigrateOlderSchema(t *testing.T) {
 
 	next := SchemaVersion + 1
 	later := append(append([]migration{}, migrations...),
-		migration{next, "a column for a later release", "ALTER TABLE tasks ADD COLUMN priority integer NOT NULL DEFAULT 0"},
-		migration{next + 1, "and an index on it", "CREATE INDEX tasks_priority ON tasks (priority)"})
+		migration{next, "a column for a later release", "ALTER TABLE tasks ADD COLUMN weight integer NOT NULL DEFAULT 0"},
+		migration{next + 1, "and an index on it", "CREATE INDEX tasks_weight ON tasks (weight)"})
 	s, err = Open(ctx, url, &Options{Schema: schema})
 	require.NoError(t, err)
 	from, to, err := migrate(ctx, s.pool, schema, later)
@@ -99,9 +99,9 @@ func TestMigrateOlderSchema(t *testing.T) {
 	assert.Equal(t, []int{SchemaVersion, next + 1}, []int{from, to})
 	require.NoError(t, s.Close())
 	assert.Equal(t, next+1, version(t, conn, schema))
-	var priority int
-	require.NoError(t, conn.QueryRow(ctx, "SELECT priority FROM "+pgx.Identifier{schema, "tasks"}.Sanitize()+" WHERE ref = 'kept'").Scan(&priority))
-	assert.Zero(t, priority)
+	var weight int
+	require.NoError(t, conn.QueryRow(ctx, "SELECT weight FROM "+pgx.Identifier{schema, "tasks"}.Sanitize()+" WHERE ref = 'kept'").Scan(&weight))
+	assert.Zero(t, weight)
 
 	// This program, older than the schema now, refuses it and says why.
 	_, err = Open(ctx, url, &Options{Schema: schema})
@@ -160,6 +160,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 		task, err := s.Get(ctx, ids[i])
 		require.NoError(t, err)
 		assert.Equal(t, want, task.Intent, "task %d", i)
+		assert.Zero(t, task.Options, "a task of an older schema has no options")
 	}
 	due, err := s.Due(ctx, persist.DueOptions{})
 	require.NoError(t, err)

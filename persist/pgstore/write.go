@@ -19,8 +19,9 @@ const createSQL = `
 WITH t AS (
     INSERT INTO tasks (id, ref, method, state, code, submits, retries, resubmits, polls, provider_id,
         next_at, next_at_ns, poll_since, poll_since_ns, token, cost, created, created_ns, updated, updated_ns,
-        owner, lease_until, lease_until_ns, seq)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, 1)
+        owner, lease_until, lease_until_ns, seq, deadline, deadline_ns, priority, max_retries, max_resubmits, labels)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, 1,
+        $26, $27, $28, $29, $30, $31::jsonb)
     RETURNING id
 ), p AS (
     INSERT INTO params (task_id, params) SELECT id, $24::json FROM t
@@ -66,6 +67,9 @@ func (s *Store) Create(ctx context.Context, tasks ...*persist.Task) error {
 		if err := checkKey("ref", t.Ref); err != nil {
 			return fmt.Errorf("pgstore: create %s: %w", t.ID, err)
 		}
+		if err := persist.ValidateOptions(t.Options); err != nil {
+			return fmt.Errorf("pgstore: create %s: %w", t.ID, err)
+		}
 		c := *t
 		c.Params = nil
 		c.State = transitions.Initial
@@ -77,6 +81,10 @@ func (s *Store) Create(ctx context.Context, tasks ...*persist.Task) error {
 		if c.Updated.IsZero() {
 			c.Updated = c.Created
 		}
+		labels, err := encodeLabels(t.Options.Labels)
+		if err != nil {
+			return fmt.Errorf("pgstore: create %s: %w", t.ID, err)
+		}
 		params, err := encodeParams(t.Params)
 		if err != nil {
 			return fmt.Errorf("pgstore: create %s: %w", t.ID, err)
@@ -87,11 +95,14 @@ func (s *Store) Create(ctx context.Context, tasks ...*persist.Task) error {
 		created, createdNs := splitTime(c.Created)
 		updated, updatedNs := splitTime(c.Updated)
 		lease, leaseNs := splitTime(c.LeaseUntil)
+		deadline, deadlineNs := splitTime(c.Options.Deadline)
 		batch.Queue(createSQL, c.ID, nullText(c.Ref), clean(c.Method), string(c.State), clean(c.Code),
 			c.Submits, c.Retries, c.Resubmits, c.Polls, clean(c.ProviderID),
 			nextAt, nextNs, pollSince, pollNs, clean(c.Token), clean(c.Cost),
 			created, createdNs, updated, updatedNs, clean(c.Owner), lease, leaseNs,
-			params, string(transitions.Created))
+			params, string(transitions.Created),
+			deadline, deadlineNs, c.Options.Priority, c.Options.MaxRetries, c.Options.MaxResubmits,
+			labels)
 	}
 	if len(tasks) == 0 {
 		return nil
@@ -170,7 +181,7 @@ SELECT seq, owner, lease_until, lease_until_ns FROM u`
 // commits share WAL flushes).
 //
 // A zero rec.At is set to now and a zero t.Updated to rec.At. The task's
-// State must be rec.To. Ref, Method, Created and Params are kept as
+// State must be rec.To. Ref, Method, Options, Created and Params are kept as
 // stored, and so are Owner and LeaseUntil, which only Claim, Renew and
 // Release change; on success t's Owner and LeaseUntil are set as stored,
 // and t.Intent to whether rec.Event is transitions.SubmitSending. The due
