@@ -79,6 +79,12 @@ func TestKickOnlyWhenNeeded(t *testing.T) {
 	assert.False(t, woken(), "b is due after the loop wakes anyway")
 	s.push(polling("c", now.Add(5*time.Second)))
 	assert.True(t, woken(), "c is due before the loop would wake")
+	_, next = s.collect(now)
+	assert.True(t, next.Equal(now.Add(5*time.Second)))
+	late := polling("dl", now.Add(time.Minute))
+	late.snap.Load().Options.Deadline = now.Add(2 * time.Second)
+	s.push(late)
+	assert.True(t, woken(), "its deadline passes before the loop would wake")
 
 	brk.mu.Lock()
 	brk.open = true
