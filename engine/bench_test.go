@@ -499,7 +499,7 @@ func TestScaleEngine10k(t *testing.T) {
 		require.Positive(t, n, scaleSizeEnv)
 	}
 	f := runEngineScale(t, n)
-	t.Logf("engine: %d solves, cpu %.0f µs/solve, %d transitions", f.Done, f.CPUPerSolve(), f.Transitions)
+	t.Logf("engine: %d solves, cpu %.0f µs/solve, %d transitions, answer lag mean %.2f s", f.Done, f.CPUPerSolve(), f.Transitions, f.LagMeanSec)
 }
 
 // TestScaleSmall runs the comparison on 500 solves (300 with -short) in
