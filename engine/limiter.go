@@ -23,7 +23,8 @@ type limiter struct {
 
 	mu          sync.Mutex
 	bucket      *rate.Limiter
-	window      submitWindow
+	window      sendWindow // the provider's 3-second rule
+	second      sendWindow // submit_rate's ⌈rate⌉ in any second
 	budget      pollBudget
 	submitUntil time.Time // no in.php before (a ban, a restart)
 	pollUntil   time.Time // no res.php before (a ban)
@@ -34,9 +35,9 @@ type limiter struct {
 // and in.php answers that come back together, then share a commit.
 const submitGroupSpan = 200 * time.Millisecond
 
-// submitGroupMax caps a group. 3 divides the window's 57, so groups of 3
-// handed out at the window's pace (19/s) never put more than 57 sends in
-// any 3 seconds.
+// submitGroupMax caps a group. 3 divides the window's 57 and 18 (six
+// groups a second within the default submit_rate of 20), so groups of 3
+// never put more than 57 sends in any 3 seconds nor 20 in any second.
 const submitGroupMax = 3
 
 func newLimiter(submitRate float64, local bool) *limiter {
@@ -45,7 +46,17 @@ func newLimiter(submitRate float64, local bool) *limiter {
 	// awaitSend, holding their tasks.
 	windowRate := float64(submitWindowMax) / submitWindowLen.Seconds()
 	r := min(submitRate, windowRate)
-	return &limiter{local: local, bucket: rate.NewLimiter(rate.Limit(r), submitGroup(r))}
+	g := submitGroup(r)
+	// submit_rate bounds every second, not only the average: groups of g
+	// leave whole groups per second only, at most ⌈submit_rate⌉ in all
+	// (20: 6 groups of 3, 18/s). The per-second window holds the bound
+	// where requests leave when a late group closes up on the next.
+	if whole := float64(g * (int(math.Ceil(submitRate)) / g)); g > 1 && whole < r {
+		r = whole
+	}
+	return &limiter{local: local, bucket: rate.NewLimiter(rate.Limit(r), g),
+		window: newSendWindow(submitWindowMax, submitWindowLen),
+		second: newSendWindow(max(1, int(math.Ceil(submitRate))), time.Second)}
 }
 
 // submitGroup is how many due submits the scheduler hands out at once at
@@ -107,7 +118,8 @@ type errPaused struct{ until time.Time }
 func (e errPaused) Error() string { return "in.php paused until " + e.until.Format(time.RFC3339) }
 
 // awaitSend blocks until an in.php request may leave now under the
-// provider's 3-second window, and books it: every submit passes here, at
+// provider's 3-second window and (a lone engine) submit_rate's second,
+// and books it: every submit passes here, at
 // the moment it leaves. A ban in force is an errPaused instead of a wait;
 // ctx's end, its error.
 func (l *limiter) awaitSend(ctx context.Context) error {
@@ -120,8 +132,14 @@ func (l *limiter) awaitSend(ctx context.Context) error {
 			return errPaused{until}
 		}
 		d := l.window.delay(now)
+		if l.local {
+			d = max(d, l.second.delay(now))
+		}
 		if d == 0 {
 			l.window.book(now)
+			if l.local {
+				l.second.book(now)
+			}
 			l.mu.Unlock()
 			return nil
 		}

@@ -2,6 +2,8 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"path/filepath"
@@ -178,13 +180,48 @@ func TestSubmitsHandedOutInGroups(t *testing.T) {
 		t.Logf("in.php requests per group: %v", sizes)
 		// A group smaller than 3 at the start (the first tasks are
 		// handed out as they arrive) shifts the pattern against the
-		// window, which then splits one group in each 3 s.
+		// window, which then splits one group in each 3 s. Groups of 3
+		// leave 6 a second (18/s): 7 would break submit_rate's 20.
 		assert.LessOrEqual(t, len(groups), n/3+n/57+3, "in.php requests leave in groups of 3 (one at a time: %d)", n)
 		assert.LessOrEqual(t, slices.Max(groups), 3)
 		assert.Equal(t, 3, ov.most, "a group's intents are committed together")
 		assert.LessOrEqual(t, rec.busiest(provider.SubmitBurstWindow), provider.SubmitBurst-3)
 		span := at[len(at)-1].Sub(at[0])
-		assert.InDelta(t, float64(n-3)/19, span.Seconds(), 0.5, "the pace is the window's 19 a second")
+		assert.InDelta(t, float64(n-3)/18, span.Seconds(), 0.5, "the pace is 6 groups of 3 a second")
+		assert.LessOrEqual(t, rec.busiest(time.Second), 20, "submit_rate bounds every second")
 		assert.Zero(t, sim.Ledger().Bans["MAX_USER_TURN"])
 	})
+}
+
+// TestSubmitRateBoundsEverySecond: submit_rate is a bound, not only an
+// average: however the scheduler groups submits, no second (a sliding
+// window, at the moments requests reach the provider) holds more than
+// ⌈submit_rate⌉ in.php requests.
+func TestSubmitRateBoundsEverySecond(t *testing.T) {
+	for _, rate := range []float64{20, 10, 7.5, 1} {
+		t.Run(fmt.Sprint(rate), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				sim := providersim.New(providersim.Config{Seed: 5, Mix: providersim.NoErrors()})
+				rec := &arrivals{next: sim.RoundTripper()}
+				client, err := provider.New(provider.Config{BaseURL: "http://sim.invalid", Key: simKey, HTTPClient: &http.Client{Transport: rec}})
+				require.NoError(t, err)
+				st, err := boltstore.Open(filepath.Join(t.TempDir(), "rate.db"), &boltstore.Options{NoSync: true})
+				require.NoError(t, err)
+				defer st.Close()
+				eng, err := engine.Open(context.Background(), engine.Config{Store: st, API: client, Policy: engine.Policy{SubmitRate: rate}})
+				require.NoError(t, err)
+				defer eng.Close()
+				ctx := context.Background()
+				n := int(rate * 12)
+				_, _, err = eng.SubmitMany(ctx, mixed(n))
+				require.NoError(t, err)
+				require.NoError(t, eng.Drain(ctx))
+				rec.mu.Lock()
+				sent := len(rec.at)
+				rec.mu.Unlock()
+				require.Equal(t, n, sent)
+				assert.LessOrEqual(t, rec.busiest(time.Second), int(math.Ceil(rate)))
+			})
+		})
+	}
 }
