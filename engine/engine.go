@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -146,7 +145,10 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	log := cfg.Logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		// Disabled at every level: a handler that formats into
+		// io.Discard would still build every record (two transitions per
+		// solve log at Info).
+		log = slog.New(slog.DiscardHandler)
 	}
 	batchN := cfg.PollBatch
 	if batchN <= 0 {

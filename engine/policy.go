@@ -42,7 +42,12 @@ type Policy struct {
 	// Concurrency bounds requests in flight (default 50).
 	Concurrency int
 	// SubmitRate bounds in.php requests per second (default 20; the
-	// provider bans more than 60 in 3 s).
+	// provider bans more than 60 in 3 s): no second holds more than
+	// ⌈SubmitRate⌉, counted where requests leave. Submits due together
+	// leave in groups of up to 3 (as many as the rate lets leave in
+	// 200 ms), whose records share the store's commits; only whole groups
+	// fit in a second (at 20: six groups of 3, 18/s). The engine never
+	// lets more than 57 leave in any 3 s.
 	SubmitRate float64
 	// RetryDelays overrides the catalogue's retry delay per code.
 	RetryDelays map[string]time.Duration

@@ -70,6 +70,12 @@ type scheduler struct {
 	pollQ     taskHeap // polling, by next-action time
 	deadlines taskHeap // every queued active task with a deadline, by it
 	sending   int      // submit jobs handed out and not given back
+	// awake is true while the loop will look at the queues again before it
+	// sleeps (it has jobs to hand out); asleep, it wakes at wakeAt (zero:
+	// only when kicked). A task queued for no earlier than that needs no
+	// kick.
+	awake  bool
+	wakeAt time.Time
 }
 
 func newScheduler(lim *limiter, brk *breaker, unparks bool, batchN int, window time.Duration, concurrency int) *scheduler {
@@ -91,8 +97,28 @@ func (s *scheduler) kick() {
 func (s *scheduler) push(tk *task) {
 	s.mu.Lock()
 	s.pushLocked(tk)
+	wake := s.wakeNeededLocked(tk)
 	s.mu.Unlock()
-	s.kick()
+	if wake {
+		s.kick()
+	}
+}
+
+// wakeNeededLocked reports whether the loop must be kicked for tk, just
+// queued: it sleeps past tk's next action or deadline, or the breaker is
+// open (parked tasks are handed out whatever their time). Every task given
+// back used to kick the loop, several times per solve, for nothing most of
+// the time.
+func (s *scheduler) wakeNeededLocked(tk *task) bool {
+	if tk.q == nil || s.awake {
+		return false
+	}
+	if s.wakeAt.IsZero() || s.brk.isOpen() {
+		return true
+	}
+	t := tk.cur()
+	dl := t.Options.Deadline
+	return t.NextAt.Before(s.wakeAt) || (!dl.IsZero() && dl.Before(s.wakeAt))
 }
 
 func (s *scheduler) pushLocked(tk *task) {
@@ -177,8 +203,13 @@ func (s *scheduler) giveBack(tk *task, requeue bool) (lost bool) {
 	case requeue && (!tk.cur().State.Settled() || tk.cur().State == states.NeedsAccountFix):
 		s.pushLocked(tk)
 	}
+	// With MaxInFlight, a task leaving the provider frees room for a
+	// submit: the loop looks again.
+	wake := s.maxInFlight > 0 || s.wakeNeededLocked(tk)
 	s.mu.Unlock()
-	s.kick()
+	if wake {
+		s.kick()
+	}
 	return lost
 }
 
@@ -288,9 +319,12 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 	storeBroken := s.storeBroken != nil && s.storeBroken()
 	submitUntil, pollUntil := s.lim.pauses()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	var jobs []job
 	var next time.Time
+	defer func() {
+		s.awake, s.wakeAt = len(jobs) > 0, next
+		s.mu.Unlock()
+	}()
 	later := func(t time.Time) {
 		if next.IsZero() || t.Before(next) {
 			next = t
@@ -343,6 +377,7 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 		heap.Push(&s.readyQ, tk)
 	}
 	held = held[:0]
+	grouped := false
 	defer func() {
 		for _, tk := range held {
 			tk.q = &s.readyQ
@@ -376,6 +411,18 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 			if s.atCapacityLocked() {
 				break // a task leaving Polling kicks the loop
 			}
+			if !grouped {
+				// The first paced submit of the round waits until the
+				// tokens for all those due with it (up to a group) are
+				// there: handed out together, their intents share a
+				// commit, and so do their answers when they come back
+				// together.
+				grouped = true
+				if d := s.lim.groupDelay(now, s.readySubmitsLocked(s.lim.groupSize())); d > 0 {
+					later(now.Add(d))
+					break
+				}
+			}
 			if d := s.lim.submitDelay(now); d > 0 {
 				later(now.Add(d))
 				break
@@ -408,20 +455,20 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 		case !ok:
 			later(retry)
 		default:
+			// Counted in place first: the loop wakes at every task
+			// queued sooner than it would, and taking the due tasks off
+			// the heap only to push them back while the window lasts
+			// cost more than the polls.
+			n := 0
+			at := s.pollQ.due(now, func(*task) bool { n++; return n < s.batchN })
+			if n < s.batchN && !at.IsZero() && !at.After(first.Add(s.window)) {
+				// The next falls due within the window: wait for it.
+				later(at)
+				break
+			}
 			var due []*task
 			for s.pollQ.Len() > 0 && !s.pollQ.items[0].cur().NextAt.After(now) {
 				due = append(due, take(&s.pollQ))
-			}
-			if s.pollQ.Len() > 0 && len(due) < s.batchN {
-				if at := s.pollQ.items[0].cur().NextAt; !at.After(first.Add(s.window)) {
-					// The next falls due within the window: wait for it.
-					for _, tk := range due {
-						tk.busy = false
-						s.pushLocked(tk)
-					}
-					later(at)
-					break
-				}
 			}
 			for len(due) > 0 {
 				n := min(len(due), s.batchN)
@@ -441,6 +488,21 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 		}
 	}
 	return jobs, next
+}
+
+// readySubmitsLocked counts the due submits that the limiter paces (no
+// unrecorded answer), up to most.
+func (s *scheduler) readySubmitsLocked(most int) int {
+	n := 0
+	for _, tk := range s.readyQ.items {
+		if n >= most {
+			break
+		}
+		if tk.pending == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // dropDeadlineLocked takes tk out of deadlines, if it is there.
@@ -482,6 +544,31 @@ func byPriority() taskHeap {
 
 func deadlineBefore(a, b *task) bool {
 	return a.cur().Options.Deadline.Before(b.cur().Options.Deadline)
+}
+
+// due calls visit with the tasks of h, a heap by next-action time
+// (byNextAt), that are due at now (NextAt not after it), in no particular
+// order, until visit returns false. When visit never stops it, next is
+// the earliest NextAt of the tasks not due (zero: none). The due tasks of
+// such a heap are a subtree at its root, so due reads only them and the
+// tasks just below them.
+func (h *taskHeap) due(now time.Time, visit func(*task) bool) (next time.Time) {
+	h.dueFrom(0, now, visit, &next)
+	return next
+}
+
+func (h *taskHeap) dueFrom(i int, now time.Time, visit func(*task) bool, next *time.Time) bool {
+	if i >= len(h.items) {
+		return true
+	}
+	tk := h.items[i]
+	if at := tk.cur().NextAt; at.After(now) {
+		if next.IsZero() || at.Before(*next) {
+			*next = at
+		}
+		return true
+	}
+	return visit(tk) && h.dueFrom(2*i+1, now, visit, next) && h.dueFrom(2*i+2, now, visit, next)
 }
 
 func (h *taskHeap) Len() int           { return len(h.items) }
