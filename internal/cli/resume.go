@@ -19,8 +19,12 @@ where it stopped: a wait under way is honoured, a task already accepted by the
 provider is polled, not sent again, and a submit whose outcome is unknown is
 recorded in its history as possibly charged before it is sent again.
 
-Output and exit status as for run: one line (or JSON object) per task,
-0 all Done, 2 some Failed, 3 some NeedsAccountFix, 130 interrupted.`,
+Output as for run: one line (or JSON object) per task.
+
+Exit status: 0 all Done; 1 no database at --db (resume creates none) or bad
+usage; 2 some task Failed; 3 some task NeedsAccountFix; 4 the database
+failed to record paid answers for too long (they are named; the next resume
+records them as possibly charged); 130 interrupted (resume again continues).`,
 		Example: `  captchafsm resume
   captchafsm resume --db /var/lib/bot/captchafsm.db --json`,
 		Args: noArgs,
