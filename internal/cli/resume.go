@@ -17,7 +17,11 @@ func (a *app) resumeCmd() *cobra.Command {
 run) until it is Done, Failed or parked in NeedsAccountFix. Each task continues
 where it stopped: a wait under way is honoured, a task already accepted by the
 provider is polled, not sent again, and a submit whose outcome is unknown is
-recorded in its history as possibly charged before it is sent again.
+recorded in its history as possibly charged before it is sent again. Tasks
+parked in NeedsAccountFix are released first when a free getbalance shows the
+account usable again (a positive balance: an automatic top-up needs no
+person), unless account_probe_interval is "0s"; else they wait for
+account-fixed.
 
 Output as for run: one line (or JSON object) per task.
 
