@@ -526,7 +526,7 @@ func (b *batch) summary(c map[states.State]int) {
 		fmt.Fprintln(w, "captchafsm: see `captchafsm list --state Failed` and `captchafsm history ID`")
 	}
 	if c[states.NeedsAccountFix] > 0 {
-		fmt.Fprintln(w, "captchafsm: fix the account (top up, whitelist the IP), then `captchafsm account-fixed` and `captchafsm resume`")
+		fmt.Fprintln(w, "captchafsm: fix the account (top up, whitelist the IP), then `captchafsm resume`: it releases the parked tasks once a getbalance shows the account usable (`captchafsm account-fixed` first releases them regardless)")
 	}
 }
 
