@@ -31,7 +31,8 @@
 // spelt as engine.Request{Method, Params}. A request's own fields say the
 // rest: Ref (the bot's name for the task; submitting the same request
 // with it again attaches to the stored task), IfRefExists, Deadline,
-// Priority, MaxRetries and MaxResubmits.
+// Priority, MaxRetries, MaxResubmits, and Labels (the bot's own data about
+// the task, kept with it across restarts and never sent to the provider).
 //
 // # Caveats
 //

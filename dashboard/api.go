@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"sort"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/captchafsm/captchafsm/engine"
+	"github.com/captchafsm/captchafsm/internal/jsonstream"
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/provider"
 	"github.com/captchafsm/captchafsm/states"
@@ -148,13 +148,13 @@ func (s *server) apiList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var out *bufio.Writer
-	arr := &jsonArray{}
+	arr := &jsonstream.Array{}
 	err = s.store.Scan(r.Context(), opts, func(t *persist.Task) error {
 		if out == nil {
 			out = startJSON(w)
-			arr.w = out
+			arr.W = out
 		}
-		return arr.add(engine.ViewOf(t))
+		return arr.Add(engine.ViewOf(t))
 	})
 	switch {
 	case err != nil && out == nil:
@@ -168,9 +168,9 @@ func (s *server) apiList(w http.ResponseWriter, r *http.Request) {
 		return
 	case out == nil:
 		out = startJSON(w)
-		arr.w = out
+		arr.W = out
 	}
-	_ = arr.close()
+	_ = arr.Close()
 	_ = out.Flush()
 }
 
@@ -181,39 +181,6 @@ func startJSON(w http.ResponseWriter) *bufio.Writer {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	return bufio.NewWriterSize(w, 32<<10)
-}
-
-// jsonArray writes a JSON array one element at a time, laid out as
-// writeJSON lays out a whole one.
-type jsonArray struct {
-	w io.Writer
-	n int
-}
-
-func (a *jsonArray) add(v any) error {
-	b, err := json.MarshalIndent(v, "  ", "  ")
-	if err != nil {
-		return err
-	}
-	sep := ",\n  "
-	if a.n == 0 {
-		sep = "[\n  "
-	}
-	a.n++
-	if _, err := io.WriteString(a.w, sep); err != nil {
-		return err
-	}
-	_, err = a.w.Write(b)
-	return err
-}
-
-func (a *jsonArray) close() error {
-	end := "\n]\n"
-	if a.n == 0 {
-		end = "[]\n"
-	}
-	_, err := io.WriteString(a.w, end)
-	return err
 }
 
 // MaxWait caps GET /api/tasks/{id}?wait=.

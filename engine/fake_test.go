@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -27,6 +29,14 @@ type fakeAPI struct {
 	batchSizes []int
 	onSubmit   func(n int) // called with the submit's number, before it answers
 	pollErrs   []error     // whole-request errors for the next polls, in order
+	sent       []map[string]string
+}
+
+// sentParams returns the parameters of every submit, in order.
+func (f *fakeAPI) sentParams() []map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.sent)
 }
 
 func newFake() *fakeAPI { return &fakeAPI{perTask: map[string]int{}} }
@@ -41,6 +51,7 @@ func (f *fakeAPI) Submit(ctx context.Context, req provider.Request) (string, err
 	}
 	f.mu.Lock()
 	f.submits++
+	f.sent = append(f.sent, maps.Clone(req.Params))
 	n := f.submits
 	hook := f.onSubmit
 	var err error

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -71,6 +72,7 @@ func TestRequestOptionsValidated(t *testing.T) {
 			"max_resubmits": func(r *engine.Request) { r.MaxResubmits = 1000 },
 			"priority":      func(r *engine.Request) { r.Priority = 1 << 40 },
 			"if_ref_exists": func(r *engine.Request) { r.IfRefExists = 7 },
+			"labels":        func(r *engine.Request) { r.Labels = map[string]string{"": "no key"} },
 		} {
 			req := recaptcha("bad")
 			edit(&req)
@@ -339,4 +341,52 @@ func mustList(t *testing.T, eng *engine.Engine) []*engine.Task {
 	l, err := eng.List(context.Background(), persist.ListOptions{})
 	require.NoError(t, err)
 	return l
+}
+
+// TestLabelsKeptAcrossARestart: a request's labels come back in every view
+// of its task, and in the hook's transitions after a restart (when the
+// engine has loaded the task from the store), and never reach the
+// provider.
+func TestLabelsKeptAcrossARestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, engine.Policy{})
+		b.api.pollPlan = repeat("CAPCHA_NOT_READY", 3)
+		labels := map[string]string{"pingback": "http://127.0.0.1:8/done", "order": "42"}
+		req := recaptcha("labelled")
+		req.Labels = labels
+		id, err := b.eng.Submit(context.Background(), req)
+		require.NoError(t, err)
+		req.Labels["order"] = "changed after Submit"
+		labels = map[string]string{"pingback": "http://127.0.0.1:8/done", "order": "42"}
+		assert.Equal(t, labels, mustGet(t, b.eng, id).Labels, "the labels stored are the ones submitted")
+		<-time.After(10 * time.Second)
+
+		require.NoError(t, b.eng.Close())
+		require.NoError(t, b.store.Close())
+		b.openStore()
+		var seen []engine.Transition
+		var mu sync.Mutex
+		eng, err := engine.Open(context.Background(), engine.Config{Store: b.store, API: b.api,
+			OnTransition: func(tr engine.Transition) {
+				mu.Lock()
+				defer mu.Unlock()
+				seen = append(seen, tr)
+			}})
+		require.NoError(t, err)
+		b.eng = eng
+		res, err := b.eng.Wait(context.Background(), id)
+		require.NoError(t, err)
+		assert.Equal(t, labels, res.Labels)
+		mu.Lock()
+		require.NotEmpty(t, seen, "the task moved after the restart")
+		for _, tr := range seen {
+			assert.Equal(t, labels, tr.Task.Labels, "%s", tr.Record.Event)
+		}
+		mu.Unlock()
+		for _, p := range b.api.sentParams() {
+			for k, v := range p {
+				assert.NotContains(t, v, "127.0.0.1:8", "param %s", k)
+			}
+		}
+	})
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/captchafsm/captchafsm/persist"
@@ -14,7 +15,7 @@ import (
 // Request is one solve to submit: what to solve (Method and Params), the
 // caller's name for it (Ref), and the task's own options, whose zero
 // values mean the engine's. Its JSON form, a line of `captchafsm run
-// --from`, carries method, params and ref only.
+// --from`, carries method, params, ref and labels only.
 type Request struct {
 	// Method is the provider's method (post, base64, userrecaptcha, ...).
 	Method string `json:"method"`
@@ -45,6 +46,12 @@ type Request struct {
 	// value allows none, at most 100.
 	MaxRetries   int `json:"-"`
 	MaxResubmits int `json:"-"`
+	// Labels are the caller's own data about the task (a callback URL, an
+	// order number), kept with it across restarts, returned in its Task
+	// and never sent to the provider: at most persist.MaxLabels, keys of 1
+	// to persist.MaxLabelKeyLen bytes, persist.MaxLabelsLen bytes in all.
+	// A request that attaches to a stored task keeps that task's labels.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // RefMode says what a request whose Ref names a stored task does.
@@ -83,7 +90,10 @@ func (r Request) validate() error {
 		return &RequestError{Field: "max_resubmits", Problem: fmt.Sprintf("at most %d (got %d)", maxTaskCount, r.MaxResubmits)}
 	}
 	if err := persist.ValidateOptions(r.options()); err != nil {
-		return &RequestError{Field: "priority", Problem: fmt.Sprintf("%d does not fit in 32 bits", r.Priority)}
+		if oe, ok := errors.AsType[*persist.OptionError](err); ok {
+			return &RequestError{Field: oe.Field, Problem: oe.Problem}
+		}
+		return err
 	}
 	return nil
 }
@@ -91,7 +101,8 @@ func (r Request) validate() error {
 // options are r's options as the store keeps them. Negative limits are
 // kept as -1: every negative value means none.
 func (r Request) options() persist.TaskOptions {
-	o := persist.TaskOptions{Deadline: r.Deadline, Priority: r.Priority, MaxRetries: r.MaxRetries, MaxResubmits: r.MaxResubmits}
+	o := persist.TaskOptions{Deadline: r.Deadline, Priority: r.Priority, MaxRetries: r.MaxRetries, MaxResubmits: r.MaxResubmits,
+		Labels: maps.Clone(r.Labels)}
 	o.MaxRetries, o.MaxResubmits = max(o.MaxRetries, -1), max(o.MaxResubmits, -1)
 	return o
 }

@@ -47,6 +47,9 @@ type Task struct {
 	Priority     int       `json:"priority,omitempty"`
 	MaxRetries   int       `json:"max_retries,omitempty"`
 	MaxResubmits int       `json:"max_resubmits,omitempty"`
+	// Labels are the request's labels (shared with the engine: do not
+	// modify the map).
+	Labels map[string]string `json:"labels,omitempty"`
 	// Params are the request's parameters, as stored: only Get fills
 	// them (see Redacted before showing them).
 	Params map[string]string `json:"params,omitempty"`
@@ -59,7 +62,7 @@ func TaskOf(t *persist.Task) Task {
 		Submits: t.Submits, Retries: t.Retries, Resubmits: t.Resubmits, Polls: t.Polls,
 		ProviderID: t.ProviderID, Token: t.Token, Cost: t.Cost, Created: t.Created, Updated: t.Updated, Seq: t.Seq,
 		Deadline: t.Options.Deadline, Priority: t.Options.Priority,
-		MaxRetries: t.Options.MaxRetries, MaxResubmits: t.Options.MaxResubmits}
+		MaxRetries: t.Options.MaxRetries, MaxResubmits: t.Options.MaxResubmits, Labels: t.Options.Labels}
 	if t.Params != nil {
 		v.Params = make(map[string]string, len(t.Params))
 		for k, p := range t.Params {

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/captchafsm/captchafsm/states"
 	"github.com/captchafsm/captchafsm/transitions"
@@ -71,6 +75,9 @@ type Task struct {
 }
 
 // Clone returns a deep copy of t.
+//
+// Options.Labels is shared, not copied: labels never change once the task
+// is created, so no one may write to the map.
 func (t *Task) Clone() *Task {
 	c := *t
 	if t.Params != nil {
@@ -97,27 +104,86 @@ type TaskOptions struct {
 	// allows none.
 	MaxRetries   int `json:"max_retries,omitempty"`
 	MaxResubmits int `json:"max_resubmits,omitempty"`
+	// Labels are the caller's own data about the task (a callback URL, a
+	// key of its own), kept with it and never sent to the provider: at most
+	// MaxLabels, each key 1–MaxLabelKeyLen bytes, all of them together at
+	// most MaxLabelsLen bytes of valid UTF-8.
+	Labels map[string]string `json:"labels,omitempty"`
 }
+
+// Label limits: what ValidateOptions allows in TaskOptions.Labels.
+const (
+	MaxLabels      = 16
+	MaxLabelKeyLen = 64
+	MaxLabelsLen   = 4096
+)
 
 // IsZero reports whether o holds no setting of its own.
 func (o TaskOptions) IsZero() bool {
-	return o.Deadline.IsZero() && o.Priority == 0 && o.MaxRetries == 0 && o.MaxResubmits == 0
+	return o.Deadline.IsZero() && o.Priority == 0 && o.MaxRetries == 0 && o.MaxResubmits == 0 && len(o.Labels) == 0
 }
 
+// Label returns the value of the label k ("" when there is none).
+func (o TaskOptions) Label(k string) string { return o.Labels[k] }
+
 // ErrInvalidOptions: task options no store can keep as given.
-// ValidateOptions's errors wrap it.
+// ValidateOptions's errors (*OptionError) match it.
 var ErrInvalidOptions = errors.New("persist: invalid task options")
 
-// ValidateOptions reports why o cannot be stored, or nil: every store
-// keeps the integers in 32 bits.
+// OptionError is an option that no store can keep as given. It matches
+// ErrInvalidOptions.
+type OptionError struct {
+	// Field names the option as JSON spells it ("priority", "labels").
+	Field string
+	// Problem says what is wrong with it.
+	Problem string
+}
+
+func (e *OptionError) Error() string {
+	return e.Field + ": " + e.Problem + ": " + ErrInvalidOptions.Error()
+}
+
+// Is matches ErrInvalidOptions.
+func (e *OptionError) Is(target error) bool { return target == ErrInvalidOptions }
+
+// ValidateOptions reports why o cannot be stored (an *OptionError), or
+// nil: every store keeps the integers in 32 bits, and labels within the
+// label limits.
 func ValidateOptions(o TaskOptions) error {
 	for _, f := range []struct {
 		name string
 		v    int
 	}{{"priority", o.Priority}, {"max_retries", o.MaxRetries}, {"max_resubmits", o.MaxResubmits}} {
 		if f.v < math.MinInt32 || f.v > math.MaxInt32 {
-			return fmt.Errorf("%s: %d does not fit in 32 bits: %w", f.name, f.v, ErrInvalidOptions)
+			return &OptionError{f.name, fmt.Sprintf("%d does not fit in 32 bits", f.v)}
 		}
+	}
+	return validateLabels(o.Labels)
+}
+
+// validateLabels checks labels against the label limits.
+func validateLabels(labels map[string]string) error {
+	bad := func(format string, args ...any) error {
+		return &OptionError{"labels", fmt.Sprintf(format, args...)}
+	}
+	if len(labels) > MaxLabels {
+		return bad("%d labels, at most %d", len(labels), MaxLabels)
+	}
+	size := 0
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		v := labels[k]
+		switch {
+		case k == "" || len(k) > MaxLabelKeyLen:
+			return bad("key %q: 1 to %d bytes", k, MaxLabelKeyLen)
+		case !utf8.ValidString(k) || !utf8.ValidString(v):
+			return bad("%q: not valid UTF-8", k)
+		case strings.ContainsRune(k, 0) || strings.ContainsRune(v, 0):
+			return bad("%q: holds a NUL byte", k)
+		}
+		size += len(k) + len(v)
+	}
+	if size > MaxLabelsLen {
+		return bad("%d bytes, at most %d", size, MaxLabelsLen)
 	}
 	return nil
 }

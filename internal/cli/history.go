@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/captchafsm/captchafsm/engine"
+	"github.com/captchafsm/captchafsm/internal/jsonstream"
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/provider"
 	"github.com/captchafsm/captchafsm/transitions"
@@ -174,17 +175,17 @@ func historyJSONOut(ctx context.Context, store persist.Store, t *persist.Task, p
 		return err
 	}
 	// The records, one level deeper than a top-level array.
-	arr := &jsonArray{w: &indenter{w: out}}
+	arr := jsonstream.NewArray(&indenter{w: out})
 	err = store.ScanHistory(ctx, t.ID, func(r persist.Record) error {
 		if r.Seq > last {
 			return errEnough
 		}
-		return arr.add(engine.RecordViewOf(r))
+		return arr.Add(engine.RecordViewOf(r))
 	})
 	if err != nil && !errors.Is(err, errEnough) {
 		return fmt.Errorf("task %s: %w", t.ID, err)
 	}
-	if arr.n == 0 {
+	if arr.Len() == 0 {
 		_, err = io.WriteString(out, "[]\n}\n")
 		return err
 	}

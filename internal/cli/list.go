@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/captchafsm/captchafsm/engine"
+	"github.com/captchafsm/captchafsm/internal/jsonstream"
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/states"
 )
@@ -79,15 +80,12 @@ States: Submitting, Backoff, Polling, Resubmitting, Done, Failed, NeedsAccountFi
 			var end func() error
 			switch {
 			case lines || a.json:
-				var w interface {
-					add(any) error
-					close() error
-				} = &jsonArray{w: out}
+				var w jsonstream.Writer = jsonstream.NewArray(out)
 				if lines {
-					w = newJSONLines(out)
+					w = jsonstream.NewLines(out)
 				}
-				each = func(t *persist.Task) error { return w.add(engine.ViewOf(t)) }
-				end = w.close
+				each = func(t *persist.Task) error { return w.Add(engine.ViewOf(t)) }
+				end = w.Close
 			default:
 				tw := newBlockTable(out)
 				if err := tw.row("ID\tREF\tSTATE\tCODE\tSUBMITS\tPOLLS\tRESUBMITS\tCREATED\tUPDATED\n"); err != nil {

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/captchafsm/captchafsm/fsm"
+	"github.com/captchafsm/captchafsm/internal/jsonstream"
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/states"
 )
@@ -89,7 +90,7 @@ Exit status: 0 every task matches; 2 some task does not; 1 bad usage.`,
 					err = ferr
 				}
 			}()
-			arr := &jsonArray{w: out}
+			arr := jsonstream.NewArray(out)
 			n, bad := 0, 0
 			each := func(t *persist.Task) error {
 				v := replayTask(ctx, store, t)
@@ -99,7 +100,7 @@ Exit status: 0 every task matches; 2 some task does not; 1 bad usage.`,
 				}
 				switch {
 				case a.json:
-					return arr.add(v)
+					return arr.Add(v)
 				case v.OK:
 					_, err := fmt.Fprintf(out, "OK        %s  %s (%d records)\n", printable(v.ID), printable(string(v.Stored)), v.Records)
 					return err
@@ -122,7 +123,7 @@ Exit status: 0 every task matches; 2 some task does not; 1 bad usage.`,
 				}
 			}
 			if a.json {
-				if err := arr.close(); err != nil {
+				if err := arr.Close(); err != nil {
 					return err
 				}
 			} else if all {

@@ -41,8 +41,10 @@ none, and a crash while recording has sent nothing. A line whose ref names a
 task of the database with the same request adds no task (running the same
 file again is safe); with another request it is refused, naming the line.
 Tasks already in flight in the database are driven along. A ref is at most
-1,024 bytes of UTF-8 without NUL. "--from -" reads standard input (copied to
-an unlinked temporary file, to be read twice).
+1,024 bytes of UTF-8 without NUL. An optional "labels" object of strings
+(at most 16, 4 KiB in all) is kept with the task and never sent to the
+provider: the caller's own data, shown by list --json. "--from -" reads
+standard input (copied to an unlinked temporary file, to be read twice).
 
 Output: one line per finished task (id, ref, state, token or code), or with
 --json one JSON object per line:
@@ -76,6 +78,7 @@ type taskLine struct {
 	Method string                     `json:"method"`
 	Params map[string]json.RawMessage `json:"params"`
 	Ref    string                     `json:"ref"`
+	Labels map[string]string          `json:"labels"`
 }
 
 // maxTaskLine bounds one line of a --from file: a base64 image of 100 kB fits.
@@ -192,7 +195,13 @@ func parseTaskLine(line []byte) (engine.Request, error) {
 		}
 		return engine.Request{}, err
 	}
-	return engine.Request{Method: tl.Method, Params: params, Ref: tl.Ref}, nil
+	if err := persist.ValidateOptions(persist.TaskOptions{Labels: tl.Labels}); err != nil {
+		if oe, ok := errors.AsType[*persist.OptionError](err); ok {
+			return engine.Request{}, fmt.Errorf("%s: %s", oe.Field, oe.Problem)
+		}
+		return engine.Request{}, err
+	}
+	return engine.Request{Method: tl.Method, Params: params, Ref: tl.Ref, Labels: tl.Labels}, nil
 }
 
 // scalar turns a parameter's JSON value into the API's text: strings as

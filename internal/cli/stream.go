@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bufio"
-	"encoding/json"
 	"io"
 	"text/tabwriter"
 )
@@ -10,49 +9,6 @@ import (
 // The commands that read the whole database (list, replay --all, history)
 // write as they read, so that their memory stays flat whatever the
 // database holds: JSON arrays one element at a time, tables in blocks.
-
-// jsonArray writes a JSON array one element at a time, laid out as
-// json.Encoder with SetIndent("", "  ") lays out a whole one.
-type jsonArray struct {
-	w io.Writer
-	n int
-}
-
-// add writes v as the array's next element.
-func (a *jsonArray) add(v any) error {
-	b, err := json.MarshalIndent(v, "  ", "  ")
-	if err != nil {
-		return err
-	}
-	sep := ",\n  "
-	if a.n == 0 {
-		sep = "[\n  "
-	}
-	a.n++
-	if _, err := io.WriteString(a.w, sep); err != nil {
-		return err
-	}
-	_, err = a.w.Write(b)
-	return err
-}
-
-// close ends the array ("[]" when it is empty) and its line.
-func (a *jsonArray) close() error {
-	end := "\n]\n"
-	if a.n == 0 {
-		end = "[]\n"
-	}
-	_, err := io.WriteString(a.w, end)
-	return err
-}
-
-// jsonLines writes one compact JSON value per line.
-type jsonLines struct{ enc *json.Encoder }
-
-func newJSONLines(w io.Writer) *jsonLines { return &jsonLines{enc: json.NewEncoder(w)} }
-
-func (l *jsonLines) add(v any) error { return l.enc.Encode(v) }
-func (l *jsonLines) close() error    { return nil }
 
 // tableBlock is how many rows a streamed table aligns at once: its
 // columns are as wide as the widest cell of the block.

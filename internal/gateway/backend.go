@@ -73,6 +73,11 @@ func (b backend) Submit(ctx context.Context, r *protocol.Request, t protocol.Tas
 	defer cancel()
 	// Each id is a new task: a ref an earlier run left is never attached to.
 	req := engine.Request{Method: t.Method, Params: normalize(t.Params), IfRefExists: engine.RefUnique}
+	if pingback != "" {
+		// Kept with the task, so that a task accepted before a restart
+		// still gets its pingback.
+		req.Labels = map[string]string{LabelPingback: pingback}
+	}
 	for range refTries {
 		id := g.ids.next()
 		k := key{r.Client, id}
@@ -260,12 +265,19 @@ func (g *Gateway) observe(tr engine.Transition) {
 	}
 	g.obs.Settled(client, t.State, tr.Record.At.Sub(t.Created))
 	if t.State.Terminal() && after.pingback != "" {
+		// Checked again: a URL stored by an earlier run may name a host
+		// the operator no longer allows.
+		u, e := g.pings.check(after.pingback)
+		if e != nil {
+			g.log.Warn("pingback not sent: its host is no longer allowed", "client", client, "id", id, "err", e.Text)
+			return
+		}
 		res := g.resultOf(after)
 		answer := res.Token
 		if res.Code != "" {
 			answer = res.Code
 		}
-		g.pings.send(client, id, after.pingback, answer)
+		g.pings.send(client, id, u, answer)
 	}
 }
 

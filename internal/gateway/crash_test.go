@@ -98,6 +98,7 @@ func startGateway(t *testing.T, dir, simURL, addr string, env ...string) *gatewa
 // down), as a careful bot does.
 type crashClient struct {
 	key, page    string
+	pingback     string // the task's pingback URL
 	id           int64
 	answer       string
 	finals       int // final answers received: must be 1
@@ -124,7 +125,7 @@ func (c *crashClient) run(ctx context.Context, base *atomic.Pointer[string], acc
 		}
 		return string(b), nil
 	}
-	q := form(c.key, turnstile(c.page)...)
+	q := form(c.key, append(turnstile(c.page), "pingback", c.pingback)...)
 	for c.id == 0 {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -171,7 +172,9 @@ func (c *crashClient) run(ctx context.Context, base *atomic.Pointer[string], acc
 // holds, or the task's final code — every task of the database ends, and
 // every task the provider charged is known to the database or named
 // possibly charged in a history: no upstream double submit goes
-// unrecorded.
+// unrecorded. Each task's pingback URL is kept with it: a task accepted
+// before the second kill and ended after it gets its pingback from the
+// third life.
 func TestCrashRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the real binary: not in -short")
@@ -184,6 +187,25 @@ func TestCrashRestart(t *testing.T) {
 	defer srv.Close()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "policy.json"), []byte(crashPolicy), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "keys.txt"), []byte("alice "+aliceKey+"\nbob "+bobKey+"\n"), 0o600))
+	var pbMu sync.Mutex
+	pings := map[string][]url.Values{} // by the id the POST names
+	pbSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err == nil {
+			pbMu.Lock()
+			pings[r.PostForm.Get("id")] = append(pings[r.PostForm.Get("id")], r.PostForm)
+			pbMu.Unlock()
+		}
+	}))
+	defer pbSrv.Close()
+	pingCount := func() int {
+		pbMu.Lock()
+		defer pbMu.Unlock()
+		n := 0
+		for _, p := range pings {
+			n += len(p)
+		}
+		return n
+	}
 
 	life := startGateway(t, dir, srv.URL, "127.0.0.1:0", "CAPTCHAFSM_FAILPOINT=after-submit:40")
 	addr := strings.TrimPrefix(life.url, "http://")
@@ -201,7 +223,8 @@ func TestCrashRestart(t *testing.T) {
 		if i%2 == 1 {
 			key = bobKey
 		}
-		clients[i] = &crashClient{key: key, page: fmt.Sprintf("crash/%03d", i)}
+		page := fmt.Sprintf("crash/%03d", i)
+		clients[i] = &crashClient{key: key, page: page, pingback: pbSrv.URL + "/" + page}
 	}
 	// The bots arrive over four seconds, so that in.php requests and polls
 	// are in flight at each kill.
@@ -251,6 +274,7 @@ func TestCrashRestart(t *testing.T) {
 	require.NoError(t, life.cmd.Process.Signal(syscall.SIGKILL))
 	<-life.done
 	atSecondKill := sim.Ledger()
+	secondKill := time.Now()
 	// Life 3 finishes the batch.
 	life = startGateway(t, dir, srv.URL, addr)
 	require.Equal(t, "http://"+addr, life.url, "restarted on the same address")
@@ -259,6 +283,16 @@ func TestCrashRestart(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		require.NoError(t, err)
+	}
+	// Pingbacks leave beside the answers: wait until none has come for a
+	// second (a real process: the POSTs are its own).
+	for last, quiet := pingCount(), 0; quiet < 10 && ctx.Err() == nil; {
+		<-time.After(100 * time.Millisecond)
+		if n := pingCount(); n != last {
+			last, quiet = n, 0
+		} else {
+			quiet++
+		}
 	}
 	require.NoError(t, life.cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, <-life.done, life.stderr.String())
@@ -272,7 +306,7 @@ func TestCrashRestart(t *testing.T) {
 	assert.Empty(t, report.Violations, report.String())
 
 	bg := context.Background()
-	var done, failed, inLost, pollErrors int
+	var done, failed, inLost, pollErrors, pingbacks, carriedOver int
 	mine := map[string]bool{}
 	for _, c := range clients {
 		require.Equal(t, 1, c.finals, "bot %s: one answer", c.page)
@@ -297,7 +331,29 @@ func TestCrashRestart(t *testing.T) {
 		}
 		inLost += c.inLost
 		pollErrors += c.pollErrors
+
+		// Its pingback: at most one, with the answer the bot polled; and
+		// one whenever the task ended in the third life.
+		pbMu.Lock()
+		got := pings[strconv.FormatInt(c.id, 10)]
+		pbMu.Unlock()
+		require.LessOrEqual(t, len(got), 1, "bot %s: pingbacks %v", c.page, got)
+		h, err := st.History(bg, tk.ID)
+		require.NoError(t, err)
+		endedLate := h[len(h)-1].At.After(secondKill)
+		if len(got) == 1 {
+			assert.Equal(t, strings.TrimPrefix(c.answer, "OK|"), got[0].Get("code"), "bot %s: the pingback carries the answer", c.page)
+		} else if endedLate {
+			t.Errorf("bot %s: task %s ended in the third life (%s) without its pingback", c.page, tk.ID, h[len(h)-1].At)
+		}
+		if endedLate && c.acceptedTime.Before(secondKill) {
+			carriedOver++
+		}
+		if len(got) == 1 {
+			pingbacks++
+		}
 	}
+	assert.Positive(t, carriedOver, "some tasks accepted before the second kill ended after it (their pingback URL came from the database)")
 	tasks, err := st.List(bg, persist.ListOptions{})
 	require.NoError(t, err)
 	extra := 0
@@ -310,6 +366,7 @@ func TestCrashRestart(t *testing.T) {
 	figures := map[string]any{
 		"bots": bots, "done": done, "failed": failed, "tasks": len(tasks), "tasks_of_lost_answers": extra,
 		"in_php_lost_to_the_kill": inLost, "polls_refused_while_down": pollErrors,
+		"pingbacks": pingbacks, "pingbacks_across_the_kill": carriedOver,
 		"charged": report.Charged, "orphaned": report.Orphaned, "possibly_charged": report.PossiblyCharged,
 		"submits_at_kills": []int{atFirstKill.Requests[providersim.KindSubmit], atSecondKill.Requests[providersim.KindSubmit]},
 		"submits":          led.Requests[providersim.KindSubmit], "res_php_upstream": led.Requests[providersim.KindPoll], "bans": led.Bans,

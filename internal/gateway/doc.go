@@ -37,7 +37,8 @@
 // A retry of an in.php request whose answer was lost (the client's
 // connection closed before the gateway answered) gets the same id within
 // Config.DedupWindow, not a second paid task; that memory does not survive
-// a restart. Pingback URLs and reports are kept in memory: a task accepted
-// before a restart gets no pingback, and a report is in the log and the
-// metrics, not the task's history (the engine has no record for it).
+// a restart. A task's pingback URL is kept with it (the label
+// LabelPingback) and survives a restart; the URLs registered with
+// add_pingback do not. Reports are recorded in the task's history
+// (Engine.Report), so a second one is refused after a restart too.
 package gateway

@@ -454,6 +454,42 @@ func TestPingback(t *testing.T) {
 	})
 }
 
+// TestPingbackAfterRestart: a task accepted before a restart gets its
+// pingback from the next run (the URL is kept with the task), unless the
+// operator no longer allows its host.
+func TestPingbackAfterRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		got := map[string]url.Values{}
+		bot := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			require.NoError(t, r.ParseForm())
+			mu.Lock()
+			got[r.Host+r.URL.Path] = r.PostForm
+			mu.Unlock()
+		})
+		w := newWorld(t, opts{pingback: &http.Client{Transport: roundTripper{bot}}, hosts: []string{"bot.internal"}})
+		loop := mustID(t, w.in(aliceKey, append(turnstile("pb"), "pingback", "http://127.0.0.1:9/cb")...))
+		dropped := mustID(t, w.in(aliceKey, append(turnstile("pb2"), "pingback", "https://bot.internal/hook")...))
+		synctest.Wait()
+		w.close()
+		mu.Lock()
+		require.Empty(t, got, "no task ended before the restart")
+		mu.Unlock()
+
+		w.cfg.PingbackHosts = nil
+		w.open(nil)
+		token := w.poll(aliceKey, loop)
+		w.poll(aliceKey, dropped)
+		synctest.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		assert.Equal(t, url.Values{"id": {strconv.FormatInt(loop, 10)}, "code": {strings.TrimPrefix(token, "OK|")}}, got["127.0.0.1:9/cb"])
+		assert.NotContains(t, got, "bot.internal/hook", "the host is no longer allowed")
+		assert.Contains(t, w.logs.String(), "pingback not sent: its host is no longer allowed")
+		assert.Equal(t, map[string]string{gateway.LabelPingback: "http://127.0.0.1:9/cb"}, w.task("alice", loop).Options.Labels)
+	})
+}
+
 // TestSecretsStayPut: the provider's key is in no answer, log or stored
 // task; local keys are in no log and no stored task.
 func TestSecretsStayPut(t *testing.T) {

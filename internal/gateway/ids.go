@@ -13,6 +13,11 @@ import (
 // task's client.
 const RefPrefix = "gw:"
 
+// LabelPingback is the label (engine.Request.Labels) that keeps a task's
+// pingback URL with it, so that a task accepted before a restart gets its
+// pingback from the next run.
+const LabelPingback = "gateway.pingback"
+
 // Ref returns the engine ref of client's task id.
 func Ref(client string, id int64) string {
 	return RefPrefix + client + ":" + strconv.FormatInt(id, 10)

@@ -109,6 +109,9 @@ func (v *view) put(client string, id int64, t *engine.Task, now time.Time) (befo
 	if !t.Created.IsZero() {
 		e.created = t.Created
 	}
+	if p := t.Labels[LabelPingback]; p != "" {
+		e.pingback = p
+	}
 	switch {
 	case !t.State.Settled():
 		e.settled = time.Time{}

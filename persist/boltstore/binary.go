@@ -3,7 +3,9 @@ package boltstore
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/captchafsm/captchafsm/persist"
@@ -27,7 +29,9 @@ import (
 //         token, cost, owner, submits, retries, resubmits, polls,
 //         next at, poll since, created, updated, lease until;
 //         encodingV3 (a task with options) then adds deadline, priority,
-//         max retries, max resubmits.
+//         max retries, max resubmits; encodingV4 (a task with labels)
+//         then adds the number of labels and each key and value, in key
+//         order.
 // Record: seq, at, from (0: none), to, flags (1: PossiblyCharged), event,
 //         code, detail, provider id.
 
@@ -107,7 +111,15 @@ func encodeTaskBinary(t *persist.Task) ([]byte, error) {
 		for _, v := range [...]int{o.Priority, o.MaxRetries, o.MaxResubmits} {
 			w.varint(int64(v))
 		}
-		return sealValue(encodingV3, w.b), nil
+		if len(o.Labels) == 0 {
+			return sealValue(encodingV3, w.b), nil
+		}
+		w.uvarint(uint64(len(o.Labels)))
+		for _, k := range slices.Sorted(maps.Keys(o.Labels)) {
+			w.str(k)
+			w.str(o.Labels[k])
+		}
+		return sealValue(encodingV4, w.b), nil
 	}
 	return sealValue(encodingV2, w.b), nil
 }
@@ -269,9 +281,9 @@ func (r *binReader) end() {
 // maxUnix is the largest Unix second time.Unix takes without overflow.
 const maxUnix = math.MaxInt64 - 62135596800
 
-// decodeTaskBinary decodes a binary task, of encodingV3 (with its
-// options) when withOptions is set, else of encodingV2.
-func decodeTaskBinary(payload []byte, withOptions bool) (*persist.Task, error) {
+// decodeTaskBinary decodes a binary task of encoding v: encodingV2, or
+// encodingV3 (with its options), or encodingV4 (options and labels).
+func decodeTaskBinary(payload []byte, v byte) (*persist.Task, error) {
 	r := newBinReader(payload)
 	t := &persist.Task{}
 	t.State = r.state("task")
@@ -285,10 +297,28 @@ func decodeTaskBinary(payload []byte, withOptions bool) (*persist.Task, error) {
 	t.ProviderID, t.Token, t.Cost, t.Owner = r.str(), r.str(), r.str(), r.str()
 	t.Submits, t.Retries, t.Resubmits, t.Polls = r.int(), r.int(), r.int(), r.int()
 	t.NextAt, t.PollSince, t.Created, t.Updated, t.LeaseUntil = r.time(), r.time(), r.time(), r.time(), r.time()
-	if withOptions {
+	if v >= encodingV3 {
 		o := &t.Options
 		o.Deadline = r.time()
 		o.Priority, o.MaxRetries, o.MaxResubmits = r.int(), r.int(), r.int()
+	}
+	if v >= encodingV4 {
+		n := r.uvarint()
+		switch {
+		case r.failed():
+		case n == 0 || n > persist.MaxLabels:
+			r.fail(fmt.Sprintf("%d labels", n))
+		default:
+			labels := make(map[string]string, n)
+			for range n {
+				k := r.str()
+				labels[k] = r.str()
+			}
+			if len(labels) != int(n) && !r.failed() {
+				r.fail("a label key is repeated")
+			}
+			t.Options.Labels = labels
+		}
 	}
 	if r.end(); r.failed() {
 		return nil, damaged("task %q: %s", t.ID, r.msg)

@@ -32,8 +32,12 @@ const (
 	// captchafsm before them, which refuses a value of encoding 3 as
 	// newer, never as damage.
 	encodingV3 byte = 3
+	// encodingV4: encodingV3 followed by the task's labels
+	// (persist.TaskOptions.Labels). Only a task with labels is written so,
+	// for the same reason.
+	encodingV4 byte = 4
 	// encodingLatest is the highest encoding this program reads.
-	encodingLatest = encodingV3
+	encodingLatest = encodingV4
 )
 
 // headerLen is the length of a value's header: version and CRC.
@@ -117,7 +121,7 @@ func decodeTask(b []byte) (*persist.Task, error) {
 	if v == encodingV1 {
 		t, err = decodeTaskV1(payload)
 	} else {
-		t, err = decodeTaskBinary(payload, v == encodingV3)
+		t, err = decodeTaskBinary(payload, v)
 	}
 	if err != nil {
 		return nil, err

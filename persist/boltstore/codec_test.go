@@ -78,6 +78,22 @@ func TestCodecRoundTrip(t *testing.T) {
 		assert.Equal(t, o.MaxResubmits, got.Options.MaxResubmits)
 	}
 
+	// A task with labels is written in encoding 4, in key order, so that
+	// equal labels give equal bytes.
+	withOpts.Options = persist.TaskOptions{Labels: map[string]string{"z": "last", "a": "", "ключ": "✓"}}
+	b4, err := encodeTask(&withOpts)
+	require.NoError(t, err)
+	assert.Equal(t, encodingV4, b4[0])
+	for range 5 {
+		again, err := encodeTask(&withOpts)
+		require.NoError(t, err)
+		require.Equal(t, b4, again, "map order leaked into the value")
+	}
+	got, err = decodeTask(b4)
+	require.NoError(t, err)
+	assert.Equal(t, withOpts.Options.Labels, got.Options.Labels)
+	assert.True(t, sameTaskValue(&withOpts, got))
+
 	rb, err := encodeRecord(&sampleRecord)
 	require.NoError(t, err)
 	rec, err := decodeRecord(rb)
@@ -128,8 +144,11 @@ func TestDecodeErrors(t *testing.T) {
 		want string
 	}{
 		{"empty", nil, persist.ErrNotOurs, "empty task"},
-		{"newer version", append([]byte{4}, good[1:]...), persist.ErrNewerSchema, "encoding version 4, this program reads up to 3"},
+		{"newer version", append([]byte{5}, good[1:]...), persist.ErrNewerSchema, "encoding version 5, this program reads up to 4"},
 		{"options cut short", frameValue(encodingV3, slices.Clone(payload)), persist.ErrNotOurs, "ends early"},
+		{"labels cut short", frameValue(encodingV4, append(slices.Clone(payload), 0, 0, 0, 0)), persist.ErrNotOurs, "ends early"},
+		{"no labels", frameValue(encodingV4, append(slices.Clone(payload), 0, 0, 0, 0, 0)), persist.ErrNotOurs, "0 labels"},
+		{"repeated label", frameValue(encodingV4, append(slices.Clone(payload), 0, 0, 0, 0, 2, 1, 'k', 0, 1, 'k', 0)), persist.ErrNotOurs, "repeated"},
 		{"binary cut short", frame2(payload[:len(payload)-3]), persist.ErrNotOurs, "ends early"},
 		{"binary left over", frame2(append(slices.Clone(payload), 0)), persist.ErrNotOurs, "1 bytes left over"},
 		{"binary unknown state", frame2(append([]byte{9}, payload[1:]...)), persist.ErrNotOurs, "state code 9 is unknown"},
@@ -201,13 +220,15 @@ func FuzzDecodeTask(f *testing.F) {
 	withOpts := sampleTask
 	withOpts.Options = persist.TaskOptions{Deadline: time.Unix(1e9, 5), Priority: 9, MaxRetries: -1}
 	f.Add(mustEncode(encodeTask(&withOpts))[headerLen:])
+	withOpts.Options.Labels = map[string]string{"pingback": "http://127.0.0.1/x", "a": ""}
+	f.Add(mustEncode(encodeTask(&withOpts))[headerLen:])
 	for _, b := range fuzzBodies {
 		f.Add([]byte(b))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		// As given (mostly refused by the checksum), and framed, so the
 		// fuzzer reaches the JSON and the binary decoder.
-		for _, v := range [][]byte{b, frame(b), frame2(b), frameValue(encodingV3, b)} {
+		for _, v := range [][]byte{b, frame(b), frame2(b), frameValue(encodingV3, b), frameValue(encodingV4, b)} {
 			task, err := decodeTask(v)
 			if err != nil {
 				require.ErrorIs(t, err, errDecode)

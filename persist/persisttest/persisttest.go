@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -398,7 +399,8 @@ func testApplyKeepsParams(t *testing.T, s persist.Store) {
 // given holds; Create refuses options no store can keep.
 func testOptions(t *testing.T, s persist.Store) {
 	ctx := context.Background()
-	opts := persist.TaskOptions{Deadline: base.Add(90*time.Second + 7), Priority: -12, MaxRetries: 9, MaxResubmits: -1}
+	opts := persist.TaskOptions{Deadline: base.Add(90*time.Second + 7), Priority: -12, MaxRetries: 9, MaxResubmits: -1,
+		Labels: map[string]string{"pingback": "http://127.0.0.1:9/cb?a=1&b=\"2\"", "ключ": "значение ✓", "empty": ""}}
 	task := newTask("opts", nil)
 	task.Options = opts
 	plain := newTask("", nil)
@@ -409,6 +411,7 @@ func testOptions(t *testing.T, s persist.Store) {
 		assert.Truef(t, opts.Deadline.Equal(got.Options.Deadline), "%s: deadline %v, want %v", what, got.Options.Deadline, opts.Deadline)
 		assert.Equal(t, []int{opts.Priority, opts.MaxRetries, opts.MaxResubmits},
 			[]int{got.Options.Priority, got.Options.MaxRetries, got.Options.MaxResubmits}, what)
+		assert.Equal(t, opts.Labels, got.Options.Labels, what)
 	}
 	byID, err := s.Get(ctx, task.ID)
 	require.NoError(t, err)
@@ -454,6 +457,31 @@ func testOptions(t *testing.T, s persist.Store) {
 		assert.ErrorContains(t, err, "priority")
 		_, err = s.Get(ctx, bad.ID)
 		require.ErrorIs(t, err, persist.ErrNotFound, "nothing stored")
+	}
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+		want   string
+	}{
+		{"too many", func() map[string]string {
+			m := map[string]string{}
+			for i := range persist.MaxLabels + 1 {
+				m[fmt.Sprint("k", i)] = "v"
+			}
+			return m
+		}(), "labels"},
+		{"empty key", map[string]string{"": "v"}, `key ""`},
+		{"too long", map[string]string{"k": strings.Repeat("v", persist.MaxLabelsLen)}, "bytes, at most"},
+		{"nul", map[string]string{"k": "a\x00b"}, "NUL"},
+		{"not utf-8", map[string]string{"k": "\xff"}, "UTF-8"},
+	} {
+		bad := newTask("bad-labels-"+tc.name, nil)
+		bad.Options.Labels = tc.labels
+		err := s.Create(ctx, bad)
+		require.ErrorIs(t, err, persist.ErrInvalidOptions, tc.name)
+		assert.ErrorContains(t, err, tc.want, tc.name)
+		_, err = s.Get(ctx, bad.ID)
+		require.ErrorIs(t, err, persist.ErrNotFound, "%s: nothing stored", tc.name)
 	}
 }
 

@@ -101,12 +101,25 @@ func decodeParams(id string, b []byte) (map[string]string, error) {
 	return p, nil
 }
 
+// encodeLabels returns labels as the labels column holds them: a JSON
+// object, or NULL for none.
+func encodeLabels(labels map[string]string) (any, error) {
+	if len(labels) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(labels)
+	if err != nil {
+		return nil, fmt.Errorf("labels: %w", err)
+	}
+	return string(b), nil
+}
+
 // taskCols are the columns scanTask reads, in order, qualified by the
 // alias t.
 const taskCols = `t.id, t.ref, t.method, t.state, t.code, t.submits, t.retries, t.resubmits, t.polls,
 	t.provider_id, t.next_at, t.next_at_ns, t.poll_since, t.poll_since_ns, t.token, t.cost,
 	t.created, t.created_ns, t.updated, t.updated_ns, t.owner, t.lease_until, t.lease_until_ns, t.seq, t.intent,
-	t.deadline, t.deadline_ns, t.priority, t.max_retries, t.max_resubmits`
+	t.deadline, t.deadline_ns, t.priority, t.max_retries, t.max_resubmits, t.labels`
 
 // scanTask reads one row of taskCols, then extra.
 func scanTask(row pgx.Row, extra ...any) (*persist.Task, error) {
@@ -119,13 +132,19 @@ func scanTask(row pgx.Row, extra ...any) (*persist.Task, error) {
 		nextNs, pollNs, createdNs, updatedNs int16
 		leaseNs, deadlineNs                  int16
 		seq                                  int64
+		labels                               []byte
 	)
 	dest := []any{&t.ID, &ref, &t.Method, &state, &t.Code, &t.Submits, &t.Retries, &t.Resubmits, &t.Polls,
 		&t.ProviderID, &nextAt, &nextNs, &pollSince, &pollNs, &t.Token, &t.Cost,
 		&created, &createdNs, &updated, &updatedNs, &t.Owner, &leaseUntil, &leaseNs, &seq, &t.Intent,
-		&deadline, &deadlineNs, &t.Options.Priority, &t.Options.MaxRetries, &t.Options.MaxResubmits}
+		&deadline, &deadlineNs, &t.Options.Priority, &t.Options.MaxRetries, &t.Options.MaxResubmits, &labels}
 	if err := row.Scan(append(dest, extra...)...); err != nil {
 		return nil, err
+	}
+	if labels != nil {
+		if err := json.Unmarshal(labels, &t.Options.Labels); err != nil {
+			return nil, damaged("task %s: labels: %v", t.ID, err)
+		}
 	}
 	if ref != nil {
 		t.Ref = *ref

@@ -120,6 +120,11 @@ ALTER TABLE tasks
     ADD COLUMN max_retries   integer NOT NULL DEFAULT 0,
     ADD COLUMN max_resubmits integer NOT NULL DEFAULT 0;
 `},
+	{5, "task labels", `
+-- persist.TaskOptions.Labels: written by Create, never by Apply; NULL for
+-- none (every row of an older schema).
+ALTER TABLE tasks ADD COLUMN labels jsonb;
+`},
 }
 
 // SchemaVersion is the schema version of this program: the version of its

@@ -19,9 +19,9 @@ const createSQL = `
 WITH t AS (
     INSERT INTO tasks (id, ref, method, state, code, submits, retries, resubmits, polls, provider_id,
         next_at, next_at_ns, poll_since, poll_since_ns, token, cost, created, created_ns, updated, updated_ns,
-        owner, lease_until, lease_until_ns, seq, deadline, deadline_ns, priority, max_retries, max_resubmits)
+        owner, lease_until, lease_until_ns, seq, deadline, deadline_ns, priority, max_retries, max_resubmits, labels)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, 1,
-        $26, $27, $28, $29, $30)
+        $26, $27, $28, $29, $30, $31::jsonb)
     RETURNING id
 ), p AS (
     INSERT INTO params (task_id, params) SELECT id, $24::json FROM t
@@ -81,6 +81,10 @@ func (s *Store) Create(ctx context.Context, tasks ...*persist.Task) error {
 		if c.Updated.IsZero() {
 			c.Updated = c.Created
 		}
+		labels, err := encodeLabels(t.Options.Labels)
+		if err != nil {
+			return fmt.Errorf("pgstore: create %s: %w", t.ID, err)
+		}
 		params, err := encodeParams(t.Params)
 		if err != nil {
 			return fmt.Errorf("pgstore: create %s: %w", t.ID, err)
@@ -97,7 +101,8 @@ func (s *Store) Create(ctx context.Context, tasks ...*persist.Task) error {
 			nextAt, nextNs, pollSince, pollNs, clean(c.Token), clean(c.Cost),
 			created, createdNs, updated, updatedNs, clean(c.Owner), lease, leaseNs,
 			params, string(transitions.Created),
-			deadline, deadlineNs, c.Options.Priority, c.Options.MaxRetries, c.Options.MaxResubmits)
+			deadline, deadlineNs, c.Options.Priority, c.Options.MaxRetries, c.Options.MaxResubmits,
+			labels)
 	}
 	if len(tasks) == 0 {
 		return nil
