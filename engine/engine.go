@@ -253,6 +253,16 @@ func (e *Engine) resume(ctx context.Context) (next time.Time, full bool, err err
 // BreakerOpen reports whether submits are stopped by an account error.
 func (e *Engine) BreakerOpen() bool { return e.brk.isOpen() }
 
+// BreakerCode is the code that opened the breaker (an account error, or a
+// key the provider refuses), "" while it is closed: transitions.Lookup
+// says what fixes it.
+func (e *Engine) BreakerCode() string {
+	if !e.brk.isOpen() {
+		return ""
+	}
+	return e.brk.openedBy()
+}
+
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {
 	s := &e.stats

@@ -142,12 +142,12 @@ func (e *Engine) plan(ctx context.Context, reqs []Request, now time.Time, lookup
 			}
 			if old != nil {
 				if r.IfRefExists == RefUnique {
-					return nil, nil, fmt.Errorf("engine: ref %q: %w: it names task %s (%s); the request asks for a new task (RefUnique)",
-						r.Ref, ErrRefExists, old.ID, old.State)
+					return nil, nil, fmt.Errorf("%w: ref %q is task %s (%s); the request asks for a new task (RefUnique)",
+						ErrRefExists, r.Ref, old.ID, old.State)
 				}
 				if old.Method != r.Method || !maps.Equal(old.Params, r.Params) {
-					return nil, nil, fmt.Errorf("engine: ref %q: %w: it names task %s, a %s request with other parameters; "+
-						"use another ref, or the same request to attach to that task", r.Ref, ErrRefConflict, old.ID, old.Method)
+					return nil, nil, fmt.Errorf("%w: ref %q is task %s, a %s request with other parameters; "+
+						"use another ref, or the same request to attach to that task", ErrRefConflict, r.Ref, old.ID, old.Method)
 				}
 				subs[i] = Submission{ID: old.ID, Attached: true}
 				seenRef[r.Ref] = old

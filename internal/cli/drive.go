@@ -19,6 +19,7 @@ import (
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/provider"
 	"github.com/captchafsm/captchafsm/states"
+	"github.com/captchafsm/captchafsm/transitions"
 )
 
 // activeStates are the states an engine drives.
@@ -451,6 +452,7 @@ func (b *batch) drive(ctx context.Context) error {
 		return len(b.ids)
 	}, b.tr.counts)
 	failure, derr := b.drain(ctx)
+	breakerCode := b.eng.BreakerCode()
 	cerr := b.eng.Close() // every hook has run once Close returns
 	m.end()
 	close(stop)
@@ -492,7 +494,7 @@ func (b *batch) drive(ctx context.Context) error {
 	if unsettled > 0 {
 		return &exitError{code: ExitFailed, err: fmt.Errorf("%d tasks did not settle; `captchafsm resume` continues them", unsettled)}
 	}
-	b.summary(final)
+	b.summary(final, breakerCode)
 	return exitWith(exitCode(final))
 }
 
@@ -513,8 +515,9 @@ func (b *batch) drain(ctx context.Context) (*engine.StoreFailureError, error) {
 	}
 }
 
-// summary says on stderr how the tasks ended and what to do next.
-func (b *batch) summary(c map[states.State]int) {
+// summary says on stderr how the tasks ended and what to do next;
+// breakerCode is the code that stopped the submits, if one did.
+func (b *batch) summary(c map[states.State]int, breakerCode string) {
 	if b.quiet {
 		return
 	}
@@ -526,7 +529,14 @@ func (b *batch) summary(c map[states.State]int) {
 		fmt.Fprintln(w, "captchafsm: see `captchafsm list --state Failed` and `captchafsm history ID`")
 	}
 	if c[states.NeedsAccountFix] > 0 {
-		fmt.Fprintln(w, "captchafsm: fix the account (top up, whitelist the IP), then `captchafsm resume`: it releases the parked tasks once a getbalance shows the account usable (`captchafsm account-fixed` first releases them regardless)")
+		what := "fix the account (top up, whitelist the IP)"
+		if e, ok := transitions.Lookup(breakerCode); ok {
+			fmt.Fprintf(w, "captchafsm: submits stopped on %s: %s %s\n", e.Code, e.Meaning, e.Fix)
+			if e.KeyWide {
+				what = "fix the API key (CAPTCHAFSM_API_KEY or --key-file)"
+			}
+		}
+		fmt.Fprintf(w, "captchafsm: %s, then `captchafsm resume`: it releases the parked tasks once a getbalance shows the account usable (`captchafsm account-fixed` first releases them regardless)\n", what)
 	}
 }
 

@@ -193,3 +193,31 @@ func TestAccountFixedNeedsADatabase(t *testing.T) {
 	assert.Equal(t, ExitUsage, r.code)
 	assert.Contains(t, r.err, "no such file")
 }
+
+// TestWrongKeyParksTheBatch: run with a key the provider does not know
+// fails the tasks whose in.php it answered and parks the rest, naming the
+// code and the fix (the key), without earning the provider's IP ban for
+// repeated bad keys; resume with the right key solves the parked tasks.
+func TestWrongKeyParksTheBatch(t *testing.T) {
+	t.Parallel()
+	right := strings.Repeat("ab", 16)
+	w := newWorld(t).withSim(providersim.Config{Mix: providersim.NoErrors(), Key: right})
+	r := w.run(withPolicy(w, "run", "--from", w.file("t.jsonl", taskLines(40, "k")))...)
+	require.Equal(t, ExitNeedsAccountFix, r.code, r.err)
+	assert.Contains(t, r.err, "submits stopped on ERROR_KEY_DOES_NOT_EXIST")
+	assert.Contains(t, r.err, "fix the API key (CAPTCHAFSM_API_KEY or --key-file), then `captchafsm resume`")
+	led := w.sim.Sim.Ledger()
+	assert.LessOrEqual(t, led.Requests[providersim.KindSubmit], 3, "the first refusal stops the submits")
+	assert.Empty(t, led.Bans, "no IP ban")
+
+	w.env[EnvAPIKey] = right
+	r = w.run(withPolicy(w, "resume")...)
+	require.Equal(t, ExitOK, r.code, r.err) // resume answers for the tasks it released
+	done := 0
+	for _, task := range w.tasks() {
+		if task.State == states.Done {
+			done++
+		}
+	}
+	assert.Equal(t, 40-led.Requests[providersim.KindSubmit], done)
+}
