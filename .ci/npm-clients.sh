@@ -13,7 +13,9 @@
 # driver (MODE=gateway) calls every method of both clients through the
 # gateway — each must return a token — then kills the gateway with SIGKILL
 # while solves are in flight, restarts it on the same address, and those
-# solves must return tokens too.
+# solves must return tokens too. Before that, the JavaScript snippets of
+# the README and docs/gateway.md run as written against the gateway
+# (internal/npmtest/snippets.js).
 #
 # The simulators enforce the provider's rate rules and poll timing; --speed
 # divides solve times and the timing minimums so that the run takes seconds.
@@ -133,6 +135,11 @@ GATEWAY_URL=$(head -n1 "$work/gateway.url")
 gateway_cmd=$(node -e 'console.log(JSON.stringify(process.argv.slice(1)))' -- \
   "$work/captchafsm" "${gateway_args[@]}" --addr "${GATEWAY_URL#http://}")
 echo "npm-clients: gateway at $GATEWAY_URL in front of $FLAKY_URL (speed $GW_SPEED)"
+# The JavaScript snippets of the README and docs/gateway.md, run as a user
+# pasting them into a file would, against this gateway.
+NODE_PATH="$work/node_modules" GATEWAY_URL="$GATEWAY_URL" GATEWAY_KEY="$GW_KEY" WORK="$work" \
+  DOCS="README.md docs/gateway.md" node internal/npmtest/snippets.js || status=$?
+
 NODE_PATH="$work/node_modules" MODE=gateway GATEWAY_URL="$GATEWAY_URL" GATEWAY_KEY="$GW_KEY" \
   GATEWAY_PID="$(cat "$work/gateway.pid")" GATEWAY_CMD="$gateway_cmd" GATEWAY_PIDFILE="$work/gateway.pid" \
   OTHER_KEY="$OTHER_KEY" POLL_MS="$POLL_MS" node internal/npmtest/driver.js || status=$?

@@ -18,16 +18,24 @@ import (
 // released by that worker as it lets go (through the same move), and
 // counted here; Drain waits for it.
 func (e *Engine) AccountFixed(ctx context.Context) (int, error) {
-	n, err := e.releaseParked(ctx, "")
+	return e.AccountFixedBecause(ctx, "")
+}
+
+// AccountFixedBecause is AccountFixed noting why in each released task's
+// history (the detail of its account_fixed record; "" says "account
+// fixed"): a program that checked the account itself, as the CLI does
+// with a getbalance when it starts on parked tasks, says how it knows.
+func (e *Engine) AccountFixedBecause(ctx context.Context, why string) (int, error) {
+	n, err := e.releaseParked(ctx, why)
 	if e.fleet != nil {
 		// Parked tasks of a shared store belong to no engine: release them
 		// in the store (this closes the fleet's breaker too); any engine
 		// claims them next.
-		m, ferr := ReleaseAccountFix(ctx, e.store)
+		m, ferr := releaseAccountFix(ctx, e.store, why)
 		n += m
 		err = errors.Join(err, ferr)
 	}
-	e.log.Info("account fixed", "released", n)
+	e.log.Info("account fixed", "released", n, "why", why)
 	return n, err
 }
 

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -428,9 +429,16 @@ func (r scaleReport) table() string {
 // checks the targets.
 func runScale(t *testing.T, n int) scaleReport {
 	r := scaleReport{GOMAXPROCS: runtime.GOMAXPROCS(0)}
-	r.Engine = runEngineScale(t, n)
+	// The labels let a CPU profile of the run be split by side:
+	// go tool pprof -tagfocus run=engine (the GC's background workers carry
+	// no label, its assists do).
+	pprof.Do(context.Background(), pprof.Labels("run", "engine"), func(context.Context) {
+		r.Engine = runEngineScale(t, n)
+	})
 	runtime.GC()
-	r.Naive = runNaiveScale(t, n)
+	pprof.Do(context.Background(), pprof.Labels("run", "naive"), func(context.Context) {
+		r.Naive = runNaiveScale(t, n)
+	})
 	for _, f := range []scaleFigures{r.Engine, r.Naive} {
 		assert.Zero(t, f.Bans, "%s provoked provider bans", f.Engine)
 		assert.Zero(t, f.Orphaned, "%s left charged tasks unpolled", f.Engine)
@@ -472,6 +480,26 @@ func TestScale10k(t *testing.T) {
 	b, err := json.Marshal(r)
 	require.NoError(t, err)
 	t.Logf("%s%s", scaleJSONPrefix, b)
+}
+
+// TestScaleEngine10k runs the engine's side of TestScale10k alone, for
+// profiles that the naive baseline's 10,000 goroutines would otherwise
+// swamp (allocation profiles carry no labels):
+//
+//	CAPTCHAFSM_SCALE=1 go test -run '^TestScaleEngine10k$' -cpuprofile cpu.prof -memprofile mem.prof ./engine
+func TestScaleEngine10k(t *testing.T) {
+	if os.Getenv(scaleEnv) == "" {
+		t.Skipf("set %s=1 to run the 10,000-solve measurement (see docs/performance.md)", scaleEnv)
+	}
+	n := scaleSize
+	if v := os.Getenv(scaleSizeEnv); v != "" {
+		var err error
+		n, err = strconv.Atoi(v)
+		require.NoError(t, err, scaleSizeEnv)
+		require.Positive(t, n, scaleSizeEnv)
+	}
+	f := runEngineScale(t, n)
+	t.Logf("engine: %d solves, cpu %.0f µs/solve, %d transitions, answer lag mean %.2f s", f.Done, f.CPUPerSolve(), f.Transitions, f.LagMeanSec)
 }
 
 // TestScaleSmall runs the comparison on 500 solves (300 with -short) in

@@ -71,28 +71,34 @@ func (b *pollBudget) nextMinute(now time.Time) time.Time {
 	return now.Truncate(time.Minute).Add(time.Minute)
 }
 
-// submitWindow keeps in.php requests under the provider's burst rule
-// (provider.SubmitBurst in any provider.SubmitBurstWindow, MAX_USER_TURN
-// beyond), with a margin, counting the moments requests leave. The
-// limiter's lock guards it.
-type submitWindow struct {
-	ring [submitWindowMax]time.Time // send times, oldest at next
+// sendWindow keeps sends under a sliding-window rule: at most len(ring)
+// in any span, counting the moments requests leave. The engine keeps two
+// for in.php: the provider's burst rule (provider.SubmitBurst in any
+// provider.SubmitBurstWindow, MAX_USER_TURN beyond) with a margin, and
+// submit_rate's per second. The limiter's lock guards them.
+type sendWindow struct {
+	span time.Duration
+	ring []time.Time // send times, oldest at next
 	next int
 	full bool
 }
 
+func newSendWindow(n int, span time.Duration) sendWindow {
+	return sendWindow{span: span, ring: make([]time.Time, n)}
+}
+
 // delay is how long a send at now must wait to stay within the window.
-func (w *submitWindow) delay(now time.Time) time.Duration {
+func (w *sendWindow) delay(now time.Time) time.Duration {
 	if !w.full {
 		return 0
 	}
-	return max(w.ring[w.next].Add(submitWindowLen).Sub(now), 0)
+	return max(w.ring[w.next].Add(w.span).Sub(now), 0)
 }
 
 // book records a send at now.
-func (w *submitWindow) book(now time.Time) {
+func (w *sendWindow) book(now time.Time) {
 	w.ring[w.next] = now
-	w.next = (w.next + 1) % submitWindowMax
+	w.next = (w.next + 1) % len(w.ring)
 	if w.next == 0 {
 		w.full = true
 	}

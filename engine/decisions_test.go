@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -227,6 +228,45 @@ func TestDeadlineStopsTheWaitNotTheTask(t *testing.T) {
 		assert.NotContains(t, events(h), transitions.Cancelled)
 		submits, _ := b.api.counts()
 		assert.Equal(t, 1, submits)
+	})
+}
+
+// refReads counts the store's look-ups by ref.
+type refReads struct {
+	persist.Store
+	n atomic.Int64
+}
+
+func (s *refReads) GetByRef(ctx context.Context, ref string) (*persist.Task, error) {
+	s.n.Add(1)
+	return s.Store.GetByRef(ctx, ref)
+}
+
+// TestRefsLookedUpOnlyWhenStored: a batch of new refs costs the store no
+// look-up per request; a batch holding a ref already stored attaches that
+// request to its task, creates the others, and only then reads by ref.
+func TestRefsLookedUpOnlyWhenStored(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, engine.Policy{})
+		st := &refReads{Store: b.store}
+		eng := b.reopenWith(engine.Config{Store: st, API: b.api})
+		ctx := context.Background()
+		first, added, err := eng.SubmitMany(ctx, []engine.Request{recaptcha("a"), recaptcha("b"), recaptcha("a")})
+		require.NoError(t, err)
+		assert.Equal(t, 2, added)
+		assert.Equal(t, first[0], first[2], "one ref, one task")
+		assert.Zero(t, st.n.Load(), "new refs are not looked up")
+
+		ids, added, err := eng.SubmitMany(ctx, []engine.Request{recaptcha("c"), recaptcha("b"), recaptcha("")})
+		require.NoError(t, err)
+		assert.Equal(t, 2, added, "c and the task without a ref")
+		assert.Equal(t, first[1], ids[1], "b attaches to its task")
+		assert.NotContains(t, first, ids[0])
+		assert.Positive(t, st.n.Load(), "a stored ref is looked up")
+		require.NoError(t, eng.Drain(ctx))
+		counts, err := b.store.Count(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, 4, counts[states.Done], "a, b, c and the one without a ref: %v", counts)
 	})
 }
 

@@ -46,7 +46,10 @@
 //   - permanent: Failed; the task is never sent again.
 //   - account (ZERO_BALANCE...): NeedsAccountFix, and the breaker stops every
 //     submit of the engine — tasks waiting to submit are parked without
-//     sending — until AccountFixed. Polls of accepted tasks go on.
+//     sending. Polls of accepted tasks go on. While it is open, a free
+//     getbalance every Policy.AccountProbeInterval checks the account, and
+//     once it is usable the engine releases the parked tasks itself (the
+//     half-open breaker); AccountFixed releases them at once.
 //   - not ready: poll again after PollInterval; Failed with POLL_TIMEOUT
 //     after PollTimeout.
 //   - resubmit (UNSOLVABLE, TOKEN_EXPIRED): a new provider task with the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -146,7 +145,10 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	log := cfg.Logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		// Disabled at every level: a handler that formats into
+		// io.Discard would still build every record (two transitions per
+		// solve log at Info).
+		log = slog.New(slog.DiscardHandler)
 	}
 	batchN := cfg.PollBatch
 	if batchN <= 0 {
@@ -250,6 +252,16 @@ func (e *Engine) resume(ctx context.Context) (next time.Time, full bool, err err
 
 // BreakerOpen reports whether submits are stopped by an account error.
 func (e *Engine) BreakerOpen() bool { return e.brk.isOpen() }
+
+// BreakerCode is the code that opened the breaker (an account error, or a
+// key the provider refuses), "" while it is closed: transitions.Lookup
+// says what fixes it.
+func (e *Engine) BreakerCode() string {
+	if !e.brk.isOpen() {
+		return ""
+	}
+	return e.brk.openedBy()
+}
 
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {

@@ -193,7 +193,7 @@ func (e *Engine) openBreaker(code string) {
 	}
 	if opened {
 		e.stats.trips.Add(1)
-		e.log.Warn("account error: submits stopped until account-fixed", keyCode, code)
+		e.log.Warn("account error: submits stopped until the account is usable again (a getbalance probe every account_probe_interval, or account-fixed)", keyCode, code)
 		e.sched.kick()
 	}
 }

@@ -111,6 +111,9 @@ func TestGateRunsEffectsAfterTheCommit(t *testing.T) {
 				// settle then, and nothing of the move happens.
 				res, _ := eng.Wait(ctx, id)
 				require.NotNil(t, res)
+				// Wait returns once the waiter is woken, which publish does
+				// before it calls the hook: let the worker finish the move.
+				synctest.Wait()
 
 				gs.mu.Lock()
 				defer gs.mu.Unlock()

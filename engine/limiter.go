@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"math"
 	"sync"
 	"time"
 
@@ -22,18 +23,74 @@ type limiter struct {
 
 	mu          sync.Mutex
 	bucket      *rate.Limiter
-	window      submitWindow
+	window      sendWindow // the provider's 3-second rule
+	second      sendWindow // submit_rate's ⌈rate⌉ in any second
 	budget      pollBudget
 	submitUntil time.Time // no in.php before (a ban, a restart)
 	pollUntil   time.Time // no res.php before (a ban)
 }
+
+// submitGroupSpan is how long the scheduler lets due submits wait for one
+// another so as to hand them out together (submitGroup): their intents,
+// and in.php answers that come back together, then share a commit.
+const submitGroupSpan = 200 * time.Millisecond
+
+// submitGroupMax caps a group. 3 divides the window's 57 and 18 (six
+// groups a second within the default submit_rate of 20), so groups of 3
+// never put more than 57 sends in any 3 seconds nor 20 in any second.
+const submitGroupMax = 3
 
 func newLimiter(submitRate float64, local bool) *limiter {
 	// The scheduler hands submits out no faster than the window lets them
 	// leave (57 in 3 s, 19/s): faster, workers would only wait in
 	// awaitSend, holding their tasks.
 	windowRate := float64(submitWindowMax) / submitWindowLen.Seconds()
-	return &limiter{local: local, bucket: rate.NewLimiter(rate.Limit(min(submitRate, windowRate)), 1)}
+	r := min(submitRate, windowRate)
+	g := submitGroup(r)
+	// submit_rate bounds every second, not only the average: groups of g
+	// leave whole groups per second only, at most ⌈submit_rate⌉ in all
+	// (20: 6 groups of 3, 18/s). The per-second window holds the bound
+	// where requests leave when a late group closes up on the next.
+	if whole := float64(g * (int(math.Ceil(submitRate)) / g)); g > 1 && whole < r {
+		r = whole
+	}
+	return &limiter{local: local, bucket: rate.NewLimiter(rate.Limit(r), g),
+		window: newSendWindow(submitWindowMax, submitWindowLen),
+		second: newSendWindow(max(1, int(math.Ceil(submitRate))), time.Second)}
+}
+
+// submitGroup is how many due submits the scheduler hands out at once at
+// rate r (per second): as many as the rate lets leave within
+// submitGroupSpan, 1 to submitGroupMax. The bucket's burst is that size,
+// so the average rate is unchanged; a slow rate is not bunched.
+func submitGroup(r float64) int {
+	return max(1, min(submitGroupMax, int(r*submitGroupSpan.Seconds()+1e-9)))
+}
+
+// groupDelay is how long the scheduler waits before it hands out the
+// first submit of a group of want (the number due, at most the group
+// size): until the bucket holds a token for each. The tokens are booked
+// one by one by submitDelay.
+func (l *limiter) groupDelay(now time.Time, want int) time.Duration {
+	if !l.local || want <= 1 {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	want = min(want, l.bucket.Burst())
+	missing := float64(want) - l.bucket.TokensAt(now)
+	if missing <= 0 {
+		return 0
+	}
+	return time.Duration(math.Ceil(missing / float64(l.bucket.Limit()) * float64(time.Second)))
+}
+
+// groupSize is the number of submits the scheduler gathers into a group.
+func (l *limiter) groupSize() int {
+	if !l.local {
+		return 1
+	}
+	return l.bucket.Burst()
 }
 
 // submitDelay is how long the scheduler waits before it hands out the
@@ -61,7 +118,8 @@ type errPaused struct{ until time.Time }
 func (e errPaused) Error() string { return "in.php paused until " + e.until.Format(time.RFC3339) }
 
 // awaitSend blocks until an in.php request may leave now under the
-// provider's 3-second window, and books it: every submit passes here, at
+// provider's 3-second window and (a lone engine) submit_rate's second,
+// and books it: every submit passes here, at
 // the moment it leaves. A ban in force is an errPaused instead of a wait;
 // ctx's end, its error.
 func (l *limiter) awaitSend(ctx context.Context) error {
@@ -74,8 +132,14 @@ func (l *limiter) awaitSend(ctx context.Context) error {
 			return errPaused{until}
 		}
 		d := l.window.delay(now)
+		if l.local {
+			d = max(d, l.second.delay(now))
+		}
 		if d == 0 {
 			l.window.book(now)
+			if l.local {
+				l.second.book(now)
+			}
 			l.mu.Unlock()
 			return nil
 		}

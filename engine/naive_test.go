@@ -29,8 +29,8 @@ import (
 // everything else with the engine: the same provider client, the same
 // policy figures (first-poll delays, poll interval and timeout, retry and
 // resubmit limits, retry delays), a submit rate the provider's 60-in-3-s
-// rule tolerates (19/s with a burst of 1, as the engine's 20/s bucket plus
-// its 57-in-3-s window), and the same store writes: every transition is one
+// rule tolerates (19/s with a burst of 1; the engine, at the default
+// submit_rate, sends 18/s in groups of 3), and the same store writes: every transition is one
 // persist.Store.Apply of the same record the engine would write, checked by
 // fsm.Step. It has no breaker (an account error parks the one task), no
 // engine-wide ban (each task waits a ban out on its own) and no resume.

@@ -211,20 +211,24 @@ func (r *registry) publish(tk *task, from states.State, next *persist.Task, rec 
 	r.mu.Lock()
 	tk.snap.Store(next)
 	r.movedLocked(next.ID)
+	// The watchers are told once, and only when a count they read moved:
+	// Submitting to Polling leaves them as they were.
+	active, parked := r.active, r.parkedN
 	if from != to {
-		r.countLocked(from, -1)
-		r.countLocked(to, 1)
+		r.adjustLocked(from, -1)
+		r.adjustLocked(to, 1)
 	}
 	if to.Settled() {
 		r.wakeLocked(next.ID)
 		if to.Terminal() || !r.keepParked {
 			delete(r.tasks, next.ID)
-			r.countLocked(to, -1)
+			r.adjustLocked(to, -1)
 			if r.reading > 0 {
 				r.left[next.ID] = true
 			}
 		}
 	}
+	r.changedLocked(active, parked)
 	var tr Transition
 	if r.hook != nil || len(r.subs) > 0 {
 		tr = Transition{Task: TaskOf(next), Record: rec}
@@ -304,6 +308,13 @@ func (r *registry) wakeAll() {
 
 // countLocked adds n tasks in state s to the counts Drain watches.
 func (r *registry) countLocked(s states.State, n int) {
+	active, parked := r.active, r.parkedN
+	r.adjustLocked(s, n)
+	r.changedLocked(active, parked)
+}
+
+// adjustLocked adds n tasks in state s to the counts, telling no one.
+func (r *registry) adjustLocked(s states.State, n int) {
 	if s == states.Polling {
 		r.pollN += n
 	}
@@ -312,7 +323,13 @@ func (r *registry) countLocked(s states.State, n int) {
 		r.active += n
 	case s == states.NeedsAccountFix:
 		r.parkedN += n
-	default:
+	}
+}
+
+// changedLocked wakes the watchers (Drain, the pager) when the counts
+// differ from active and parked.
+func (r *registry) changedLocked(active, parked int) {
+	if r.active == active && r.parkedN == parked {
 		return
 	}
 	close(r.changed)

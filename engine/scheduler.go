@@ -70,6 +70,12 @@ type scheduler struct {
 	pollQ     taskHeap // polling, by next-action time
 	deadlines taskHeap // every queued active task with a deadline, by it
 	sending   int      // submit jobs handed out and not given back
+	// awake is true while the loop will look at the queues again before it
+	// sleeps (it has jobs to hand out); asleep, it wakes at wakeAt (zero:
+	// only when kicked). A task queued for no earlier than that needs no
+	// kick.
+	awake  bool
+	wakeAt time.Time
 }
 
 func newScheduler(lim *limiter, brk *breaker, unparks bool, batchN int, window time.Duration, concurrency int) *scheduler {
@@ -91,8 +97,28 @@ func (s *scheduler) kick() {
 func (s *scheduler) push(tk *task) {
 	s.mu.Lock()
 	s.pushLocked(tk)
+	wake := s.wakeNeededLocked(tk)
 	s.mu.Unlock()
-	s.kick()
+	if wake {
+		s.kick()
+	}
+}
+
+// wakeNeededLocked reports whether the loop must be kicked for tk, just
+// queued: it sleeps past tk's next action or deadline, or the breaker is
+// open (parked tasks are handed out whatever their time). Every task given
+// back used to kick the loop, several times per solve, for nothing most of
+// the time.
+func (s *scheduler) wakeNeededLocked(tk *task) bool {
+	if tk.q == nil || s.awake {
+		return false
+	}
+	if s.wakeAt.IsZero() || s.brk.isOpen() {
+		return true
+	}
+	t := tk.cur()
+	dl := t.Options.Deadline
+	return t.NextAt.Before(s.wakeAt) || (!dl.IsZero() && dl.Before(s.wakeAt))
 }
 
 func (s *scheduler) pushLocked(tk *task) {
@@ -128,89 +154,6 @@ func (s *scheduler) removeLocked(tk *task) {
 	tk.idx = -1
 	if tk.didx >= 0 {
 		heap.Remove(&s.deadlines, tk.didx)
-	}
-}
-
-// claim makes the caller tk's owner when no one else is: it leaves its
-// queue and is marked busy. When a worker owns it, claim returns false; if
-// cancel is set, the worker's release will cancel it.
-func (s *scheduler) claim(tk *task, cancel bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if tk.busy {
-		if cancel {
-			tk.cancel = true
-		}
-		return false
-	}
-	s.removeLocked(tk)
-	tk.busy = true
-	return true
-}
-
-// cancelRequested reports whether a cancellation was asked while tk was
-// busy.
-func (s *scheduler) cancelRequested(tk *task) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return tk.cancel
-}
-
-// cancelDone ends a cancellation request once it is carried out.
-func (s *scheduler) cancelDone(tk *task) {
-	s.mu.Lock()
-	tk.cancel = false
-	s.mu.Unlock()
-}
-
-// giveBack ends its owner's hold on tk: a task another engine took over is
-// reported lost (the caller drops it); an unsettled one is queued again
-// unless requeue is false (shutdown).
-func (s *scheduler) giveBack(tk *task, requeue bool) (lost bool) {
-	s.mu.Lock()
-	tk.busy = false
-	s.doneSendingLocked(tk)
-	switch {
-	case tk.lost:
-		s.removeLocked(tk)
-		lost = true
-	case requeue && (!tk.cur().State.Settled() || tk.cur().State == states.NeedsAccountFix):
-		s.pushLocked(tk)
-	}
-	s.mu.Unlock()
-	s.kick()
-	return lost
-}
-
-// markLost records that another engine took tk over; dropNow is true when
-// no one owns it, so the caller can forget it at once.
-func (s *scheduler) markLost(tk *task) (dropNow bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	tk.lost = true
-	if tk.busy {
-		return false
-	}
-	s.removeLocked(tk)
-	return true
-}
-
-// isLost reports whether another engine took tk over.
-func (s *scheduler) isLost(tk *task) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return tk.lost
-}
-
-// unclaim gives back tasks of jobs that were never started.
-func (s *scheduler) unclaim(jobs []job) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, j := range jobs {
-		for _, tk := range j.tasks {
-			tk.busy = false
-			s.doneSendingLocked(tk)
-		}
 	}
 }
 
@@ -288,9 +231,12 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 	storeBroken := s.storeBroken != nil && s.storeBroken()
 	submitUntil, pollUntil := s.lim.pauses()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	var jobs []job
 	var next time.Time
+	defer func() {
+		s.awake, s.wakeAt = len(jobs) > 0, next
+		s.mu.Unlock()
+	}()
 	later := func(t time.Time) {
 		if next.IsZero() || t.Before(next) {
 			next = t
@@ -343,6 +289,7 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 		heap.Push(&s.readyQ, tk)
 	}
 	held = held[:0]
+	grouped := false
 	defer func() {
 		for _, tk := range held {
 			tk.q = &s.readyQ
@@ -376,6 +323,18 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 			if s.atCapacityLocked() {
 				break // a task leaving Polling kicks the loop
 			}
+			if !grouped {
+				// The first paced submit of the round waits until the
+				// tokens for all those due with it (up to a group) are
+				// there: handed out together, their intents share a
+				// commit, and so do their answers when they come back
+				// together.
+				grouped = true
+				if d := s.lim.groupDelay(now, s.readySubmitsLocked(s.lim.groupSize())); d > 0 {
+					later(now.Add(d))
+					break
+				}
+			}
 			if d := s.lim.submitDelay(now); d > 0 {
 				later(now.Add(d))
 				break
@@ -408,20 +367,20 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 		case !ok:
 			later(retry)
 		default:
+			// Counted in place first: the loop wakes at every task
+			// queued sooner than it would, and taking the due tasks off
+			// the heap only to push them back while the window lasts
+			// cost more than the polls.
+			n := 0
+			at := s.pollQ.due(now, func(*task) bool { n++; return n < s.batchN })
+			if n < s.batchN && !at.IsZero() && !at.After(first.Add(s.window)) {
+				// The next falls due within the window: wait for it.
+				later(at)
+				break
+			}
 			var due []*task
 			for s.pollQ.Len() > 0 && !s.pollQ.items[0].cur().NextAt.After(now) {
 				due = append(due, take(&s.pollQ))
-			}
-			if s.pollQ.Len() > 0 && len(due) < s.batchN {
-				if at := s.pollQ.items[0].cur().NextAt; !at.After(first.Add(s.window)) {
-					// The next falls due within the window: wait for it.
-					for _, tk := range due {
-						tk.busy = false
-						s.pushLocked(tk)
-					}
-					later(at)
-					break
-				}
 			}
 			for len(due) > 0 {
 				n := min(len(due), s.batchN)
@@ -443,67 +402,26 @@ func (s *scheduler) collect(now time.Time) ([]job, time.Time) {
 	return jobs, next
 }
 
+// readySubmitsLocked counts the due submits that the limiter paces (no
+// unrecorded answer), up to most.
+func (s *scheduler) readySubmitsLocked(most int) int {
+	n := 0
+	for _, tk := range s.readyQ.items {
+		if n >= most {
+			break
+		}
+		if tk.pending == nil {
+			n++
+		}
+	}
+	return n
+}
+
 // dropDeadlineLocked takes tk out of deadlines, if it is there.
 func (s *scheduler) dropDeadlineLocked(tk *task) {
 	if tk.didx >= 0 {
 		heap.Remove(&s.deadlines, tk.didx)
 	}
-}
-
-// taskHeap is a heap of tasks in the order less gives; index is where a
-// task keeps its position in it.
-type taskHeap struct {
-	items []*task
-	less  func(a, b *task) bool
-	index func(*task) *int
-}
-
-func queueIndex(tk *task) *int { return &tk.idx }
-
-// byNextAt orders tasks by next-action time.
-func byNextAt() taskHeap {
-	return taskHeap{less: func(a, b *task) bool { return a.cur().NextAt.Before(b.cur().NextAt) }, index: queueIndex}
-}
-
-// byPriority orders tasks by priority (higher first), then next-action
-// time, then id (creation order).
-func byPriority() taskHeap {
-	return taskHeap{less: func(a, b *task) bool {
-		ta, tb := a.cur(), b.cur()
-		if pa, pb := ta.Options.Priority, tb.Options.Priority; pa != pb {
-			return pa > pb
-		}
-		if c := ta.NextAt.Compare(tb.NextAt); c != 0 {
-			return c < 0
-		}
-		return ta.ID < tb.ID
-	}, index: queueIndex}
-}
-
-func deadlineBefore(a, b *task) bool {
-	return a.cur().Options.Deadline.Before(b.cur().Options.Deadline)
-}
-
-func (h *taskHeap) Len() int           { return len(h.items) }
-func (h *taskHeap) Less(i, j int) bool { return h.less(h.items[i], h.items[j]) }
-func (h *taskHeap) Swap(i, j int) {
-	h.items[i], h.items[j] = h.items[j], h.items[i]
-	*h.index(h.items[i]) = i
-	*h.index(h.items[j]) = j
-}
-func (h *taskHeap) Push(x any) {
-	tk := x.(*task)
-	*h.index(tk) = len(h.items)
-	h.items = append(h.items, tk)
-}
-func (h *taskHeap) Pop() any {
-	old := h.items
-	n := len(old)
-	tk := old[n-1]
-	old[n-1] = nil
-	*h.index(tk) = -1
-	h.items = old[:n-1]
-	return tk
 }
 
 // retryLater keeps tk's state and moves its next action (in memory only)

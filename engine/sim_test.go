@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -184,4 +185,37 @@ func mustFloat(t *testing.T, s string) float64 {
 	f, err := strconv.ParseFloat(s, 64)
 	require.NoError(t, err, "cost %q", s)
 	return f
+}
+
+// TestWrongKeyStopsSending: a key the provider does not know fails the
+// tasks whose in.php it answered (the guide's class: permanent) and opens
+// the breaker, so the rest of the batch parks instead of each sending its
+// own doomed in.php: the simulator's IP ban for repeated bad keys (20 a
+// minute) is never earned. Before, 100 tasks sent 21 in.php requests, 20
+// failed and the rest waited out IP_BANNED.
+func TestWrongKeyStopsSending(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := providersim.New(providersim.Config{Seed: 1, Key: simKey, Mix: providersim.NoErrors()})
+		defer sim.Close()
+		client, err := provider.New(provider.Config{BaseURL: "http://sim.invalid", Key: strings.Repeat("0f", 16), HTTPClient: sim.Client()})
+		require.NoError(t, err)
+		st, err := boltstore.Open(filepath.Join(t.TempDir(), "key.db"), &boltstore.Options{NoSync: true})
+		require.NoError(t, err)
+		defer st.Close()
+		eng, err := engine.Open(context.Background(), engine.Config{Store: st, API: client})
+		require.NoError(t, err)
+		defer eng.Close()
+		ctx := context.Background()
+		_, _, err = eng.SubmitMany(ctx, mixed(100))
+		require.NoError(t, err)
+		require.NoError(t, eng.Drain(ctx))
+		led := sim.Ledger()
+		sent := led.Requests[providersim.KindSubmit]
+		assert.LessOrEqual(t, sent, 3, "the first answer stops sending (a group of 3 may be on its way)")
+		assert.Empty(t, led.Bans, "no IP ban earned")
+		counts, err := st.Count(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, sent, counts[states.Failed], "a task whose in.php was answered fails: %v", counts)
+		assert.Equal(t, 100-sent, counts[states.NeedsAccountFix], "the rest wait for the key: %v", counts)
+	})
 }

@@ -83,47 +83,27 @@ func (e *Engine) submit(ctx context.Context, reqs []Request) ([]Submission, erro
 		return nil, ErrClosed
 	}
 	now := time.Now()
-	subs := make([]Submission, len(reqs))
-	var fresh []*persist.Task
-	seenRef := map[string]*persist.Task{}
-	for i, r := range reqs {
-		if r.Ref != "" {
-			old, ok := seenRef[r.Ref]
-			if !ok {
-				var err error
-				old, err = e.store.GetByRef(ctx, r.Ref)
-				if err != nil && !errors.Is(err, persist.ErrNotFound) {
-					return nil, fmt.Errorf("engine: submit: %w", err)
-				}
-			}
-			if old != nil {
-				if r.IfRefExists == RefUnique {
-					return nil, fmt.Errorf("engine: ref %q: %w: it names task %s (%s); the request asks for a new task (RefUnique)",
-						r.Ref, ErrRefExists, old.ID, old.State)
-				}
-				if old.Method != r.Method || !maps.Equal(old.Params, r.Params) {
-					return nil, fmt.Errorf("engine: ref %q: %w: it names task %s, a %s request with other parameters; "+
-						"use another ref, or the same request to attach to that task", r.Ref, ErrRefConflict, old.ID, old.Method)
-				}
-				subs[i] = Submission{ID: old.ID, Attached: true}
-				seenRef[r.Ref] = old
-				continue
-			}
-		}
-		t := NewTask(r, now)
-		if e.fleet != nil {
-			t.Owner, t.LeaseUntil = e.fleet.owner, now.Add(e.fleet.ttl)
-		}
-		fresh = append(fresh, t)
-		subs[i] = Submission{ID: t.ID}
-		if r.Ref != "" {
-			seenRef[r.Ref] = t
-		}
+	// Refs are looked up only when the store holds one already: Create
+	// refuses a ref it holds (all or none), and a batch of new refs, the
+	// common case, costs no read per request.
+	subs, fresh, err := e.plan(ctx, reqs, now, false)
+	if err != nil {
+		return nil, err // two requests of the batch with one ref
 	}
 	if len(fresh) == 0 {
 		return subs, nil
 	}
-	if err := e.store.Create(ctx, fresh...); err != nil {
+	err = e.store.Create(ctx, fresh...)
+	if errors.Is(err, persist.ErrDuplicateRef) {
+		if subs, fresh, err = e.plan(ctx, reqs, now, true); err != nil {
+			return nil, err
+		}
+		if len(fresh) == 0 {
+			return subs, nil
+		}
+		err = e.store.Create(ctx, fresh...)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("engine: submit: %w", err)
 	}
 	left := false
@@ -142,6 +122,49 @@ func (e *Engine) submit(ctx context.Context, reqs []Request) ([]Submission, erro
 		e.pager.kick()
 	}
 	return subs, nil
+}
+
+// plan turns reqs into what submit returns and the tasks it stores.
+// Requests that share a Ref share a task. With lookup, a Ref already in
+// the store attaches its request to the stored task (or is refused, as
+// submit says); without, every Ref is taken to be new.
+func (e *Engine) plan(ctx context.Context, reqs []Request, now time.Time, lookup bool) (subs []Submission, fresh []*persist.Task, err error) {
+	subs = make([]Submission, len(reqs))
+	seenRef := map[string]*persist.Task{}
+	for i, r := range reqs {
+		if r.Ref != "" {
+			old, ok := seenRef[r.Ref]
+			if !ok && lookup {
+				old, err = e.store.GetByRef(ctx, r.Ref)
+				if err != nil && !errors.Is(err, persist.ErrNotFound) {
+					return nil, nil, fmt.Errorf("engine: submit: %w", err)
+				}
+			}
+			if old != nil {
+				if r.IfRefExists == RefUnique {
+					return nil, nil, fmt.Errorf("%w: ref %q is task %s (%s); the request asks for a new task (RefUnique)",
+						ErrRefExists, r.Ref, old.ID, old.State)
+				}
+				if old.Method != r.Method || !maps.Equal(old.Params, r.Params) {
+					return nil, nil, fmt.Errorf("%w: ref %q is task %s, a %s request with other parameters; "+
+						"use another ref, or the same request to attach to that task", ErrRefConflict, r.Ref, old.ID, old.Method)
+				}
+				subs[i] = Submission{ID: old.ID, Attached: true}
+				seenRef[r.Ref] = old
+				continue
+			}
+		}
+		t := NewTask(r, now)
+		if e.fleet != nil {
+			t.Owner, t.LeaseUntil = e.fleet.owner, now.Add(e.fleet.ttl)
+		}
+		fresh = append(fresh, t)
+		subs[i] = Submission{ID: t.ID}
+		if r.Ref != "" {
+			seenRef[r.Ref] = t
+		}
+	}
+	return subs, fresh, nil
 }
 
 // NewTask returns the task a request becomes, due at once, with a new id,

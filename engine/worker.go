@@ -85,6 +85,17 @@ func (e *Engine) runSubmit(tk *task) {
 		again()
 		return
 	}
+	// The store breaker: an answer already paid for is not on disk yet.
+	// Spending more waits for the store. It is asked before the intent is
+	// committed, not after: a durable intent goes out (one of the requests
+	// already leaving), so that no intent stays on disk unsent, to be
+	// recorded as possibly charged on the next start. Submits handed out
+	// together commit their intents together, and one of them may fail to
+	// record its answer before the others have left.
+	if e.unrec.open() {
+		again()
+		return
+	}
 	// The intent is durable before the request leaves: a crash from here
 	// on is seen on resume and recorded as possibly charged.
 	if e.commit(ctx, tk, send) != nil {
@@ -102,13 +113,6 @@ func (e *Engine) runSubmit(tk *task) {
 		if e.decideAndCommit(ctx, tk, transitions.Input{What: transitions.Due}) != nil {
 			again()
 		}
-		return
-	}
-	// The store breaker: an answer already paid for is not on disk yet.
-	// Spending more waits for the store.
-	if e.unrec.open() {
-		tk.intent = false
-		again()
 		return
 	}
 	// Paced where it leaves: the provider counts arrivals.

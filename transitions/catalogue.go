@@ -76,6 +76,11 @@ type Entry struct {
 	// FromGuide is true for the codes of the error guide the project was
 	// created from; false for the ones added from the provider's docs.
 	FromGuide bool
+	// KeyWide is true for a code about the API key, not the task: every
+	// request with the same key gets it, so the engine stops sending (the
+	// breaker) instead of failing each task with a request of its own
+	// (which earns the key's IP ban after a few dozen).
+	KeyWide bool
 }
 
 // IsBan reports whether the code announces an engine-wide block.
@@ -85,10 +90,10 @@ func (e Entry) IsBan() bool { return e.Ban > 0 }
 // `errors` table and the simulator's error mix are derived from it.
 var catalogue = []Entry{
 	// ---- The error guide: permanent (in.php) ----
-	{Code: "ERROR_WRONG_USER_KEY", Class: ClassPermanent, Where: Both, FromGuide: true,
+	{Code: "ERROR_WRONG_USER_KEY", Class: ClassPermanent, Where: Both, FromGuide: true, KeyWide: true,
 		Meaning: "The API key has an invalid format (it must be 32 hex characters).",
 		Fix:     "Check the key's format: 32 hex characters, no spaces or line breaks."},
-	{Code: "ERROR_KEY_DOES_NOT_EXIST", Class: ClassPermanent, Where: Both, FromGuide: true,
+	{Code: "ERROR_KEY_DOES_NOT_EXIST", Class: ClassPermanent, Where: Both, FromGuide: true, KeyWide: true,
 		Meaning: "The API key has a valid format but no account has it.",
 		Fix:     "Copy the key again from the provider's dashboard."},
 	// The guide lists the two task-id codes under in.php, but only res.php

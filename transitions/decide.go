@@ -42,6 +42,7 @@ const (
 	IfInDoubt      Guard = "a submit is in doubt"
 	IfBreakerOpen  Guard = "the breaker is open"
 	IfBan          Guard = "the code announces a ban"
+	IfKeyWide      Guard = "the code is about the API key"
 	IfTimedOut     Guard = "poll_timeout has passed"
 	IfRetriesLeft  Guard = "retries left"
 	IfRetriesSpent Guard = "max_retries spent"
@@ -147,6 +148,7 @@ var rules = []Rule{
 	{From: states.Submitting, What: Answer, Class: ClassTransient, If: IfBan, Event: RateLimited, Code: AnswerCode, Wait: BanEnd, Effects: []Effect{Ban}},
 	{From: states.Submitting, What: Answer, Class: ClassTransient, If: IfRetriesLeft, Event: TransientError, Code: AnswerCode, Wait: RetryDelay, Change: CountRetry},
 	{From: states.Submitting, What: Answer, Class: ClassTransient, If: IfRetriesSpent, Event: RetriesExhausted, Code: AnswerCode},
+	{From: states.Submitting, What: Answer, Class: ClassPermanent, If: IfKeyWide, Event: PermanentError, Code: AnswerCode, Effects: []Effect{OpenBreaker}},
 	{From: states.Submitting, What: Answer, Class: ClassPermanent, Event: PermanentError, Code: AnswerCode},
 	{From: states.Submitting, What: Answer, Class: ClassAccount, Event: AccountError, Code: AnswerCode, Effects: []Effect{OpenBreaker, Ban}},
 	{From: states.Submitting, What: Answer, Event: UnknownError, Code: AnswerCode},
@@ -348,6 +350,8 @@ func (in Input) holds(g Guard, entry Entry) bool {
 		return in.BreakerOpen
 	case IfBan:
 		return entry.IsBan()
+	case IfKeyWide:
+		return entry.KeyWide
 	case IfTimedOut:
 		return in.timedOut()
 	case IfRetriesLeft:

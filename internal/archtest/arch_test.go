@@ -1,7 +1,10 @@
 package archtest
 
 import (
+	"bytes"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -115,4 +118,22 @@ func nameOf(pkg string) string {
 		return "."
 	}
 	return strings.TrimPrefix(pkg, mod+"/")
+}
+
+// TestEngineFilesStaySmall: each file of engine/ holds one job, which
+// reads in one sitting (issue 14: under about 450 lines); a file that grows
+// past it is a job to split off.
+func TestEngineFilesStaySmall(t *testing.T) {
+	const most = 450
+	files, err := filepath.Glob("../../engine/*.go")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		assert.LessOrEqual(t, bytes.Count(b, []byte("\n")), most, "%s: split off one of its jobs", filepath.Base(f))
+	}
 }

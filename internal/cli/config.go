@@ -145,7 +145,7 @@ func openStoreAt(db setting, create bool, lock time.Duration) (persist.Store, er
 func storeErr(db setting, err error) error {
 	switch {
 	case errors.Is(err, persist.ErrLocked):
-		return usageErr("%s %s: database in use by another process (a running captchafsm run, resume, serve or demo?); wait for it or stop it, or read it through a running serve's API (/api/tasks)", db.source, db.value)
+		return usageErr("%s %s: database in use by another process (a running captchafsm run, solve, resume, serve, gateway or demo?); wait for it or stop it, or read it through the API of a running serve or gateway (/api/tasks)", db.source, db.value)
 	case errors.Is(err, persist.ErrNewerSchema):
 		return usageErr("%s %s: written by a newer captchafsm; upgrade this program", db.source, db.value)
 	case errors.Is(err, persist.ErrNotOurs):

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/provider"
 	"github.com/captchafsm/captchafsm/states"
+	"github.com/captchafsm/captchafsm/transitions"
 )
 
 // activeStates are the states an engine drives.
@@ -338,9 +340,49 @@ func (a *app) startBatch(cmd *cobra.Command, fp *failpoint, store persist.Store,
 		b.con.shared = a.opts.terminal(stdout)
 	}
 	if parked, _ := store.List(ctx, persist.ListOptions{States: []states.State{states.NeedsAccountFix}}); len(parked) > 0 {
-		fmt.Fprintf(stderr, "captchafsm: warning: %d tasks wait in NeedsAccountFix: submits are stopped until `captchafsm account-fixed`\n", len(parked))
+		b.checkAccount(ctx, pol, parked)
 	}
 	return b, nil
+}
+
+// checkAccount is the half-open breaker as the CLI meets it. The engine
+// probes an open breaker every account_probe_interval, but run and resume
+// end as soon as every task is settled or parked, before that probe fires:
+// an unattended bot whose account was topped up would wait for a person
+// forever. So a command that finds parked tasks asks the account once
+// (a free getbalance, through the engine's slots and budget) and, when it
+// is usable (a positive balance, no account error), releases them itself,
+// as the engine's probe would; they are then this command's to drive and
+// report. With probing off ("0s") only a person releases them.
+func (b *batch) checkAccount(ctx context.Context, pol engine.Policy, parked []*persist.Task) {
+	stderr := b.cmd.ErrOrStderr()
+	why := "submits are stopped until `captchafsm account-fixed`"
+	if pol.AccountProbeInterval > 0 {
+		balance, err := b.eng.Balance(ctx)
+		usable := false
+		switch {
+		case err != nil:
+			why = fmt.Sprintf("the account is not usable yet (getbalance: %v); `captchafsm account-fixed` once it is", err)
+		default:
+			v, perr := strconv.ParseFloat(balance, 64)
+			usable = perr == nil && v > 0
+			why = fmt.Sprintf("the account is not usable yet (getbalance: %s); `captchafsm account-fixed` once it is", balance)
+		}
+		if usable {
+			n, err := b.eng.AccountFixedBecause(ctx, fmt.Sprintf("getbalance at %s's start: balance %s", b.cmd.Name(), balance))
+			if err == nil {
+				b.tr.mu.Lock()
+				for _, t := range parked {
+					b.ids[t.ID] = true
+				}
+				b.tr.mu.Unlock()
+				fmt.Fprintf(stderr, "captchafsm: the account is usable again (getbalance: %s): released %d tasks parked in NeedsAccountFix\n", printable(balance), n)
+				return
+			}
+			why = fmt.Sprintf("the account looks usable (getbalance: %s), but releasing the tasks failed: %v", balance, err)
+		}
+	}
+	fmt.Fprintf(stderr, "captchafsm: warning: %d tasks wait in NeedsAccountFix: %s\n", len(parked), printable(why))
 }
 
 // watch adds ids to the tasks the command answers for; those already
@@ -410,6 +452,7 @@ func (b *batch) drive(ctx context.Context) error {
 		return len(b.ids)
 	}, b.tr.counts)
 	failure, derr := b.drain(ctx)
+	breakerCode := b.eng.BreakerCode()
 	cerr := b.eng.Close() // every hook has run once Close returns
 	m.end()
 	close(stop)
@@ -451,7 +494,7 @@ func (b *batch) drive(ctx context.Context) error {
 	if unsettled > 0 {
 		return &exitError{code: ExitFailed, err: fmt.Errorf("%d tasks did not settle; `captchafsm resume` continues them", unsettled)}
 	}
-	b.summary(final)
+	b.summary(final, breakerCode)
 	return exitWith(exitCode(final))
 }
 
@@ -472,8 +515,9 @@ func (b *batch) drain(ctx context.Context) (*engine.StoreFailureError, error) {
 	}
 }
 
-// summary says on stderr how the tasks ended and what to do next.
-func (b *batch) summary(c map[states.State]int) {
+// summary says on stderr how the tasks ended and what to do next;
+// breakerCode is the code that stopped the submits, if one did.
+func (b *batch) summary(c map[states.State]int, breakerCode string) {
 	if b.quiet {
 		return
 	}
@@ -485,7 +529,14 @@ func (b *batch) summary(c map[states.State]int) {
 		fmt.Fprintln(w, "captchafsm: see `captchafsm list --state Failed` and `captchafsm history ID`")
 	}
 	if c[states.NeedsAccountFix] > 0 {
-		fmt.Fprintln(w, "captchafsm: fix the account (top up, whitelist the IP), then `captchafsm account-fixed` and `captchafsm resume`")
+		what := "fix the account (top up, whitelist the IP)"
+		if e, ok := transitions.Lookup(breakerCode); ok {
+			fmt.Fprintf(w, "captchafsm: submits stopped on %s: %s %s\n", e.Code, e.Meaning, e.Fix)
+			if e.KeyWide {
+				what = "fix the API key (CAPTCHAFSM_API_KEY or --key-file)"
+			}
+		}
+		fmt.Fprintf(w, "captchafsm: %s, then `captchafsm resume`: it releases the parked tasks once a getbalance shows the account usable (`captchafsm account-fixed` first releases them regardless)\n", what)
 	}
 }
 

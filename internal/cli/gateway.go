@@ -236,6 +236,14 @@ func (a *app) gateway(cmd *cobra.Command, o gatewayOptions) error {
 	go func() { served <- srv.Serve(ln) }()
 
 	base := "http://" + ln.Addr().String()
+	if !loopback(host) {
+		// Allowed by --allow-remote, and still worth saying each time:
+		// every client's key crosses the network in the clear.
+		port := ln.Addr().(*net.TCPAddr).Port
+		log.Warn("listening beyond loopback over plain HTTP: clients' keys travel in the clear; "+
+			"keep the gateway on loopback behind a TLS-terminating proxy",
+			"addr", ln.Addr().String(), "for_example", fmt.Sprintf("caddy reverse-proxy --from captcha.example.com --to 127.0.0.1:%d", port))
+	}
 	if a.json {
 		_ = json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]string{
 			"url": base, "in": base + "/in.php", "res": base + "/res.php", "dashboard": base + "/", "metrics": base + "/metrics"})

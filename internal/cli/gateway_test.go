@@ -178,3 +178,44 @@ func get(t *testing.T, url string) string {
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
 	return string(b)
 }
+
+// TestGatewayBeyondLoopbackSaysHowToPutTLSInFront: --allow-remote lets the
+// gateway listen beyond loopback, over plain HTTP where every client's key
+// travels in the clear; it says so when it starts, with how to put a
+// TLS-terminating proxy in front, as the refusal without the flag does. On
+// loopback it says nothing of the kind.
+func TestGatewayBeyondLoopbackSaysHowToPutTLSInFront(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t).withSim(providersim.Config{Mix: providersim.NoErrors(), Key: testKey})
+	keys := w.file("keys.txt", "scraper "+localKey+"\n")
+	token := w.file("token.txt", strings.Repeat("t", 32)+"\n")
+	// started runs the gateway until it has printed its URL, stops it, and
+	// returns its stderr.
+	started := func(args ...string) string {
+		pr, pw := io.Pipe()
+		errb := &syncBuffer{}
+		root := w.root()
+		root.SetOut(pw)
+		root.SetErr(errb)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan int, 1)
+		go func() {
+			done <- Execute(ctx, root, append([]string{"gateway", "--policy", w.policy, "--keys", keys}, args...))
+			pw.Close()
+		}()
+		_, err := bufio.NewReader(pr).ReadString('\n')
+		require.NoError(t, err, errb.String())
+		go func() { _, _ = io.Copy(io.Discard, pr) }()
+		cancel()
+		require.Equal(t, ExitOK, <-done, errb.String())
+		return errb.String()
+	}
+
+	stderr := started("--addr", "0.0.0.0:0", "--allow-remote", "--token-file", token)
+	assert.Contains(t, stderr, "level=WARN")
+	assert.Contains(t, stderr, "plain HTTP")
+	assert.Contains(t, stderr, "caddy reverse-proxy --from captcha.example.com --to 127.0.0.1:")
+
+	stderr = started("--addr", "127.0.0.1:0")
+	assert.NotContains(t, stderr, "plain HTTP")
+}

@@ -53,6 +53,9 @@ States: Submitting, Backoff, Polling, Resubmitting, Done, Failed, NeedsAccountFi
   captchafsm list --jsonl | jq -c 'select(.submits > 1)'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			if lines && a.json {
+				return usageErr("--json and --jsonl: choose one (a JSON array, or one object per line)")
+			}
 			opts := persist.ListOptions{Limit: limit}
 			if state != "" {
 				s, err := states.Parse(state)

@@ -91,6 +91,11 @@ func TestListRefusesLockedAndForeignFiles(t *testing.T) {
 	r := w.run("list")
 	assert.Equal(t, ExitUsage, r.code)
 	assert.Contains(t, r.err, EnvDB+" "+w.db+": database in use by another process")
+	// The holder may be any command that keeps the file open while it
+	// runs, and the two that serve /api/tasks are both named.
+	for _, holder := range []string{"run", "solve", "resume", "serve", "gateway", "demo", "/api/tasks"} {
+		assert.Contains(t, r.err, holder, "the message names the commands that hold a database")
+	}
 	assert.Equal(t, 1, strings.Count(r.err, "\n"))
 	require.NoError(t, s.Close())
 

@@ -114,8 +114,8 @@ func matchRefs(ctx context.Context, store persist.Store, name string, r io.Reade
 		case err != nil:
 			return fmt.Errorf("--from %s: line %d: ref %q: %w", name, line, req.Ref, err)
 		case old.Method != req.Method || !maps.Equal(old.Params, req.Params):
-			return &exitError{code: ExitUsage, err: fmt.Errorf("--from %s: line %d: ref %q: %w: it names task %s, a %s request with other parameters; use another ref, or the same request to attach to that task",
-				name, line, req.Ref, engine.ErrRefConflict, old.ID, old.Method)}
+			return &exitError{code: ExitUsage, err: fmt.Errorf("--from %s: line %d: %w: ref %q is task %s, a %s request with other parameters; use another ref, or the same request to attach to that task",
+				name, line, engine.ErrRefConflict, req.Ref, old.ID, old.Method)}
 		}
 		k.lines[line] = true
 		if old.State.Settled() {

@@ -131,7 +131,7 @@ func TestRunRefNamingAnotherRequest(t *testing.T) {
 			file := w.file("tasks.jsonl", b.String())
 			r := w.run(withPolicy(w, "run", "--from", file)...)
 			assert.Equal(t, ExitUsage, r.code, r.err)
-			assert.Contains(t, r.err, fmt.Sprintf(`captchafsm: --from %s: line 7: ref "b-0": engine: ref names another request: it names task `, file))
+			assert.Contains(t, r.err, fmt.Sprintf(`captchafsm: --from %s: line 7: engine: ref names another request: ref "b-0" is task `, file))
 			assert.Equal(t, 1, strings.Count(r.err, "\n"), r.err)
 			assert.Len(t, w.tasks(), 1, "nothing of the file stored")
 			assert.Equal(t, sent, w.requests(), "nothing sent")

@@ -17,10 +17,18 @@ func (a *app) resumeCmd() *cobra.Command {
 run) until it is Done, Failed or parked in NeedsAccountFix. Each task continues
 where it stopped: a wait under way is honoured, a task already accepted by the
 provider is polled, not sent again, and a submit whose outcome is unknown is
-recorded in its history as possibly charged before it is sent again.
+recorded in its history as possibly charged before it is sent again. Tasks
+parked in NeedsAccountFix are released first when a free getbalance shows the
+account usable again (a positive balance: an automatic top-up needs no
+person), unless account_probe_interval is "0s"; else they wait for
+account-fixed.
 
-Output and exit status as for run: one line (or JSON object) per task,
-0 all Done, 2 some Failed, 3 some NeedsAccountFix, 130 interrupted.`,
+Output as for run: one line (or JSON object) per task.
+
+Exit status: 0 all Done; 1 no database at --db (resume creates none) or bad
+usage; 2 some task Failed; 3 some task NeedsAccountFix; 4 the database
+failed to record paid answers for too long (they are named; the next resume
+records them as possibly charged); 130 interrupted (resume again continues).`,
 		Example: `  captchafsm resume
   captchafsm resume --db /var/lib/bot/captchafsm.db --json`,
 		Args: noArgs,

@@ -107,20 +107,26 @@ func TestResumeAfterCrashMarksPossiblyCharged(t *testing.T) {
 	assert.Contains(t, r.err, "nothing to resume")
 }
 
+// TestAccountFixedThenResume: the account runs dry (the simulator's
+// balance is 0), run parks its tasks and exits 3, and resume cannot help
+// while the account is empty (one free getbalance says so). A person's
+// account-fixed releases them.
 func TestAccountFixedThenResume(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t).withSim(providersim.Config{Mix: providersim.Mix{Submit: map[string]float64{"ERROR_ZERO_BALANCE": 1}, Poll: map[string]float64{}}})
+	w := newWorld(t).withSim(providersim.Config{Mix: providersim.NoErrors()})
+	w.sim.Sim.SetBalance(0)
 	r := w.run(withPolicy(w, "run", "--from", w.file("t.jsonl", taskLines(4, "a")))...)
 	require.Equal(t, ExitNeedsAccountFix, r.code, r.err)
 	assert.Contains(t, r.err, "captchafsm account-fixed")
 
-	// Resume alone cannot help: the tasks wait for a person.
+	// Resume alone cannot help while the account is empty.
 	r = w.run(withPolicy(w, "resume", "--json")...)
 	assert.Equal(t, ExitNeedsAccountFix, r.code, r.err)
 	assert.Contains(t, r.err, "4 tasks wait in NeedsAccountFix")
+	assert.Contains(t, r.err, "getbalance: 0")
 	assert.Len(t, decodeLines(t, r.out), 4)
 
-	require.NoError(t, w.sim.Sim.SetMix(providersim.NoErrors())) // the top-up
+	w.sim.Sim.SetBalance(100) // the top-up
 	r = w.run("account-fixed")
 	require.Equal(t, ExitOK, r.code, r.err)
 	assert.Contains(t, r.out, "released 4 tasks")
@@ -134,10 +140,84 @@ func TestAccountFixedThenResume(t *testing.T) {
 	}
 }
 
+// TestResumeAfterATopUp: an unattended bot's account was topped up
+// automatically while its tasks waited in NeedsAccountFix. resume checks
+// the account once with a free getbalance before it gives up on them:
+// usable, the tasks are released (history: account_fixed, the probe as
+// its detail) and solved, and resume exits 0 with no person's
+// account-fixed. With account_probe_interval "0s" (probing off) only a
+// person releases them (issue 11, point 4: the half-open breaker, as the
+// CLI meets it; run and resume end as soon as every task is parked, before
+// the engine's own probe would fire).
+func TestResumeAfterATopUp(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		probing bool
+	}{{"probing", true}, {"probing off", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t).withSim(providersim.Config{Mix: providersim.NoErrors()})
+			if !tc.probing {
+				w.policy = w.file("policy-noprobe.json", strings.TrimSuffix(fastPolicy, "}")+`, "account_probe_interval": "0s"}`)
+			}
+			w.sim.Sim.SetBalance(0)
+			r := w.run(withPolicy(w, "run", "--from", w.file("t.jsonl", taskLines(4, "a")))...)
+			require.Equal(t, ExitNeedsAccountFix, r.code, r.err)
+
+			w.sim.Sim.SetBalance(100) // an automatic top-up; nobody runs account-fixed
+			r = w.run(withPolicy(w, "resume", "--json")...)
+			if !tc.probing {
+				assert.Equal(t, ExitNeedsAccountFix, r.code, r.err)
+				assert.Contains(t, r.err, "4 tasks wait in NeedsAccountFix")
+				return
+			}
+			require.Equal(t, ExitOK, r.code, r.err)
+			assert.Contains(t, r.err, "released 4 tasks")
+			assert.Len(t, decodeLines(t, r.out), 4, "the released tasks are resume's to report")
+			for _, task := range w.tasks() {
+				assert.Equal(t, states.Done, task.State)
+				h := w.run("history", task.ID, "--json")
+				require.Equal(t, ExitOK, h.code, h.err)
+				assert.Contains(t, h.out, `"event": "account_fixed"`)
+				assert.Contains(t, h.out, "getbalance")
+			}
+		})
+	}
+}
+
 func TestAccountFixedNeedsADatabase(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	r := w.run("account-fixed")
 	assert.Equal(t, ExitUsage, r.code)
 	assert.Contains(t, r.err, "no such file")
+}
+
+// TestWrongKeyParksTheBatch: run with a key the provider does not know
+// fails the tasks whose in.php it answered and parks the rest, naming the
+// code and the fix (the key), without earning the provider's IP ban for
+// repeated bad keys; resume with the right key solves the parked tasks.
+func TestWrongKeyParksTheBatch(t *testing.T) {
+	t.Parallel()
+	right := strings.Repeat("ab", 16)
+	w := newWorld(t).withSim(providersim.Config{Mix: providersim.NoErrors(), Key: right})
+	r := w.run(withPolicy(w, "run", "--from", w.file("t.jsonl", taskLines(40, "k")))...)
+	require.Equal(t, ExitNeedsAccountFix, r.code, r.err)
+	assert.Contains(t, r.err, "submits stopped on ERROR_KEY_DOES_NOT_EXIST")
+	assert.Contains(t, r.err, "fix the API key (CAPTCHAFSM_API_KEY or --key-file), then `captchafsm resume`")
+	led := w.sim.Sim.Ledger()
+	assert.LessOrEqual(t, led.Requests[providersim.KindSubmit], 3, "the first refusal stops the submits")
+	assert.Empty(t, led.Bans, "no IP ban")
+
+	w.env[EnvAPIKey] = right
+	r = w.run(withPolicy(w, "resume")...)
+	require.Equal(t, ExitOK, r.code, r.err) // resume answers for the tasks it released
+	done := 0
+	for _, task := range w.tasks() {
+		if task.State == states.Done {
+			done++
+		}
+	}
+	assert.Equal(t, 40-led.Requests[providersim.KindSubmit], done)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -346,4 +347,27 @@ func TestHelpSaysThePolicyBounds(t *testing.T) {
 func TestOneLine(t *testing.T) {
 	t.Parallel()
 	assert.Equal(t, "a b c", oneLine("a\n b\t\tc\n"))
+}
+
+// TestDrivingCommandsSayEveryExitStatus: solve, run and resume can end
+// with every exit status of the contract (a store outage past
+// store_failure_limit is exit 4 for each, a missing or bad database exit 1
+// for resume), and a script reads them from the help: each command's help
+// names every one.
+func TestDrivingCommandsSayEveryExitStatus(t *testing.T) {
+	t.Parallel()
+	statuses := []int{ExitOK, ExitUsage, ExitFailed, ExitNeedsAccountFix, ExitStoreFailed, ExitInterrupted}
+	for _, name := range []string{"solve", "run", "resume"} {
+		cmd, _, err := NewRoot(nil).Find([]string{name})
+		require.NoError(t, err)
+		long := strings.Join(strings.Fields(cmd.Long), " ")
+		i := strings.Index(strings.ToLower(long), "exit status")
+		if !assert.True(t, i >= 0, "%s --help says no exit status", name) {
+			continue
+		}
+		for _, code := range statuses {
+			assert.Regexp(t, regexp.MustCompile(`(^|[ ,;:])`+strconv.Itoa(code)+` `), long[i:],
+				"%s --help does not say exit status %d", name, code)
+		}
+	}
 }

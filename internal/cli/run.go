@@ -20,7 +20,10 @@ import (
 )
 
 func (a *app) runCmd() *cobra.Command {
-	var from string
+	var (
+		from        string
+		forceMethod bool
+	)
 	c := &cobra.Command{
 		Use:   "run --from FILE.jsonl",
 		Short: "Solve a batch of tasks from a JSON Lines file",
@@ -29,7 +32,9 @@ func (a *app) runCmd() *cobra.Command {
   {"method": "...", "params": {...}, "ref": "optional"}
 
 Every line is checked first; a bad one is reported with its line number and
-field, and nothing is stored or sent. Then every task of the file is recorded
+field, and nothing is stored or sent. A method the provider does not document
+(a typo such as hcapcha) is refused as solve refuses it; --force-method sends
+it anyway, for a method newer than this client. Then every task of the file is recorded
 in the database (1,000 per transaction, so memory does not grow with the
 file) before the engine starts and the first request leaves: a crash loses
 none, and a crash while recording has sent nothing. A line whose ref names a
@@ -59,9 +64,12 @@ for too long (they are named; resume records them as possibly charged);
   captchafsm run --from tasks.jsonl --json | jq -r 'select(.state=="Done") | .token'
   producer | captchafsm run --from -`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return interrupted(cmd.Context(), a.run(cmd, from)) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return interrupted(cmd.Context(), a.run(cmd, from, forceMethod))
+		},
 	}
 	c.Flags().StringVar(&from, "from", "", `JSON Lines file of tasks ("-" reads stdin)`)
+	c.Flags().BoolVar(&forceMethod, "force-method", false, "send lines whose method this client does not know (warns instead of refusing)")
 	return c
 }
 
@@ -109,11 +117,16 @@ func scanTasks(name string, r io.Reader, each func(line int, req engine.Request)
 // checkTasks reads a --from file once and checks every line, a ref given
 // twice included, and returns the number of tasks. It keeps no task unless
 // keep (if not nil) does; progress (if not nil) is told the number of lines
-// read so far.
-func checkTasks(name string, r io.Reader, progress func(lines int), keep func(engine.Request)) (int, error) {
+// read so far; method (if not nil) checks each line's method.
+func checkTasks(name string, r io.Reader, progress func(lines int), keep func(engine.Request), method func(line int, m string) error) (int, error) {
 	refLine := map[string]int{}
 	count := 0
 	err := scanTasks(name, r, func(n int, req engine.Request) error {
+		if method != nil {
+			if err := method(n, req.Method); err != nil {
+				return err
+			}
+		}
 		if req.Ref != "" {
 			if prev, ok := refLine[req.Ref]; ok {
 				return usageErr("--from %s: line %d: ref %q repeats line %d", name, n, req.Ref, prev)
@@ -143,7 +156,7 @@ func checkTasks(name string, r io.Reader, progress func(lines int), keep func(en
 // the file and the line.
 func readTasks(name string, r io.Reader) ([]engine.Request, error) {
 	var reqs []engine.Request
-	if _, err := checkTasks(name, r, nil, func(req engine.Request) { reqs = append(reqs, req) }); err != nil {
+	if _, err := checkTasks(name, r, nil, func(req engine.Request) { reqs = append(reqs, req) }, nil); err != nil {
 		return nil, err
 	}
 	return reqs, nil
@@ -227,7 +240,7 @@ func jsonProblem(err error) string {
 	return err.Error()
 }
 
-func (a *app) run(cmd *cobra.Command, from string) error {
+func (a *app) run(cmd *cobra.Command, from string, forceMethod bool) error {
 	if from == "" {
 		return usageErr("run: --from FILE is required")
 	}
@@ -244,7 +257,25 @@ func (a *app) run(cmd *cobra.Command, from string) error {
 	t := startTally(stderr, bar, 2*time.Second, func() string {
 		return fmt.Sprintf("captchafsm: checking %s: %d lines", from, lines.Load())
 	})
-	total, err := checkTasks(from, in.first(), func(n int) { lines.Store(int64(n)) }, nil)
+	// A method the client does not know (a typo such as hcapcha) is
+	// refused as solve refuses it; --force-method sends it, said once per
+	// method.
+	warned := map[string]bool{}
+	method := func(n int, m string) error {
+		if _, known := provider.LookupMethod(m); known {
+			return nil
+		}
+		if !forceMethod {
+			return usageErr("--from %s: line %d: method: %s is not a method of the API%s; --force-method sends it anyway", from, n, m, suggestion(m))
+		}
+		if !warned[m] {
+			warned[m] = true
+			fmt.Fprintf(stderr, "captchafsm: warning: --from %s: line %d: method %s is not a method of the API%s; sent as --force-method asks\n",
+				printable(from), n, printable(m), suggestion(m))
+		}
+		return nil
+	}
+	total, err := checkTasks(from, in.first(), func(n int) { lines.Store(int64(n)) }, nil, method)
 	t.end()
 	if err != nil {
 		return err

@@ -88,7 +88,8 @@ func TestRunBadLinesNameTheLine(t *testing.T) {
 		{"no method", `{"params":{}}`, "method: is required", 3},
 		{"object parameter", `{"method":"x","params":{"a":{"b":1}}}`, "params.a: want a string, number or boolean", 3},
 		{"array line", `[1,2]`, "not a task object", 3},
-		{"repeated ref", `{"method":"x","ref":"one"}`, `ref "one" repeats line 1`, 3},
+		{"repeated ref", `{"method":"hcaptcha","params":{"sitekey":"k","pageurl":"https://a.example"},"ref":"one"}`, `ref "one" repeats line 1`, 3},
+		{"unknown method", `{"method":"x","ref":"two"}`, "method: x is not a method of the API; --force-method sends it anyway", 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -162,4 +163,35 @@ func TestRunExitStatus(t *testing.T) {
 		assert.Positive(t, got["Failed"])
 		assert.Equal(t, 6, got["Failed"]+got["NeedsAccountFix"])
 	})
+}
+
+// TestRunUnknownMethod: a line whose method the client does not know (a
+// typo such as hcapcha) is refused as solve refuses it, naming the line and
+// the method meant, before anything is stored or sent; --force-method
+// sends such lines with one warning per method, and the provider's
+// ERROR_NO_SUCH_METHOD fails them (issue 12 point 3, for run as for solve).
+func TestRunUnknownMethod(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t).withSim(providersim.Config{Mix: providersim.NoErrors()})
+	file := w.file("tasks.jsonl", taskLines(3, "a")+
+		`{"method":"hcapcha","params":{"sitekey":"k","pageurl":"https://a.example/x"},"ref":"typo-1"}`+"\n"+
+		`{"method":"hcapcha","params":{"sitekey":"k","pageurl":"https://a.example/y"},"ref":"typo-2"}`+"\n")
+	r := w.run(withPolicy(w, "run", "--from", file)...)
+	assert.Equal(t, ExitUsage, r.code, r.err)
+	assert.Equal(t, "captchafsm: --from "+file+": line 5: method: hcapcha is not a method of the API (did you mean hcaptcha?); --force-method sends it anyway\n", r.err)
+	assert.Zero(t, w.requests(), "nothing sent")
+	assert.Empty(t, w.tasks(), "nothing stored")
+
+	r = w.run(withPolicy(w, "run", "--from", file, "--force-method")...)
+	assert.Equal(t, ExitFailed, r.code, r.err)
+	assert.Equal(t, 1, strings.Count(r.err, "warning: --from "+file+": line 5: method hcapcha is not a method of the API (did you mean hcaptcha?); sent as --force-method asks"), r.err)
+	assert.NotContains(t, r.err, "line 6", "one warning per method")
+	for _, task := range w.tasks() {
+		if task.Method == "hcapcha" {
+			assert.Equal(t, states.Failed, task.State)
+			assert.Equal(t, "ERROR_NO_SUCH_METHOD", task.Code)
+		} else {
+			assert.Equal(t, states.Done, task.State)
+		}
+	}
 }

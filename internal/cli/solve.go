@@ -44,8 +44,9 @@ there as they happen (submitted, accepted, each poll, solved), as run's
 progress bar does.
 
 Exit status: 0 solved; 1 bad input (nothing sent); 2 the task failed; 3 the
-account needs a fix (see account-fixed); 130 interrupted (the task stays in
-the database; resume continues it).`,
+account needs a fix (see account-fixed); 4 the database failed to record a
+paid answer for too long (named; resume records it as possibly charged);
+130 interrupted (the task stays in the database; resume continues it).`,
 		Example: `  export CAPTCHAFSM_API_KEY=...   # or --key-file FILE
   captchafsm solve --image captcha.png
   captchafsm solve --method userrecaptcha \

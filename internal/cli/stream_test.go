@@ -58,6 +58,11 @@ func TestListJSONIsTheWholeArray(t *testing.T) {
 	r = w.run("list", "--jsonl", "--state", "Failed")
 	require.Equal(t, ExitOK, r.code, r.err)
 	assert.Empty(t, r.out, "no task, no line")
+
+	r = w.run("list", "--jsonl", "--json")
+	assert.Equal(t, ExitUsage, r.code)
+	assert.Equal(t, "captchafsm: --json and --jsonl: choose one (a JSON array, or one object per line)\n", r.err)
+	assert.Empty(t, r.out)
 }
 
 func TestHistoryJSONIsTheWholeObject(t *testing.T) {

@@ -143,7 +143,7 @@ func TestSecretsEndToEnd(t *testing.T) {
 	// connection (tasks fail on transport errors), a malformed key file.
 	env2 := []string{"CAPTCHAFSM_API_KEY=" + secretKey2, "CAPTCHAFSM_API_URL=" + srv.URL, "CAPTCHAFSM_DB=" + filepath.Join(dir, "unknown-key.db")}
 	r = tr.add("run, unknown key", runCLI(t, env2, append([]string{"run", "--from", few}, pol...)...))
-	assert.Equal(t, 2, r.code, "an unknown key fails the tasks (a permanent error): %s", r.stderr)
+	assert.Equal(t, 3, r.code, "an unknown key fails the tasks it answered and parks the rest (the breaker): %s", r.stderr)
 	tr.add("list, unknown key", runCLI(t, env2, "list", "--json"))
 	tr.add("history, unknown key", runCLI(t, env2, "history", "s-0", "--json"))
 	env3 := []string{"CAPTCHAFSM_API_KEY=" + secretKey, "CAPTCHAFSM_API_URL=" + refused, "CAPTCHAFSM_DB=" + filepath.Join(dir, "refused.db")}

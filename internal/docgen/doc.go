@@ -3,7 +3,10 @@
 //
 //   - docs/states.md from transitions.Table, states.All and fsm.Mermaid;
 //   - docs/errors.md from transitions.Catalogue;
-//   - docs/cli.md from the CLI's cobra command tree.
+//   - docs/cli.md from the CLI's cobra command tree;
+//   - the README's generated blocks (ReadmeRegions: its state diagram),
+//     between "<!-- docgen:NAME -->" and "<!-- /docgen:NAME -->" lines,
+//     with -readme.
 //
 // # Basics
 //
@@ -13,8 +16,8 @@
 //
 // which runs the directive below from this directory. By hand:
 //
-//	go run ./internal/docgen -out docs          # write the pages
-//	go run ./internal/docgen -out docs -check   # exit 1 if a page is stale
+//	go run ./internal/docgen -out docs -readme README.md          # write the pages
+//	go run ./internal/docgen -out docs -readme README.md -check   # exit 1 if a page is stale
 //
 // Every page starts with Header and is byte-for-byte deterministic, so a
 // page changes only when its data does. The drift test (TestDocsUpToDate)
@@ -27,4 +30,4 @@
 // main alone writes. A new page is one more entry in Pages.
 package main
 
-//go:generate go run . -out ../../docs
+//go:generate go run . -out ../../docs -readme ../../README.md

@@ -50,6 +50,7 @@ func run(args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	out := fs.String("out", "", "directory the pages are written to (required)")
 	check := fs.Bool("check", false, "write nothing; fail if a page differs from its data")
+	readme := fs.String("readme", "", "the README whose generated blocks (ReadmeRegions) are rewritten too")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -57,6 +58,23 @@ func run(args []string, stderr io.Writer) error {
 		return errors.New("docgen: -out is required")
 	}
 	stale := false
+	// update writes want to path unless it holds it already (or, under
+	// -check, says it is stale).
+	update := func(path string, got, want []byte) error {
+		if bytes.Equal(got, want) {
+			return nil
+		}
+		if *check {
+			fmt.Fprintf(stderr, "docgen: %s is stale\n", path)
+			stale = true
+			return nil
+		}
+		if err := os.WriteFile(path, want, 0o644); err != nil {
+			return fmt.Errorf("docgen: write %s: %w", path, err)
+		}
+		fmt.Fprintf(stderr, "docgen: wrote %s\n", path)
+		return nil
+	}
 	for _, pg := range Pages() {
 		want, err := pg.Render()
 		if err != nil {
@@ -67,18 +85,22 @@ func run(args []string, stderr io.Writer) error {
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("docgen: read %s: %w", path, err)
 		}
-		if bytes.Equal(got, want) {
-			continue
+		if err := update(path, got, want); err != nil {
+			return err
 		}
-		if *check {
-			fmt.Fprintf(stderr, "docgen: %s is stale\n", path)
-			stale = true
-			continue
+	}
+	if *readme != "" {
+		got, err := os.ReadFile(*readme)
+		if err != nil {
+			return fmt.Errorf("docgen: read %s: %w", *readme, err)
 		}
-		if err := os.WriteFile(path, want, 0o644); err != nil {
-			return fmt.Errorf("docgen: write %s: %w", path, err)
+		want, err := spliceAll(got, ReadmeRegions())
+		if err != nil {
+			return fmt.Errorf("%s: %w", *readme, err)
 		}
-		fmt.Fprintf(stderr, "docgen: wrote %s\n", path)
+		if err := update(*readme, got, want); err != nil {
+			return err
+		}
 	}
 	if stale {
 		return errStale
