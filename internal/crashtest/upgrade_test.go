@@ -21,16 +21,23 @@ import (
 	"github.com/captchafsm/captchafsm/transitions"
 )
 
-// TestUpgradeFinishesOldTasks: a database written by the schema-1 store
-// (persist/boltstore/testdata/schema1.db: a submit in flight, a possibly
-// charged one, backoff, polling, resubmitting and parked tasks beside
-// finished ones) is migrated when the new store opens it, and an engine
-// on it finishes every task: the in-flight submit is recorded as possibly
-// charged and sent again, the parked task keeps the breaker open until
-// account-fixed. Then
-// the CLI reads the file: every history replays.
+// TestUpgradeFinishesOldTasks: a database written by the schema-1 store,
+// and one written by the schema-2 store
+// (persist/boltstore/testdata/schema1.db and schema2.db: a submit in
+// flight, a possibly charged one, backoff, polling, resubmitting and
+// parked tasks beside finished ones) is migrated when the new store opens
+// it, and an engine on it finishes every task: the in-flight submit is
+// recorded as possibly charged and sent again, the parked task keeps the
+// breaker open until account-fixed. Then the CLI reads the file: every
+// history replays.
 func TestUpgradeFinishesOldTasks(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "persist", "boltstore", "testdata", "schema1.db"))
+	for _, fixture := range []string{"schema1.db", "schema2.db"} {
+		t.Run(fixture, func(t *testing.T) { upgradeFinishesOldTasks(t, fixture) })
+	}
+}
+
+func upgradeFinishesOldTasks(t *testing.T, fixture string) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "persist", "boltstore", "testdata", fixture))
 	require.NoError(t, err)
 	path := filepath.Join(t.TempDir(), "upgraded.db")
 	require.NoError(t, os.WriteFile(path, b, 0o600))

@@ -186,64 +186,102 @@ func benchRaw(b *testing.B, callers int, batch bool) {
 // Store.Apply (a polling task's not-ready step) and one raw put,
 // alternately, so that both meet the same disk. It reports the mean of
 // each ("store_us", "raw_us") and their difference ("overhead_us"), with
-// real fsync ("sync") and without ("nosync": the CPU part alone).
+// real fsync ("sync") and without ("nosync": the CPU part alone), and
+// the writes (pages, or runs of pages) each commit made ("store_writes",
+// "raw_writes"): what the disk has to flush, counted, not timed.
 //
 //	go test -run='^$' -bench=LoneCommit -benchtime=2000x -count=3 ./persist/boltstore/
 func BenchmarkLoneCommit(b *testing.B) {
 	for _, noSync := range []bool{false, true} {
-		name := "sync"
-		if noSync {
-			name = "nosync"
+		for _, tasks := range []int{1, 1000} {
+			name := "sync"
+			if noSync {
+				name = "nosync"
+			}
+			if tasks > 1 {
+				// Each iteration moves the next of 1,000 polling tasks
+				// (and raw puts the next of 1,000 callers' values): trees
+				// of many pages, as in a store with work in flight.
+				name += fmt.Sprintf("/tasks=%d", tasks)
+			}
+			b.Run(name, func(b *testing.B) { benchLoneCommit(b, noSync, tasks) })
 		}
-		b.Run(name, func(b *testing.B) {
-			dir := b.TempDir()
-			s, err := Open(filepath.Join(dir, "store.db"), &Options{NoSync: noSync})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			db, err := bbolt.Open(filepath.Join(dir, "raw.db"), 0o600, &bbolt.Options{NoSync: noSync})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer db.Close()
-			ctx := context.Background()
-			task := benchTask()
-			if err := s.Create(ctx, task); err != nil {
-				b.Fatal(err)
-			}
-			task.State, task.ProviderID, task.PollSince = states.Polling, "7234567890", task.Created
-			if err := s.Apply(ctx, task, &persist.Record{From: states.Submitting, Event: transitions.SubmitAccepted,
-				To: states.Polling, ProviderID: task.ProviderID}); err != nil {
-				b.Fatal(err)
-			}
-			name := []byte("puts")
-			if err := db.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucket(name); return err }); err != nil {
-				b.Fatal(err)
-			}
-			val := make([]byte, transitionBytes(b))
-			var storeT, rawT time.Duration
-			b.ResetTimer()
-			for i := range b.N {
-				t0 := time.Now()
-				if err := s.Apply(ctx, task, notReady(task)); err != nil {
-					b.Fatal(err)
-				}
-				t1 := time.Now()
-				key := binary.BigEndian.AppendUint64(nil, uint64(i))
-				if err := db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(name).Put(key, val) }); err != nil {
-					b.Fatal(err)
-				}
-				storeT += t1.Sub(t0)
-				rawT += time.Since(t1)
-			}
-			b.StopTimer()
-			us := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(b.N) }
-			b.ReportMetric(us(storeT), "store_us")
-			b.ReportMetric(us(rawT), "raw_us")
-			b.ReportMetric(us(storeT)-us(rawT), "overhead_us")
-		})
 	}
+}
+
+func benchLoneCommit(b *testing.B, noSync bool, n int) {
+	dir := b.TempDir()
+	s, err := Open(filepath.Join(dir, "store.db"), &Options{NoSync: noSync})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	db, err := bbolt.Open(filepath.Join(dir, "raw.db"), 0o600, &bbolt.Options{NoSync: noSync})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	tasks := make([]*persist.Task, n)
+	for i := range tasks {
+		tasks[i] = benchTask()
+		tasks[i].Ref = fmt.Sprint("bench-", i)
+	}
+	if err := s.Create(ctx, tasks...); err != nil {
+		b.Fatal(err)
+	}
+	for _, task := range tasks {
+		task.State, task.ProviderID, task.PollSince = states.Polling, "7234567890", task.Created
+		if err := s.Apply(ctx, task, &persist.Record{From: states.Submitting, Event: transitions.SubmitAccepted,
+			To: states.Polling, ProviderID: task.ProviderID}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	name := []byte("puts")
+	val := make([]byte, transitionBytes(b))
+	key := func(c, i int) []byte {
+		return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(c)), uint64(i))
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		bk, err := tx.CreateBucket(name)
+		if err != nil {
+			return err
+		}
+		for c := range n {
+			for i := range 2 {
+				if err := bk.Put(key(c, i), val); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	var storeT, rawT time.Duration
+	storeW0, rawW0 := txWrites(s.db), txWrites(db)
+	b.ResetTimer()
+	for i := range b.N {
+		task := tasks[i%n]
+		t0 := time.Now()
+		if err := s.Apply(ctx, task, notReady(task)); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		k := key(i%n, 2+i/n)
+		if err := db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(name).Put(k, val) }); err != nil {
+			b.Fatal(err)
+		}
+		storeT += t1.Sub(t0)
+		rawT += time.Since(t1)
+	}
+	b.StopTimer()
+	us := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(b.N) }
+	b.ReportMetric(us(storeT), "store_us")
+	b.ReportMetric(us(rawT), "raw_us")
+	b.ReportMetric(us(storeT)-us(rawT), "overhead_us")
+	b.ReportMetric(float64(txWrites(s.db)-storeW0)/float64(b.N), "store_writes")
+	b.ReportMetric(float64(txWrites(db)-rawW0)/float64(b.N), "raw_writes")
 }
 
 // BenchmarkVsRawBatch measures the target of issue 16 for many callers:
@@ -397,4 +435,10 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// txWrites returns the writes db's transactions have made so far.
+func txWrites(db *bbolt.DB) int64 {
+	st := db.Stats()
+	return st.TxStats.GetWrite()
 }

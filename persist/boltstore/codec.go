@@ -336,6 +336,30 @@ func decodeTime(b []byte) (t time.Time, ok bool) {
 	return t, true
 }
 
+// taskKey is the key of a task in the history bucket: its id, then 0x01,
+// so that the task sorts right after its own records (id, 0x00, seq) and
+// before every other id's keys, and task keys keep the ids' order (ids
+// hold no 0x00).
+func taskKey(id string) []byte {
+	return append(append(make([]byte, 0, len(id)+1), id...), 1)
+}
+
+// keyKind tells the keys of the history bucket apart: a record's key is
+// id, 0x00 and 8 bytes of seq; a task's is id and 0x01; ids hold no
+// 0x00, so a key with 0x00 nine bytes from its end is a record's and one
+// without any 0x00 that ends with 0x01 is a task's. It returns the id,
+// and whether the key is a task's; ok is false for any other key.
+func keyKind(k []byte) (id []byte, task, ok bool) {
+	n := len(k)
+	switch {
+	case n >= 10 && k[n-9] == 0 && bytes.IndexByte(k[:n-9], 0) < 0:
+		return k[:n-9], false, true
+	case n >= 2 && k[n-1] == 1 && bytes.IndexByte(k, 0) < 0:
+		return k[:n-1], true, true
+	}
+	return nil, false, false
+}
+
 // dueKey is the key of an active task in the due index: its NextAt as a
 // timeKey, then its id.
 func dueKey(next time.Time, id string) []byte {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -271,6 +272,34 @@ func FuzzDecodeRecord(f *testing.F) {
 			b3, err := encodeRecord(&rec2)
 			require.NoError(t, err)
 			require.Equal(t, b2, b3, "encoding is not stable")
+		}
+	})
+}
+
+// FuzzKeyKind: every key the history bucket holds is told apart: a
+// task's key (id 0x01) and a record's (id 0x00 seq) give back their id,
+// whatever the id's bytes (no 0x00) and the seq, and a key of neither
+// form is neither.
+func FuzzKeyKind(f *testing.F) {
+	f.Add("01974a1c-0001-7000-8000-000000000001", uint64(1))
+	f.Add("a\x01", uint64(0x0100))
+	f.Add("\x01\x01", uint64(1<<63))
+	f.Fuzz(func(t *testing.T, id string, seq uint64) {
+		if id == "" || strings.IndexByte(id, 0) >= 0 {
+			return
+		}
+		got, task, ok := keyKind(taskKey(id))
+		require.True(t, ok && task, "task key of %q", id)
+		require.Equal(t, id, string(got))
+		got, task, ok = keyKind(historyKey(id, seq))
+		require.True(t, ok && !task, "record key of %q, seq %d", id, seq)
+		require.Equal(t, id, string(got))
+		// A task key is never a record key, and the other way round.
+		require.NotEqual(t, taskKey(id), historyKey(id, seq))
+		if _, _, ok := keyKind([]byte(id)); ok {
+			// An id alone reads as a task's key only when it ends with
+			// 0x01, as the task key of the id without it.
+			require.Equal(t, byte(1), id[len(id)-1])
 		}
 	})
 }

@@ -13,13 +13,21 @@
 //
 // The file holds the buckets
 //
-//	meta      magic "captchafsm", the schema version (2), LastSubmit
-//	tasks     id → task (binary, without params)
-//	params    id → params (JSON), written once by Create, never by Apply
-//	history   id 0x00 seq (8 bytes, big-endian) → record (binary)
-//	refs      ref → id, so refs are unique
-//	by_state  state 0x00 id → empty: the index List, Scan and Count read
-//	due       NextAt (12 bytes) id → empty: the active tasks, the index Due reads
+//	meta       magic "captchafsm", the schema version (3), LastSubmit
+//	history    id 0x00 seq (8 bytes, big-endian) → record (binary), and
+//	           right after a task's records, id 0x01 → task (binary,
+//	           without params)
+//	params     id → params (JSON), written once by Create, never by Apply
+//	refs       ref → id, so refs are unique
+//	by_state   state 0x00 id → empty: the index List, Scan and Count read
+//	due        NextAt (12 bytes) id → empty: the active tasks, the index
+//	           Due reads
+//
+// A transition writes a record and rewrites its task: keys that follow
+// each other, so both land in one leaf of the tree (in schema 2 the task
+// lived in a bucket of its own, one more leaf and branch to write per
+// commit). Scan steps over each task's records (or seeks past a long
+// history) to read the tasks alone.
 //
 // Every stored value starts with an encoding version byte and a CRC-32C of
 // what follows, so damage inside a value is reported, not read. Tasks and
@@ -29,9 +37,9 @@
 // encoding 2 followed by them; a file whose tasks have none is byte for
 // byte what the captchafsm before options wrote, and that program refuses
 // an encoding-3 value as newer (persist.ErrNewerSchema). Values of
-// a file written by schema 1 (JSON, encoding 1) are still read; opening
-// such a file migrates it (migrate.go), resumably, in transactions of
-// bounded size.
+// a file written by schema 1 (JSON, encoding 1) are still read. Opening a
+// file of schema 1 or 2 migrates it (migrate.go), resumably, in
+// transactions of bounded size.
 //
 // # Group commit
 //

@@ -15,14 +15,16 @@ import (
 	"github.com/captchafsm/captchafsm/transitions"
 )
 
-// The fixture testdata/schema1.db is a database written by the schema-1
-// store (commit 442e82c): TestWriteFixture, run once at that commit with
+// The fixtures testdata/schema1.db and testdata/schema2.db are databases
+// written by the schema-1 store (commit 442e82c) and the schema-2 store
+// (commit 8b60a57): TestWriteFixture, run once at each commit with
 //
 //	CAPTCHAFSM_WRITE_FIXTURE=$PWD/testdata/schema1.db go test -run '^TestWriteFixture$' ./persist/boltstore/
 //
-// wrote the tasks and histories of fixtureTasks into it. Its content is
-// deterministic (fixed ids and times), so later tests compare what a newer
-// store reads from the file with fixtureTasks.
+// (schema2.db for the second) wrote the tasks and histories of
+// fixtureTasks into it. Their content is deterministic (fixed ids and
+// times), so later tests compare what a newer store reads from the files
+// with fixtureTasks.
 
 // fixtureBase is the creation time of the fixture's first task.
 var fixtureBase = time.Date(2025, 6, 1, 12, 0, 0, 123456789, time.UTC)

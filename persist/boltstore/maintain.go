@@ -103,7 +103,7 @@ func pruneTask(b buckets, id string, cutoff time.Time) error {
 	dels := []struct {
 		b *bbolt.Bucket
 		k []byte
-	}{{b.tasks, key}, {b.params, key}, {b.byState, indexKey(t.State, id)}}
+	}{{b.history, taskKey(id)}, {b.params, key}, {b.byState, indexKey(t.State, id)}}
 	prefix := historyPrefix(id)
 	c := b.history.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {

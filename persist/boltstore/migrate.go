@@ -14,25 +14,32 @@ import (
 	"github.com/captchafsm/captchafsm/transitions"
 )
 
-// Migration from schema 1 to 2, run by Open.
+// Migration to schema 3, run by Open, from a file of schema 1 or 2.
 //
-// Schema 2 adds the due index and LastSubmit, stores tasks in the binary
-// encoding and gives them the Intent flag. The migration rewrites every
-// task (binary, with Intent: true for a Submitting task whose last record
-// is a submit_sending), enters each active one in the due index, and sets
-// LastSubmit to the latest Updated of all tasks: every submit_sending
-// record's At is at most its task's Updated, so the bound is never earlier
-// than the real last submit, and a restarting engine holds at most a
-// little longer than it needs. History records and params keep their JSON
-// encoding, which this program reads.
+// Schema 2 added the due index and LastSubmit, stored tasks in the binary
+// encoding and gave them the Intent flag; schema 3 moves each task from
+// the tasks bucket into the history bucket, right after its records (see
+// taskKey). The migration moves every task (rewritten in the binary
+// encoding). From schema 1 it also gives each task its Intent (true for a
+// Submitting task whose last record is a submit_sending), builds the due
+// index (every active task under its NextAt) and sets LastSubmit to
+// the latest Updated of all tasks: every submit_sending record's At is at
+// most its task's Updated, so the bound is never earlier than the real
+// last submit, and a restarting engine holds at most a little longer than
+// it needs. History records and params keep their encoding, which this
+// program reads.
 //
 // A large file is migrated in transactions of migrateChunk tasks, so the
 // migration's memory stays bounded. The first transaction raises the
-// stored schema to 2 and sets keyMigrating, so that an older captchafsm
-// refuses the file as newer from then on; each later one also stores the
-// last task it rewrote under keyMigrating; the last one deletes the key.
-// A migration that stops (a crash, a full disk) resumes where it stopped
-// at the next Open.
+// stored schema to 3 and sets keyMigrating (its value: the schema the
+// tasks come from), so that an older captchafsm refuses the file as newer
+// from then on; each later one moves the first migrateChunk tasks left in
+// the tasks bucket and deletes them there; the last one deletes the
+// emptied bucket and the key. A migration that stops (a crash, a full
+// disk) resumes where it stopped at the next Open. A file whose migration
+// from schema 1 to 2 stopped (schema 2, keyMigrating holding the last
+// task that migration rewrote) is migrated as a schema-1 file: its tasks
+// are of either encoding, and its LastSubmit covers only part of them.
 
 // migrateChunk is the number of tasks one migration transaction rewrites
 // (a variable for tests).
@@ -43,12 +50,12 @@ var migrateChunk = 10_000
 // the migration as a crash would.
 var afterMigrateChunk func(migrated int) error
 
-// keyMigrating is set while a migration runs: its value is the id of the
-// last task migrated (empty before the first).
+// keyMigrating is set while a migration runs: its value is the schema the
+// file's tasks come from (one byte: 1 or 2).
 var keyMigrating = []byte("migrating")
 
-// migrate brings a schema-1 file, or one whose migration stopped, to
-// SchemaVersion.
+// migrate brings a file of schema 1 or 2, or one whose migration stopped,
+// to SchemaVersion.
 func migrate(path string, db *bbolt.DB, log *slog.Logger) error {
 	fail := func(err error) error {
 		return fmt.Errorf("boltstore: open %s: migrate to schema %d: %w", path, SchemaVersion, err)
@@ -57,13 +64,27 @@ func migrate(path string, db *bbolt.DB, log *slog.Logger) error {
 	err := db.Update(func(tx *bbolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		from = binary.BigEndian.Uint64(meta.Get(keySchema))
-		if meta.Get(keyMigrating) != nil {
+		mark := meta.Get(keyMigrating)
+		if from == SchemaVersion && len(mark) == 1 {
+			from = uint64(mark[0])
 			return nil // resumed
+		}
+		if from == SchemaVersion || from > 2 {
+			return damaged("schema %d with migration mark %x", from, mark)
+		}
+		if from == 2 && mark != nil {
+			from = 1 // schema 1 to 2 stopped half way
+		}
+		if from == 1 && tx.Bucket(bucketDue) != nil {
+			// Left by a migration to schema 2 that stopped: built again.
+			if err := tx.DeleteBucket(bucketDue); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.CreateBucketIfNotExists(bucketDue); err != nil {
 			return err
 		}
-		if err := meta.Put(keyMigrating, []byte{}); err != nil {
+		if err := meta.Put(keyMigrating, []byte{byte(from)}); err != nil {
 			return err
 		}
 		return meta.Put(keySchema, binary.BigEndian.AppendUint64(nil, SchemaVersion))
@@ -99,34 +120,27 @@ func migrate(path string, db *bbolt.DB, log *slog.Logger) error {
 	return nil
 }
 
-// migrateChunkTx migrates the next migrateChunk tasks after the one
-// keyMigrating names and reports how many it migrated and whether none is
-// left (then it ends the migration).
+// migrateChunkTx moves the first migrateChunk tasks left in the tasks
+// bucket and reports how many it moved and whether none is left (then it
+// ends the migration).
 func migrateChunkTx(tx *bbolt.Tx) (n int, done bool, err error) {
 	b, err := bucketsOf(tx)
 	if err != nil {
 		return 0, false, err
 	}
-	b.tasks.FillPercent = 0.9
+	old := tx.Bucket(bucketTasks)
+	mark := b.meta.Get(keyMigrating)
+	if old == nil || len(mark) != 1 {
+		return 0, false, fmt.Errorf("the migration's tasks bucket or mark is missing")
+	}
+	fromSchema1 := mark[0] == 1
 	// The previous chunk's reads are done with: keep the resident set to
 	// one chunk's pages.
 	dropMapped(tx)
-	after := b.meta.Get(keyMigrating)
-	if after == nil {
-		return 0, false, fmt.Errorf("the migration's progress key is missing")
-	}
-	c := b.tasks.Cursor()
-	k, v := c.First()
-	if len(after) > 0 {
-		k, v = c.Seek(after)
-		if bytes.Equal(k, after) {
-			k, v = c.Next()
-		}
-	}
 	var latest time.Time
-	var last []byte
-	type rewrite struct{ k, v []byte }
-	var rewrites []rewrite
+	var moved [][]byte
+	c := old.Cursor()
+	k, v := c.First()
 	for ; k != nil && n < migrateChunk; k, v = c.Next() {
 		t, err := decodeTask(v)
 		if err != nil {
@@ -135,7 +149,7 @@ func migrateChunkTx(tx *bbolt.Tx) (n int, done bool, err error) {
 		if t.ID != string(k) {
 			return 0, false, fmt.Errorf("task %q: %w", k, damaged("stored task says its id is %s", t.ID))
 		}
-		if t.State == states.Submitting {
+		if fromSchema1 && t.State == states.Submitting {
 			if t.Intent, err = lastIsIntent(b.history, t.ID); err != nil {
 				return 0, false, fmt.Errorf("task %s: %w", t.ID, err)
 			}
@@ -144,9 +158,10 @@ func migrateChunkTx(tx *bbolt.Tx) (n int, done bool, err error) {
 		if err != nil {
 			return 0, false, fmt.Errorf("task %s: %w", t.ID, err)
 		}
-		// Puts wait until the cursor is done with the bucket.
-		rewrites = append(rewrites, rewrite{bytes.Clone(k), nv})
-		if t.State.Active() {
+		if err := b.history.Put(taskKey(t.ID), nv); err != nil {
+			return 0, false, err
+		}
+		if fromSchema1 && t.State.Active() {
 			if err := b.due.Put(dueKey(t.NextAt, t.ID), []byte{}); err != nil {
 				return 0, false, err
 			}
@@ -154,22 +169,33 @@ func migrateChunkTx(tx *bbolt.Tx) (n int, done bool, err error) {
 		if t.Updated.After(latest) {
 			latest = t.Updated
 		}
-		last = rewrites[len(rewrites)-1].k
+		moved = append(moved, bytes.Clone(k))
 		n++
 	}
 	done = k == nil
-	for _, r := range rewrites {
-		if err := b.tasks.Put(r.k, r.v); err != nil {
+	// Deletes wait until the cursor is done with the bucket.
+	for _, k := range moved {
+		if err := old.Delete(k); err != nil {
 			return 0, false, err
 		}
 	}
-	if err := raiseLastSubmit(b.meta, latest); err != nil {
+	if first, _ := old.Cursor().First(); first != nil && len(moved) > 0 && bytes.Compare(first, moved[len(moved)-1]) <= 0 {
+		// A damaged page (keys out of order) can hide a key from Delete:
+		// the next chunk would start from it again, for ever.
+		return 0, false, damaged("the tasks bucket's keys are out of order near %x", first)
+	}
+	if fromSchema1 {
+		if err := raiseLastSubmit(b.meta, latest); err != nil {
+			return 0, false, err
+		}
+	}
+	if !done {
+		return n, false, nil
+	}
+	if err := tx.DeleteBucket(bucketTasks); err != nil {
 		return 0, false, err
 	}
-	if done {
-		return n, true, b.meta.Delete(keyMigrating)
-	}
-	return n, false, b.meta.Put(keyMigrating, last)
+	return n, true, b.meta.Delete(keyMigrating)
 }
 
 // lastIsIntent reports whether the last record of the task's history is a

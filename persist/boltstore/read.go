@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -47,7 +48,7 @@ func (s *Store) GetByRef(ctx context.Context, ref string) (*persist.Task, error)
 
 // getTask reads and decodes one task, with its params when withParams.
 func getTask(b buckets, id string, withParams bool) (*persist.Task, error) {
-	v := b.tasks.Get([]byte(id))
+	v := b.taskValue(id)
 	if v == nil {
 		return nil, fmt.Errorf("boltstore: get %s: %w", id, persist.ErrNotFound)
 	}
@@ -155,14 +156,23 @@ func (s *Store) scan(ctx context.Context, op string, opts persist.ListOptions, f
 // the id after, of the states sel (all when empty).
 func readPage(b buckets, sel []states.State, after string, reverse bool, want int, page []*persist.Task) ([]*persist.Task, error) {
 	if len(sel) == 0 {
-		c := b.tasks.Cursor()
-		k, v := seekAfter(c, nil, after, reverse)
-		for ; k != nil && len(page) < want; k, v = step(c, reverse) {
+		c := b.history.Cursor()
+		k, v, err := seekTaskAfter(c, after, reverse)
+		for ; err == nil && k != nil && len(page) < want; k, v, err = nextTask(c, k, reverse) {
+			id := k[:len(k)-1]
 			t, err := decodeTask(v)
 			if err != nil {
-				return page, fmt.Errorf("boltstore: list: task %q: %w", k, err)
+				return page, fmt.Errorf("boltstore: list: task %q: %w", id, err)
+			}
+			if t.ID != string(id) {
+				// The next page starts after t.ID: a key that is not the
+				// task's could send it back to this one.
+				return page, fmt.Errorf("boltstore: list: task %q: %w", id, damaged("stored task says its id is %s", t.ID))
 			}
 			page = append(page, t)
+		}
+		if err != nil {
+			return page, fmt.Errorf("boltstore: list: %w", err)
 		}
 		return page, nil
 	}
@@ -248,6 +258,92 @@ func seekAfter(c *bbolt.Cursor, prefix []byte, after string, reverse bool) ([]by
 	return c.Prev()
 }
 
+// The tasks in the history bucket: each follows its records (see
+// taskKey). Reading them in order steps over the records: one key at a
+// time over a few, with a seek past a long history.
+
+// maxRecordSteps is how many records nextTask steps over one by one
+// before it seeks past the rest of the history.
+const maxRecordSteps = 8
+
+// seekTaskAfter positions c on the first task whose id sorts after after
+// (the last before it, with reverse; the first or last task when after
+// is empty) and returns its key and value, or nil at the end.
+func seekTaskAfter(c *bbolt.Cursor, after string, reverse bool) ([]byte, []byte, error) {
+	if i := strings.IndexByte(after, 0); i >= 0 {
+		// No id holds a 0x00: the ids after such a string are those after
+		// its part before the 0x00, and the ids before it are those up to
+		// that part, that is, before the part and 0x01.
+		if after = after[:i]; reverse {
+			after += "\x01"
+		}
+	}
+	var k, v []byte
+	switch {
+	case after == "" && !reverse:
+		k, v = c.First()
+	case after == "":
+		k, v = c.Last()
+	case !reverse:
+		key := taskKey(after)
+		if k, v = c.Seek(key); bytes.Equal(k, key) {
+			k, v = c.Next()
+		}
+	default:
+		// The last key before after's own keys (its records, then its
+		// task): a task key sorts before taskKey(after) exactly when its
+		// id sorts before after.
+		if k, _ = c.Seek(historyPrefix(after)); k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+	}
+	return toTask(c, nil, k, v, reverse)
+}
+
+// nextTask moves c from the task at key from to the next one (the one
+// before, with reverse) and returns its key and value, or nil at the end.
+func nextTask(c *bbolt.Cursor, from []byte, reverse bool) ([]byte, []byte, error) {
+	k, v := step(c, reverse)
+	return toTask(c, from, k, v, reverse)
+}
+
+// toTask moves c from the key k, which it reached from the key from (nil:
+// a seek), on to the first task key at or after k (at or before it, with
+// reverse). Keys of neither kind are damage from outside this program;
+// they are passed over. Every key must move on from the one before: a
+// damaged page can make a cursor go back (or round in a circle), and a
+// scan must end, so that is reported as damage.
+func toTask(c *bbolt.Cursor, from, k, v []byte, reverse bool) ([]byte, []byte, error) {
+	for steps := 0; k != nil; steps++ {
+		if from != nil {
+			if n := bytes.Compare(k, from); (!reverse && n <= 0) || (reverse && n >= 0) {
+				return nil, nil, damaged("the history bucket's keys are out of order near %x", from)
+			}
+		}
+		id, task, ok := keyKind(k)
+		if ok && task {
+			return k, v, nil
+		}
+		from = k
+		if !ok || steps < maxRecordSteps {
+			k, v = step(c, reverse)
+			continue
+		}
+		// A long history: seek past the rest of it. Forward, its task
+		// key is the next key; backward, the key before its first
+		// record is the task before.
+		steps = 0
+		if !reverse {
+			k, v = c.Seek(taskKey(string(id)))
+		} else if k, _ = c.Seek(historyPrefix(string(id))); k != nil {
+			k, v = c.Prev()
+		}
+	}
+	return nil, nil, nil
+}
+
 // step moves c one key on, backwards with reverse.
 func step(c *bbolt.Cursor, reverse bool) ([]byte, []byte) {
 	if reverse {
@@ -282,10 +378,16 @@ func (s *Store) Due(ctx context.Context, opts persist.DueOptions) ([]*persist.Ta
 		if !opts.Until.IsZero() {
 			until = timeKey(opts.Until)
 		}
+		var prev []byte // the last key read
 		for ; k != nil; k, _ = c.Next() {
 			if opts.Limit > 0 && len(out) == opts.Limit {
 				break
 			}
+			if prev != nil && bytes.Compare(k, prev) <= 0 {
+				// A damaged page can send a cursor back: end, not loop.
+				return fmt.Errorf("boltstore: due: %w", damaged("the due index's keys are out of order near %x", prev))
+			}
+			prev = k
 			if until != nil && bytes.Compare(k[:min(len(k), timeKeyLen)], until) > 0 {
 				break
 			}

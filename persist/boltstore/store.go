@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,28 +28,37 @@ import (
 //	1  tasks, params, history, refs and by_state; values JSON
 //	2  + the due index and LastSubmit; tasks and new records binary,
 //	   tasks carry Intent
-const SchemaVersion = 2
+//	3  a task lives in the history bucket right after its records (key
+//	   id+0x01), so that a transition's record and task share a leaf; the
+//	   tasks bucket is gone
+const SchemaVersion = 3
 
 // magic marks a bbolt file as a captchafsm database.
 const magic = "captchafsm"
 
 // Bucket and key names.
 var (
-	bucketMeta    = []byte("meta")
-	bucketTasks   = []byte("tasks")
-	bucketParams  = []byte("params")
+	bucketMeta = []byte("meta")
+	// bucketTasks held the tasks up to schema 2; a migration empties it
+	// and deletes it.
+	bucketTasks  = []byte("tasks")
+	bucketParams = []byte("params")
+	// bucketHistory holds each task's records (key id, 0x00, seq) and,
+	// right after them, the task itself (key id, 0x01).
 	bucketHistory = []byte("history")
 	bucketRefs    = []byte("refs")
 	bucketByState = []byte("by_state")
-	bucketDue     = []byte("due")
+	// bucketDue is the due index: NextAt (a timeKey), then the id.
+	bucketDue = []byte("due")
 
 	keyMagic      = []byte("magic")
 	keySchema     = []byte("schema")
 	keyLastSubmit = []byte("last_submit")
 
-	// schema1Buckets are the buckets of a schema-1 file.
+	// schema1Buckets are the buckets of a schema-1 file, which a file of
+	// schema 1 or 2 (or one whose migration stopped) must have.
 	schema1Buckets = [][]byte{bucketMeta, bucketTasks, bucketParams, bucketHistory, bucketRefs, bucketByState}
-	allBuckets     = append(slices.Clip(schema1Buckets), bucketDue)
+	allBuckets     = [][]byte{bucketMeta, bucketParams, bucketHistory, bucketRefs, bucketByState, bucketDue}
 )
 
 // Log keys.
