@@ -257,25 +257,7 @@ func (a *app) gateway(cmd *cobra.Command, o gatewayOptions) error {
 	log.Info("gateway serving", "url", base, "in", base+"/in.php", "dashboard", base+"/",
 		"clients", strings.Join(names, ","), "db", a.dbPath().value, "upstream", a.apiBase().value)
 
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-served:
-	}
-	stopRequests()
-	sctx, cancel := context.WithTimeout(context.Background(), serveShutdown)
-	defer cancel()
-	_ = srv.Shutdown(sctx)
-	if err := gw.Shutdown(sctx); err != nil {
-		log.Warn("requests in flight aborted at shutdown; the next start records them", "err", err)
-	}
-	st := eng.Stats()
-	log.Info("gateway stopped: unfinished tasks stay in the database", "transitions", st.Transitions,
-		"submits", st.SubmitRequests, "polls", st.PollRequests)
-	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
-		return fmt.Errorf("gateway %s: %w", o.addr, serveErr)
-	}
-	return nil
+	return serveUntil(ctx, served, stopRequests, srv, gw.Shutdown, eng, log, "gateway "+o.addr, "the next start records them")
 }
 
 // gatewayMux sends in.php and res.php (under any prefix) to the gateway,

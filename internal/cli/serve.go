@@ -212,6 +212,16 @@ func (a *app) serve(cmd *cobra.Command, addr, tokenFile, levelName string) error
 	log.Info("serving", "url", url, "auth", auth, "db", a.dbPath().value,
 		"resumed", active, "needs_account_fix", counts[states.NeedsAccountFix])
 
+	return serveUntil(ctx, served, stopRequests, srv, eng.Shutdown, eng, log, "serve "+addr, "resume records them")
+}
+
+// serveUntil waits for ctx's end (a signal) or the server's, then stops
+// the HTTP server (cancelling the requests in flight: stopRequests) and
+// the engine (shutdown), gracefully within serveShutdown, and logs what
+// the engine did. what names the command in the error; aborted says who
+// records the requests the shutdown cut off.
+func serveUntil(ctx context.Context, served <-chan error, stopRequests func(), srv *http.Server,
+	shutdown func(context.Context) error, eng *engine.Engine, log *slog.Logger, what, aborted string) error {
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -221,14 +231,14 @@ func (a *app) serve(cmd *cobra.Command, addr, tokenFile, levelName string) error
 	sctx, cancel := context.WithTimeout(context.Background(), serveShutdown)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
-	if err := eng.Shutdown(sctx); err != nil {
-		log.Warn("requests in flight aborted at shutdown; resume records them", "err", err)
+	if err := shutdown(sctx); err != nil {
+		log.Warn("requests in flight aborted at shutdown; "+aborted, "err", err)
 	}
 	st := eng.Stats()
 	log.Info("stopped: unfinished tasks stay in the database", "transitions", st.Transitions,
 		"submits", st.SubmitRequests, "polls", st.PollRequests)
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
-		return fmt.Errorf("serve %s: %w", addr, serveErr)
+		return fmt.Errorf("%s: %w", what, serveErr)
 	}
 	return nil
 }
