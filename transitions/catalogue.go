@@ -79,7 +79,8 @@ type Entry struct {
 	// KeyWide is true for a code about the API key, not the task: every
 	// request with the same key gets it, so the engine stops sending (the
 	// breaker) instead of failing each task with a request of its own
-	// (which earns the key's IP ban after a few dozen).
+	// (which earns the key's IP ban after a few dozen); a task already
+	// paid for that meets it on res.php parks instead of failing.
 	KeyWide bool
 }
 

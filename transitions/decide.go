@@ -168,6 +168,9 @@ var rules = []Rule{
 	{From: states.Polling, What: Answer, Class: ClassTransient, Event: TransientError, Code: AnswerCode, Wait: PollRetry},
 	{From: states.Polling, What: Answer, Class: ClassResubmit, If: IfResubsLeft, Event: ResubmitNeeded, Code: AnswerCode, Wait: Now, Change: CountResubmit},
 	{From: states.Polling, What: Answer, Class: ClassResubmit, If: IfResubsSpent, Event: ResubmitsExhausted, Code: AnswerCode},
+	// A code about the key (a restart with a mistyped key) says nothing
+	// of a task the right key paid for: it parks, as an account code does.
+	{From: states.Polling, What: Answer, Class: ClassPermanent, If: IfKeyWide, Event: AccountError, Code: AnswerCode, Effects: []Effect{OpenBreaker}},
 	{From: states.Polling, What: Answer, Class: ClassPermanent, Event: PermanentError, Code: AnswerCode},
 	{From: states.Polling, What: Answer, Class: ClassAccount, Event: AccountError, Code: AnswerCode, Effects: []Effect{OpenBreaker, Ban}},
 	{From: states.Polling, What: Answer, Event: UnknownError, Code: AnswerCode},

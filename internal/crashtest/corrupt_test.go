@@ -82,7 +82,9 @@ func TestDamagedDatabaseThroughCLI(t *testing.T) {
 		name string
 		data []byte
 	}{
-		{"truncated to half", good[:len(good)/2]},
+		// Half of the pages that hold data: bbolt grows a file ahead of
+		// them, so half the file can hold them all (it does in schema 3).
+		{"truncated to half", good[:len(bytes.TrimRight(good, "\x00"))/2/page*page]},
 		{"truncated to one page", good[:page]},
 		{"truncated to 100 bytes", good[:100]},
 		{"both meta pages flipped", flip(16+8, page+16+8)},

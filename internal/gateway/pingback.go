@@ -13,7 +13,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
+	"github.com/captchafsm/captchafsm/persist"
 	"github.com/captchafsm/captchafsm/provider/protocol"
 )
 
@@ -25,6 +27,9 @@ const (
 	maxPingbackURLs = 64
 	// pingbackSenders bounds the pingbacks being sent at once; more wait.
 	pingbackSenders = 16
+	// maxPingbackLen bounds a pingback URL: a task keeps its URL as its
+	// label LabelPingback, within the store's label limits.
+	maxPingbackLen = persist.MaxLabelsLen - len(LabelPingback)
 )
 
 // pingbacks keeps the URLs clients registered (add_pingback) and sends a
@@ -83,7 +88,14 @@ func (p *pingbacks) check(raw string) (string, *protocol.Error) {
 			"the gateway calls pingback URLs on loopback addresses and the hosts its operator allows (--pingback-allow) only; %.70s is not one", host)
 	}
 	u.Fragment = ""
-	return u.String(), nil
+	s := u.String()
+	if len(s) > maxPingbackLen || !utf8.ValidString(s) {
+		// Kept with the task as a label, which the store refuses: say so
+		// now, not "try again" once the store has refused it.
+		return "", protocol.Errorf("ERROR_BAD_PARAMETERS",
+			"the pingback URL must be at most %d bytes of UTF-8 (percent-encode other bytes)", maxPingbackLen)
+	}
+	return s, nil
 }
 
 func loopbackHost(h string) bool {

@@ -34,10 +34,11 @@
 // records are binary (encoding 2): a task decodes with two allocations, so
 // a scan of a million tasks costs a fraction of a second of CPU. A task
 // with options of its own (persist.TaskOptions) is written in encoding 3,
-// encoding 2 followed by them; a file whose tasks have none is byte for
-// byte what the captchafsm before options wrote, and that program refuses
-// an encoding-3 value as newer (persist.ErrNewerSchema). Values of
-// a file written by schema 1 (JSON, encoding 1) are still read. Opening a
+// encoding 2 followed by them, and one with labels in encoding 4,
+// encoding 3 followed by its labels; a program that knows fewer encodings
+// refuses a value of a newer one as newer (persist.ErrNewerSchema), never
+// as damage. Values of a file written by schema 1 (JSON, encoding 1) are
+// still read. Opening a
 // file of schema 1 or 2 migrates it (migrate.go), resumably, in
 // transactions of bounded size.
 //

@@ -48,7 +48,12 @@ func (s *Store) GetByRef(ctx context.Context, ref string) (*persist.Task, error)
 
 // getTask reads and decodes one task, with its params when withParams.
 func getTask(b buckets, id string, withParams bool) (*persist.Task, error) {
-	v := b.taskValue(id)
+	// No id holds a 0x00 (Create refuses them); for such a string, id+0x01
+	// can be the key of another task's record, which is no damage.
+	var v []byte
+	if strings.IndexByte(id, 0) < 0 {
+		v = b.taskValue(id)
+	}
 	if v == nil {
 		return nil, fmt.Errorf("boltstore: get %s: %w", id, persist.ErrNotFound)
 	}
@@ -485,6 +490,11 @@ func (s *Store) ScanHistory(ctx context.Context, id string, fn func(persist.Reco
 }
 
 func (s *Store) scanHistory(ctx context.Context, op, id string, fn func(persist.Record) error) error {
+	if strings.IndexByte(id, 0) >= 0 {
+		// No id holds a 0x00: the prefix id+0x00 could match the records
+		// of the id before the 0x00.
+		return fmt.Errorf("boltstore: %s: %w", op, persist.ErrNotFound)
+	}
 	prefix := historyPrefix(id)
 	var last uint64 // the seq of the last record read
 	page := make([]persist.Record, 0, min(scanPage, 64))
