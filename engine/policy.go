@@ -44,7 +44,9 @@ type Policy struct {
 	// leave in groups of up to 3 (as many as the rate lets leave in
 	// 200 ms), whose records share the store's commits; only whole groups
 	// fit in a second (at 20: six groups of 3, 18/s). The engine never
-	// lets more than 57 leave in any 3 s.
+	// lets more than 57 leave in any 3 s. In a fleet the rate is the
+	// account's, shared: the engines book one slot at a time from the
+	// store at 90 % of it, an average (docs/postgres.md).
 	SubmitRate float64
 	// RetryDelays overrides the catalogue's retry delay per code.
 	RetryDelays map[string]time.Duration
