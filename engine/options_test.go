@@ -354,12 +354,18 @@ func TestLabelsKeptAcrossARestart(t *testing.T) {
 		labels := map[string]string{"pingback": "http://127.0.0.1:8/done", "order": "42"}
 		req := recaptcha("labelled")
 		req.Labels = labels
+		trs, stop := b.eng.Subscribe(100)
 		id, err := b.eng.Submit(context.Background(), req)
 		require.NoError(t, err)
 		req.Labels["order"] = "changed after Submit"
 		labels = map[string]string{"pingback": "http://127.0.0.1:8/done", "order": "42"}
 		assert.Equal(t, labels, mustGet(t, b.eng, id).Labels, "the labels stored are the ones submitted")
 		<-time.After(10 * time.Second)
+		stop()
+		require.NotEmpty(t, trs)
+		for tr := range trs {
+			assert.Equal(t, labels, tr.Task.Labels, "the engine's own copy: %s", tr.Record.Event)
+		}
 
 		require.NoError(t, b.eng.Close())
 		require.NoError(t, b.store.Close())

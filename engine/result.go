@@ -3,7 +3,6 @@ package engine
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"time"
 
 	"github.com/captchafsm/captchafsm/persist"
@@ -98,11 +97,12 @@ func (r Request) validate() error {
 	return nil
 }
 
-// options are r's options as the store keeps them. Negative limits are
-// kept as -1: every negative value means none.
+// options are r's options as the store keeps them, sharing r's Labels
+// (NewTask copies them). Negative limits are kept as -1: every negative
+// value means none.
 func (r Request) options() persist.TaskOptions {
 	o := persist.TaskOptions{Deadline: r.Deadline, Priority: r.Priority, MaxRetries: r.MaxRetries, MaxResubmits: r.MaxResubmits,
-		Labels: maps.Clone(r.Labels)}
+		Labels: r.Labels}
 	o.MaxRetries, o.MaxResubmits = max(o.MaxRetries, -1), max(o.MaxResubmits, -1)
 	return o
 }

@@ -177,7 +177,9 @@ func NewTask(r Request, now time.Time) *persist.Task {
 	for k, v := range r.Params {
 		params[k] = v
 	}
-	return &persist.Task{ID: persist.NewID(), Ref: r.Ref, Method: r.Method, Params: params, Options: r.options(),
+	opts := r.options()
+	opts.Labels = maps.Clone(opts.Labels) // the caller may change its map; the task's never changes
+	return &persist.Task{ID: persist.NewID(), Ref: r.Ref, Method: r.Method, Params: params, Options: opts,
 		State: transitions.Initial, Created: now, Updated: now, NextAt: now}
 }
 

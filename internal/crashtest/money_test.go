@@ -242,6 +242,11 @@ func TestRestartsKeepThePace(t *testing.T) {
 	assert.Zero(t, led.Answers[provider.CodeSubmitBurst])
 	assert.Less(t, most, provider.SubmitBurst)
 	assert.Greater(t, led.Requests[providersim.KindSubmit], 200, "the runs sent at pace")
-	t.Logf("%d in.php over three lives; busiest 3 s at the provider: %d (limit %d, margin %d)",
-		led.Requests[providersim.KindSubmit], most, provider.SubmitBurst, provider.SubmitBurst-most)
+	// submit_rate (20, the default) bounds every second where requests
+	// leave; at the provider they arrive a few milliseconds late each, so
+	// one more may share a second there.
+	second := tp.busiest(time.Second)
+	assert.LessOrEqual(t, second, 21, "busiest second at the provider")
+	t.Logf("%d in.php over three lives; busiest 3 s at the provider: %d (limit %d, margin %d); busiest second: %d (submit_rate 20)",
+		led.Requests[providersim.KindSubmit], most, provider.SubmitBurst, provider.SubmitBurst-most, second)
 }

@@ -182,15 +182,9 @@ func (r *binReader) uvarint() uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(r.b[r.off:])
-	if n == 0 {
-		r.fail("value ends early")
+	if !r.advance(n) {
 		return 0
 	}
-	if n < 0 {
-		r.fail("bad varint")
-		return 0
-	}
-	r.off += n
 	return v
 }
 
@@ -199,16 +193,25 @@ func (r *binReader) varint() int64 {
 		return 0
 	}
 	v, n := binary.Varint(r.b[r.off:])
-	if n == 0 {
-		r.fail("value ends early")
+	if !r.advance(n) {
 		return 0
 	}
-	if n < 0 {
+	return v
+}
+
+// advance moves past a varint of n bytes as encoding/binary reports it:
+// 0 for a value that ends early, negative for an overlong one.
+func (r *binReader) advance(n int) bool {
+	switch {
+	case n == 0:
+		r.fail("value ends early")
+		return false
+	case n < 0:
 		r.fail("bad varint")
-		return 0
+		return false
 	}
 	r.off += n
-	return v
+	return true
 }
 
 func (r *binReader) int() int {
