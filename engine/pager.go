@@ -67,7 +67,7 @@ func (e *Engine) page(ctx context.Context) (next time.Time, full bool, err error
 	// Everything due within the window is held: when does the next fall
 	// due?
 	err = e.scanDue(ctx, persist.DueCursor{At: until, ID: "\xff"}, time.Time{}, func(t *persist.Task) bool {
-		next = t.NextAt.Add(-p.window / 2)
+		next = t.DueAt.Add(-p.window / 2) // DueAt ≤ NextAt: never late
 		return false
 	})
 	return next, false, err
@@ -104,7 +104,7 @@ func (e *Engine) scanDue(ctx context.Context, cursor persist.DueCursor, until ti
 			return nil
 		}
 		last := list[len(list)-1]
-		cursor = persist.DueCursor{At: last.NextAt, ID: last.ID}
+		cursor = persist.DueCursor{At: last.DueAt, ID: last.ID}
 	}
 }
 

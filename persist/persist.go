@@ -72,7 +72,19 @@ type Task struct {
 	// Apply sets it from the record it commits (and ignores the value it
 	// is given); Create sets it false.
 	Intent bool `json:"intent,omitempty"`
+	// DueAt is the time the store's due index holds an active task under
+	// (see Store.Due), set by the store in the tasks Due returns (other
+	// reads may set it too; Create and Apply ignore the value they are
+	// given). It is never later than NextAt and at most DueSlack earlier.
+	DueAt time.Time `json:"-"`
 }
+
+// DueSlack bounds how far a task's place in the due index (Task.DueAt) may
+// lag behind its NextAt. A store may leave a task where it is while its
+// NextAt moves later by no more than DueSlack, so that a task polled every
+// few seconds rewrites its index entry about once a minute instead of at
+// every poll; a NextAt that moves earlier, or further, moves the entry.
+const DueSlack = time.Minute
 
 // Clone returns a deep copy of t.
 //
@@ -220,10 +232,10 @@ type ListOptions struct {
 	Reverse bool
 }
 
-// DueCursor is a position in the due-time order of active tasks: a task's
-// (NextAt, ID). Times compare as instants (time.Time.Compare), to the
-// nanosecond and whatever their zone, ids as bytes; the zero NextAt sorts
-// first.
+// DueCursor is a position in the due index's order of active tasks: a
+// task's (DueAt, ID). Times compare as instants (time.Time.Compare), to
+// the nanosecond and whatever their zone, ids as bytes; the zero time
+// sorts first.
 type DueCursor struct {
 	At time.Time
 	ID string
@@ -234,10 +246,11 @@ type DueCursor struct {
 type DueOptions struct {
 	// After: the zero cursor starts from the first task; otherwise only
 	// tasks strictly after (After.At, After.ID) in the order are returned.
-	// Pass the last task's (NextAt, ID) to read the next page.
+	// Pass the last task's (DueAt, ID) to read the next page.
 	After DueCursor
-	// Until, when not zero, leaves out the tasks whose NextAt is after it
-	// (a NextAt equal to Until is returned).
+	// Until, when not zero, leaves out the tasks whose DueAt is after it
+	// (a DueAt equal to Until is returned). Every task due by Until
+	// (NextAt ≤ Until) is returned, and some due up to DueSlack later.
 	Until time.Time
 	// Limit caps the number of tasks returned; 0 means no cap.
 	Limit int
@@ -293,16 +306,19 @@ type Store interface {
 	// opts.States is still passed at most once. fn owns the tasks it gets.
 	Scan(ctx context.Context, opts ListOptions, fn func(*Task) error) error
 	// Due returns up to opts.Limit active tasks (Submitting, Backoff,
-	// Polling, Resubmitting: states.State.Active), without Params, in
-	// (NextAt, ID) order: the earliest next action first, a zero NextAt
-	// (due at once) first of all, ids breaking ties. It reads an index
-	// that every Create and Apply keeps in the same transaction as the
-	// task, so a task is returned exactly when its committed state is
-	// active, under its committed NextAt: a task leaves the index when it
+	// Polling, Resubmitting: states.State.Active), without Params, with
+	// DueAt set, in (DueAt, ID) order: the earliest next action first
+	// (to within DueSlack), a zero DueAt (due at once) first of all, ids
+	// breaking ties. It reads an index that every Create and Apply keeps
+	// in the same transaction as the task, so a task is returned exactly
+	// when its committed state is active: a task leaves the index when it
 	// settles (terminal or NeedsAccountFix) and comes back when it is
-	// active again. One call is one consistent read; tasks returned are
-	// the store's copies. Leases (see Leaser) are not considered: an
-	// engine sharing a store with others claims its tasks instead.
+	// active again. Create puts a task under its NextAt; Apply keeps its
+	// place while the new NextAt is no earlier and at most DueSlack later,
+	// and moves it to the new NextAt otherwise (a store may always move
+	// it). One call is one consistent read; tasks returned are the
+	// store's copies. Leases (see Leaser) are not considered: an engine
+	// sharing a store with others claims its tasks instead.
 	Due(ctx context.Context, opts DueOptions) ([]*Task, error)
 	// LastSubmit returns the latest At of the committed records whose
 	// event is transitions.SubmitSending (the intent to send in.php),

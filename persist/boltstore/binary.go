@@ -25,9 +25,13 @@ import (
 // of its Unix seconds: exact to the nanosecond, any year. Decoded times
 // are in the local zone. A value with bytes left over is damaged.
 //
-// Task:   state, flags (1: Intent), seq, id, ref, method, code, provider id,
-//         token, cost, owner, submits, retries, resubmits, polls,
-//         next at, poll since, created, updated, lease until;
+// Task:   state, flags (1: Intent, 2: due early), seq, id, ref, method,
+//         code, provider id, token, cost, owner, submits, retries,
+//         resubmits, polls, next at, poll since, created, updated, lease
+//         until, then (flag 2, schema 4) the time the due index holds the
+//         task under, when it is earlier than next at (see
+//         persist.DueSlack; without the flag an active task is held under
+//         next at);
 //         encodingV3 (a task with options) then adds deadline, priority,
 //         max retries, max resubmits; encodingV4 (a task with labels)
 //         then adds the number of labels and each key and value, in key
@@ -56,8 +60,9 @@ func stateCode(s states.State) (byte, bool) {
 
 const (
 	taskIntent      = 1 << 0
+	taskDueEarly    = 1 << 1
 	recordCharged   = 1 << 0
-	knownTaskFlags  = taskIntent
+	knownTaskFlags  = taskIntent | taskDueEarly
 	knownRecordFlag = recordCharged
 )
 
@@ -95,6 +100,10 @@ func encodeTaskBinary(t *persist.Task) ([]byte, error) {
 	if t.Intent {
 		flags |= taskIntent
 	}
+	early := dueEarly(t)
+	if early {
+		flags |= taskDueEarly
+	}
 	w.uvarint(flags)
 	w.uvarint(t.Seq)
 	for _, s := range [...]string{t.ID, t.Ref, t.Method, t.Code, t.ProviderID, t.Token, t.Cost, t.Owner} {
@@ -105,6 +114,9 @@ func encodeTaskBinary(t *persist.Task) ([]byte, error) {
 	}
 	for _, tm := range [...]time.Time{t.NextAt, t.PollSince, t.Created, t.Updated, t.LeaseUntil} {
 		w.time(tm)
+	}
+	if early {
+		w.time(t.DueAt)
 	}
 	if o := t.Options; !o.IsZero() {
 		w.time(o.Deadline)
@@ -122,6 +134,14 @@ func encodeTaskBinary(t *persist.Task) ([]byte, error) {
 		return sealValue(encodingV4, w.b), nil
 	}
 	return sealValue(encodingV2, w.b), nil
+}
+
+// dueEarly reports whether the due index holds t before its NextAt: t is
+// active and its DueAt is before NextAt, by at most persist.DueSlack. Any
+// other DueAt (zero, for one) means NextAt.
+func dueEarly(t *persist.Task) bool {
+	return t.State.Active() && !t.DueAt.IsZero() && t.DueAt.Before(t.NextAt) &&
+		t.NextAt.Sub(t.DueAt) <= persist.DueSlack
 }
 
 // encodeRecordV2 returns the binary value of r.
@@ -300,6 +320,20 @@ func decodeTaskBinary(payload []byte, v byte) (*persist.Task, error) {
 	t.ProviderID, t.Token, t.Cost, t.Owner = r.str(), r.str(), r.str(), r.str()
 	t.Submits, t.Retries, t.Resubmits, t.Polls = r.int(), r.int(), r.int(), r.int()
 	t.NextAt, t.PollSince, t.Created, t.Updated, t.LeaseUntil = r.time(), r.time(), r.time(), r.time(), r.time()
+	switch {
+	case flags&taskDueEarly == 0:
+		if t.State.Active() {
+			t.DueAt = t.NextAt
+		}
+	case !t.State.Active():
+		r.fail("a settled task with a place in the due index")
+	default:
+		t.DueAt = r.time()
+		if !t.DueAt.Before(t.NextAt) || t.NextAt.Sub(t.DueAt) > persist.DueSlack {
+			r.fail(fmt.Sprintf("due at %v, more than %v before next at %v, or not before it",
+				t.DueAt, persist.DueSlack, t.NextAt))
+		}
+	}
 	if v >= encodingV3 {
 		o := &t.Options
 		o.Deadline = r.time()

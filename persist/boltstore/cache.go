@@ -21,7 +21,7 @@ type committed struct {
 	ref, method string
 	options     persist.TaskOptions
 	created     time.Time
-	nextAt      time.Time
+	dueAt       time.Time // the stored DueAt: where the due index holds it
 }
 
 // commitCache remembers the value of every task the loop wrote, so the
@@ -69,7 +69,7 @@ func (c *commitCache) update(reqs []*applyReq) {
 			continue
 		}
 		c.m[id] = committed{val: r.taskVal, state: r.task.State, seq: r.task.Seq,
-			ref: r.task.Ref, method: r.task.Method, options: r.task.Options, created: r.task.Created, nextAt: r.task.NextAt}
+			ref: r.task.Ref, method: r.task.Method, options: r.task.Options, created: r.task.Created, dueAt: r.task.DueAt}
 	}
 	if len(c.m) == 0 {
 		// Go maps keep their buckets when emptied: once every task in

@@ -110,9 +110,19 @@ func encodeTask(t *persist.Task) ([]byte, error) {
 	return encodeTaskBinary(t)
 }
 
-// decodeTask decodes a value of the tasks bucket, of either encoding, and
-// checks the fields the store depends on.
+// decodeTask decodes a stored task, of any encoding, and checks the fields
+// the store depends on. DueAt is left zero: only Due reports it.
 func decodeTask(b []byte) (*persist.Task, error) {
+	t, err := decodeTaskDue(b)
+	if t != nil {
+		t.DueAt = time.Time{}
+	}
+	return t, err
+}
+
+// decodeTaskDue is decodeTask with DueAt: where the due index holds the
+// task, if it is active.
+func decodeTaskDue(b []byte) (*persist.Task, error) {
 	v, payload, err := unframe("task", b)
 	if err != nil {
 		return nil, err
@@ -159,8 +169,12 @@ func decodeTaskV1(payload []byte) (*persist.Task, error) {
 		return nil, damaged("task %s holds params", t.ID)
 	}
 	// Schema 1 had no intent flag; the migration to schema 2 sets it in
-	// every task it rewrites.
+	// every task it rewrites. Its due index (schema 2's) is exact.
 	t.Intent = false
+	t.DueAt = time.Time{}
+	if t.State.Active() {
+		t.DueAt = t.NextAt
+	}
 	return &t, nil
 }
 

@@ -15,13 +15,14 @@ import (
 	"github.com/captchafsm/captchafsm/transitions"
 )
 
-// The fixtures testdata/schema1.db and testdata/schema2.db are databases
-// written by the schema-1 store (commit 442e82c) and the schema-2 store
-// (commit 8b60a57): TestWriteFixture, run once at each commit with
+// The fixtures testdata/schema1.db, schema2.db and schema3.db are
+// databases written by the schema-1 store (commit 442e82c), the schema-2
+// store (commit 8b60a57) and the schema-3 store (commit ab8a96f):
+// TestWriteFixture, run once at each commit with
 //
 //	CAPTCHAFSM_WRITE_FIXTURE=$PWD/testdata/schema1.db go test -run '^TestWriteFixture$' ./persist/boltstore/
 //
-// (schema2.db for the second) wrote the tasks and histories of
+// (schema2.db, schema3.db for the others) wrote the tasks and histories of
 // fixtureTasks into it. Their content is deterministic (fixed ids and
 // times), so later tests compare what a newer store reads from the files
 // with fixtureTasks.

@@ -200,3 +200,54 @@ func TestBatchConflictsAlone(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, states.Polling, p.State)
 }
+
+// A lone caller commits its own transition (commitInline), without the
+// loop; Close waits for that commit, which succeeds, and callers that come
+// meanwhile queue for the loop.
+func TestLoneCallerCommitsInline(t *testing.T) {
+	old := nothingRunnable
+	nothingRunnable = func(*applyReq) bool { return true }
+	defer func() { nothingRunnable = old }()
+	s := openInternal(t, &Options{NoSync: true})
+	ctx := context.Background()
+	tasks := createN(t, s, 3)
+	for range 5 {
+		require.NoError(t, s.Apply(ctx, tasks[0], sending(tasks[0])))
+	}
+	assert.Equal(t, int64(5), s.inline.Load(), "sequential Applies commit inline")
+	assert.Equal(t, int64(5), s.commits.Load())
+
+	release := holdWriter(t, s)
+	defer release()
+	errA := make(chan error, 1)
+	go func() { errA <- s.Apply(ctx, tasks[1], sending(tasks[1])) }()
+	waitFor(func() bool { return s.inline.Load() == 6 })
+	errB := make(chan error, 1)
+	go func() { errB <- s.Apply(ctx, tasks[2], sending(tasks[2])) }()
+	waitFor(func() bool { return s.queued() == 1 }) // not inline: a commit runs
+	assert.Equal(t, int64(6), s.inline.Load())
+
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	waitFor(func() bool { return s.shut.Load() })
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a lone caller's commit ran", err)
+	default:
+	}
+	release()
+	require.NoError(t, <-errA, "the inline commit ends before Close closes the file")
+	require.NoError(t, <-closed)
+	err := <-errB
+	require.True(t, err == nil || errors.Is(err, persist.ErrClosed), "queued behind Close: %v", err)
+
+	s2, err2 := Open(s.path, &Options{NoSync: true})
+	require.NoError(t, err2)
+	defer s2.Close()
+	hist, err2 := s2.History(ctx, tasks[1].ID)
+	require.NoError(t, err2)
+	assert.Len(t, hist, 2)
+	hist, err2 = s2.History(ctx, tasks[2].ID)
+	require.NoError(t, err2)
+	assert.Len(t, hist, map[bool]int{true: 2, false: 1}[err == nil], "task 2's history matches its Apply's outcome")
+}

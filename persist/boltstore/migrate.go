@@ -14,7 +14,9 @@ import (
 	"github.com/captchafsm/captchafsm/transitions"
 )
 
-// Migration to schema 3, run by Open, from a file of schema 1 or 2.
+// Migration to schema 4, run by Open, from a file of schema 1, 2 or 3.
+//
+// From schema 3 it only raises the number (see SchemaVersion).
 //
 // Schema 2 added the due index and LastSubmit, stored tasks in the binary
 // encoding and gave them the Intent flag; schema 3 moves each task from
@@ -31,7 +33,7 @@ import (
 //
 // A large file is migrated in transactions of migrateChunk tasks, so the
 // migration's memory stays bounded. The first transaction raises the
-// stored schema to 3 and sets keyMigrating (its value: the schema the
+// stored schema to SchemaVersion and sets keyMigrating (its value: the schema the
 // tasks come from), so that an older captchafsm refuses the file as newer
 // from then on; each later one moves the first migrateChunk tasks left in
 // the tasks bucket and deletes them there; the last one deletes the
@@ -54,8 +56,15 @@ var afterMigrateChunk func(migrated int) error
 // file's tasks come from (one byte: 1 or 2).
 var keyMigrating = []byte("migrating")
 
-// migrate brings a file of schema 1 or 2, or one whose migration stopped,
-// to SchemaVersion.
+// schema3 reports whether meta is a schema-3 file's whose migration is
+// done: a schema-4 file in all but its number.
+func schema3(meta *bbolt.Bucket) bool {
+	v := meta.Get(keySchema)
+	return len(v) == 8 && binary.BigEndian.Uint64(v) == 3 && meta.Get(keyMigrating) == nil
+}
+
+// migrate brings a file of schema 1, 2 or 3, or one whose migration
+// stopped, to SchemaVersion.
 func migrate(path string, db *bbolt.DB, log *slog.Logger) error {
 	fail := func(err error) error {
 		return fmt.Errorf("boltstore: open %s: migrate to schema %d: %w", path, SchemaVersion, err)
@@ -63,13 +72,21 @@ func migrate(path string, db *bbolt.DB, log *slog.Logger) error {
 	var from uint64
 	err := db.Update(func(tx *bbolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
+		if schema3(meta) {
+			// Schema 4 only lets new values say that the due index holds
+			// a task early; schema 3's exact index is one of its own.
+			from = 3
+			return meta.Put(keySchema, binary.BigEndian.AppendUint64(nil, SchemaVersion))
+		}
 		from = binary.BigEndian.Uint64(meta.Get(keySchema))
 		mark := meta.Get(keyMigrating)
-		if from == SchemaVersion && len(mark) == 1 {
+		if (from == SchemaVersion || from == 3) && len(mark) == 1 {
+			// Resumed (one that stopped on its way to schema 3 ends at
+			// 4, which reads what it wrote).
 			from = uint64(mark[0])
-			return nil // resumed
+			return meta.Put(keySchema, binary.BigEndian.AppendUint64(nil, SchemaVersion))
 		}
-		if from == SchemaVersion || from > 2 {
+		if from >= 3 {
 			return damaged("schema %d with migration mark %x", from, mark)
 		}
 		if from == 2 && mark != nil {
@@ -91,6 +108,10 @@ func migrate(path string, db *bbolt.DB, log *slog.Logger) error {
 	})
 	if err != nil {
 		return fail(err)
+	}
+	if from == 3 {
+		log.Info("boltstore: migrated", logPath, path, "from_schema", from, "to_schema", SchemaVersion)
+		return nil
 	}
 	start := time.Now()
 	log.Info("boltstore: migrating", logPath, path, "from_schema", from, "to_schema", SchemaVersion)

@@ -27,7 +27,7 @@ import (
 var fixtures = []struct {
 	name   string
 	schema uint64
-}{{"schema1.db", 1}, {"schema2.db", 2}}
+}{{"schema1.db", 1}, {"schema2.db", 2}, {"schema3.db", 3}}
 
 // copyFixture copies testdata/name into a temporary directory and returns
 // the copy's path.
@@ -231,6 +231,9 @@ func finishAll(t *testing.T, s persist.Store) {
 // program refuses, and the next Open finishes it.
 func TestMigrateResumes(t *testing.T) {
 	for _, fx := range fixtures {
+		if fx.schema >= 3 {
+			continue // its migration is one transaction: no task moves
+		}
 		t.Run(fx.name, func(t *testing.T) {
 			path := copyFixture(t, fx.name)
 			defer boltstore.SetMigrateChunk(7)()

@@ -400,13 +400,22 @@ func (s *Store) Due(ctx context.Context, opts persist.DueOptions) ([]*persist.Ta
 			if err != nil {
 				return fmt.Errorf("boltstore: due: %w", err)
 			}
-			t, err := getTask(b, id, false)
-			if err != nil {
-				return fmt.Errorf("boltstore: due: the index names a task that cannot be read: %w", err)
+			var v []byte
+			if strings.IndexByte(id, 0) < 0 { // see getTask
+				v = b.taskValue(id)
 			}
-			if !t.State.Active() || !t.NextAt.Equal(at) {
-				return fmt.Errorf("boltstore: due: %w", damaged("the index has task %s due at %v, the task is %s due at %v",
-					id, at, t.State, t.NextAt))
+			if v == nil {
+				return fmt.Errorf("boltstore: due: %w", damaged("the index names task %q, which is not stored", id))
+			}
+			t, err := decodeTaskDue(v)
+			switch {
+			case err != nil:
+				return fmt.Errorf("boltstore: due: the index names task %s, which cannot be read: %w", id, err)
+			case t.ID != id:
+				return fmt.Errorf("boltstore: due: %w", damaged("the index names task %s, whose value says it is %s", id, t.ID))
+			case !t.State.Active() || !t.DueAt.Equal(at):
+				return fmt.Errorf("boltstore: due: %w", damaged("the index has task %s due at %v, the task is %s held at %v",
+					id, at, t.State, t.DueAt))
 			}
 			out = append(out, t)
 		}

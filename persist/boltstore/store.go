@@ -31,7 +31,11 @@ import (
 //	3  a task lives in the history bucket right after its records (key
 //	   id+0x01), so that a transition's record and task share a leaf; the
 //	   tasks bucket is gone
-const SchemaVersion = 3
+//	4  the due index may hold an active task up to persist.DueSlack
+//	   before its NextAt (a task flag and a time say where); a schema-3
+//	   file is a schema-4 file whose index is exact, so its migration
+//	   only raises the number
+const SchemaVersion = 4
 
 // magic marks a bbolt file as a captchafsm database.
 const magic = "captchafsm"
@@ -113,11 +117,14 @@ type Store struct {
 	lost error
 
 	// The group-commit queue (see apply.go).
-	mu       sync.Mutex
-	cond     *sync.Cond
-	queue    []*applyReq
-	closed   bool
-	loopDone chan struct{}
+	mu     sync.Mutex
+	cond   *sync.Cond
+	queue  []*applyReq
+	closed bool
+	// committing is set while a batch is being committed, by the loop or
+	// by a lone caller (commitInline): one commit at a time.
+	committing bool
+	loopDone   chan struct{}
 	// arrived wakes the loop while it waits for more requests before a
 	// commit (one token, dropped when one is pending).
 	arrived chan struct{}
@@ -126,8 +133,9 @@ type Store struct {
 	// shut mirrors closed for methods that do not take mu.
 	shut atomic.Bool
 
-	// Group-commit counters: requests taken, transactions committed.
-	taken, commits atomic.Int64
+	// Group-commit counters: requests taken, transactions committed,
+	// commits made by their lone caller (commitInline).
+	taken, commits, inline atomic.Int64
 	// preparing counts Apply calls encoding their request, soon queued.
 	preparing atomic.Int64
 	// cache holds the tasks the loop wrote last.
@@ -306,7 +314,7 @@ func checkDB(path string, db *bbolt.DB, log *slog.Logger) error {
 			migrating = true
 		}
 		need := allBuckets
-		if migrating {
+		if migrating && !schema3(meta) {
 			need = schema1Buckets
 		}
 		for _, name := range need {
@@ -358,6 +366,9 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.shut.Store(true)
 	s.cond.Broadcast()
+	for s.committing {
+		s.cond.Wait() // a lone caller's commit (commitInline) ends first
+	}
 	s.mu.Unlock()
 	<-s.loopDone
 

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime/metrics"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -101,6 +102,7 @@ func (s *Store) Create(ctx context.Context, tasks ...*persist.Task) error {
 		c.State = transitions.Initial
 		c.Seq = 1
 		c.Intent = false
+		c.DueAt = c.NextAt
 		if c.Created.IsZero() {
 			c.Created = now
 		}
@@ -158,7 +160,7 @@ func (s *Store) Create(ctx context.Context, tasks ...*persist.Task) error {
 				{b.history, taskKey(p.t.ID), p.task},
 				{b.params, id, p.params},
 				{b.byState, indexKey(p.t.State, p.t.ID), []byte{}},
-				{b.due, dueKey(p.t.NextAt, p.t.ID), []byte{}},
+				{b.due, dueKey(p.t.DueAt, p.t.ID), []byte{}},
 			} {
 				if err := put.b.Put(put.k, put.v); err != nil {
 					return fmt.Errorf("boltstore: create %s: %w", p.t.ID, err)
@@ -197,7 +199,7 @@ type applyReq struct {
 	task    persist.Task // the new task, Seq the new one, no Params
 	from    states.State
 	oldSeq  uint64
-	oldNext time.Time // the stored task's NextAt
+	oldDue  time.Time // the stored task's DueAt
 	stored  []byte    // the stored task as the caller read it
 	rec     []byte    // the encoded record
 	taskVal []byte    // the encoded new task
@@ -217,6 +219,10 @@ type applyReq struct {
 	state atomic.Int32
 	err   error // set inside the transaction
 	done  chan error
+	// sample reads the runtime's count of runnable goroutines (see
+	// commitInline), kept with the pooled request so reading it does not
+	// allocate.
+	sample [1]metrics.Sample
 }
 
 // errNothingWritten rolls back a transaction in which every request
@@ -284,7 +290,7 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 	// stale transition fails without queueing, and the loop only compares
 	// bytes. The task as the loop last wrote it spares a read.
 	if c, ok := s.cache.get(t.ID); ok && c.state == r.from && c.seq == r.oldSeq {
-		r.stored, r.oldNext = c.val, c.nextAt
+		r.stored, r.oldDue = c.val, c.dueAt
 		r.task.Ref, r.task.Method, r.task.Options, r.task.Created = c.ref, c.method, c.options, c.created
 	} else {
 		err = s.view(ctx, "apply "+t.ID, func(tx *bbolt.Tx) error {
@@ -297,7 +303,7 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 			if err != nil {
 				return err
 			}
-			r.stored, r.oldNext = bytes.Clone(v), old.NextAt
+			r.stored, r.oldDue = bytes.Clone(v), old.DueAt
 			r.task.Ref, r.task.Method, r.task.Options, r.task.Created = old.Ref, old.Method, old.Options, old.Created
 			return nil
 		})
@@ -305,6 +311,7 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 			return err
 		}
 	}
+	r.task.DueAt = r.dueAt()
 	if r.taskVal, err = encodeTask(&r.task); err != nil {
 		return fmt.Errorf("boltstore: apply %s: %w", t.ID, err)
 	}
@@ -313,19 +320,25 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 		r.submitAt = rc.At
 	}
 
+	idle := nothingRunnable(r)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return fmt.Errorf("boltstore: apply %s: %w", t.ID, persist.ErrClosed)
 	}
-	s.queue = append(s.queue, r)
-	s.preparing.Add(-1)
-	queued = true
-	s.cond.Signal()
-	s.mu.Unlock()
-	select {
-	case s.arrived <- struct{}{}:
-	default:
+	if s.commitInline(r, idle) {
+		queued = true
+		s.mu.Unlock()
+	} else {
+		s.queue = append(s.queue, r)
+		s.preparing.Add(-1)
+		queued = true
+		s.cond.Signal()
+		s.mu.Unlock()
+		select {
+		case s.arrived <- struct{}{}:
+		default:
+		}
 	}
 
 	select {
@@ -355,6 +368,7 @@ func (s *Store) newApplyReq() *applyReq {
 	r, _ := s.reqs.Get().(*applyReq)
 	if r == nil {
 		r = &applyReq{done: make(chan error, 1)}
+		r.sample[0].Name = runnableMetric
 	}
 	r.state.Store(reqQueued)
 	return r
@@ -364,7 +378,7 @@ func (s *Store) newApplyReq() *applyReq {
 // the loop sent it as its last use of r.
 func (s *Store) releaseApplyReq(r *applyReq) {
 	r.task = persist.Task{}
-	r.from, r.oldSeq, r.oldNext = "", 0, time.Time{}
+	r.from, r.oldSeq, r.oldDue = "", 0, time.Time{}
 	r.stored, r.rec, r.taskVal = nil, nil, nil
 	r.submitAt, r.trusted = time.Time{}, false
 	r.histKey, r.taskKey, r.stateDel, r.statePut, r.dueDel, r.duePut = nil, nil, nil, nil, nil, nil
@@ -372,11 +386,29 @@ func (s *Store) releaseApplyReq(r *applyReq) {
 	s.reqs.Put(r)
 }
 
-// keys computes the keys r's commit writes, in one allocation.
+// dueAt returns where the due index is to hold the task after r: nowhere
+// (zero) when it settles; where it was while its NextAt stays no earlier
+// and at most persist.DueSlack later (a polled task keeps its entry for a
+// minute of polls, sparing the index's pages in most commits); else its
+// NextAt.
+func (r *applyReq) dueAt() time.Time {
+	next := r.task.NextAt
+	switch {
+	case !r.task.State.Active():
+		return time.Time{}
+	case r.from.Active() && !r.oldDue.IsZero() && !next.Before(r.oldDue) && next.Sub(r.oldDue) <= persist.DueSlack:
+		return r.oldDue
+	default:
+		return next
+	}
+}
+
+// keys computes the keys r's commit writes, in one allocation. r.task.DueAt
+// is set (see dueAt).
 func (r *applyReq) keys() {
 	id, to := r.task.ID, r.task.State
 	wasDue, isDue := r.from.Active(), to.Active()
-	same := wasDue && isDue && r.oldNext.Equal(r.task.NextAt)
+	same := wasDue && isDue && r.oldDue.Equal(r.task.DueAt)
 	size := 2*len(id) + 10
 	if to != r.from {
 		size += len(r.from) + len(to) + 2*(len(id)+1)
@@ -405,12 +437,12 @@ func (r *applyReq) keys() {
 	}
 	if wasDue && !same {
 		start = len(buf)
-		buf = append(appendTimeKey(buf, r.oldNext), id...)
+		buf = append(appendTimeKey(buf, r.oldDue), id...)
 		r.dueDel = cut(start)
 	}
 	if isDue && !same {
 		start = len(buf)
-		buf = append(appendTimeKey(buf, r.task.NextAt), id...)
+		buf = append(appendTimeKey(buf, r.task.DueAt), id...)
 		r.duePut = cut(start)
 	}
 }

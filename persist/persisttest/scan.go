@@ -252,7 +252,8 @@ func testScanHistory(t *testing.T, s persist.Store) {
 	assert.False(t, called)
 }
 
-// dueIDs returns the ids Due returns for opts.
+// dueIDs returns the ids Due returns for opts, and checks each task's
+// DueAt: no later than its NextAt, at most persist.DueSlack earlier.
 func dueIDs(t *testing.T, s persist.Store, opts persist.DueOptions) []string {
 	t.Helper()
 	got, err := s.Due(context.Background(), opts)
@@ -261,6 +262,9 @@ func dueIDs(t *testing.T, s persist.Store, opts persist.DueOptions) []string {
 	for _, task := range got {
 		assert.Nil(t, task.Params, "Due returned params")
 		assert.True(t, task.State.Active(), "Due returned a %s task", task.State)
+		assert.False(t, task.DueAt.After(task.NextAt), "task %s held at %v, after its NextAt %v", task.ID, task.DueAt, task.NextAt)
+		assert.LessOrEqual(t, task.NextAt.Sub(task.DueAt), persist.DueSlack,
+			"task %s held at %v, more than DueSlack before its NextAt %v", task.ID, task.DueAt, task.NextAt)
 		ids = append(ids, task.ID)
 	}
 	return ids
@@ -356,7 +360,7 @@ func testDue(t *testing.T, s persist.Store) {
 			break
 		}
 		last := page[len(page)-1]
-		after = persist.DueCursor{At: last.NextAt, ID: last.ID}
+		after = persist.DueCursor{At: last.DueAt, ID: last.ID}
 	}
 	assert.Equal(t, order, paged)
 	_, err := s.Due(ctx, persist.DueOptions{Limit: -1})
@@ -371,14 +375,28 @@ func testDueFollowsApply(t *testing.T, s persist.Store) {
 	require.NoError(t, s.Create(ctx, a, b, c))
 	ids := func() []string { return dueIDs(t, s, persist.DueOptions{}) }
 	assert.Equal(t, []string{a.ID, b.ID, c.ID}, ids())
+	slack := int(persist.DueSlack / time.Second)
 
-	// A new NextAt moves the task; the same NextAt keeps its place.
-	move(t, s, a, transitions.SubmitAccepted, states.Polling, func(x *persist.Task) { x.NextAt = at(10) })
+	// A NextAt more than DueSlack later moves the task; the same NextAt
+	// keeps its place.
+	move(t, s, a, transitions.SubmitAccepted, states.Polling, func(x *persist.Task) { x.NextAt = at(10 + slack) })
 	assert.Equal(t, []string{b.ID, c.ID, a.ID}, ids())
 	move(t, s, b, transitions.SubmitSending, states.Submitting, nil)
 	assert.Equal(t, []string{b.ID, c.ID, a.ID}, ids())
+	// A NextAt at most DueSlack later may keep the place (dueIDs checks
+	// that DueAt stays within DueSlack of it), an earlier one moves it.
+	move(t, s, a, transitions.NotReady, states.Polling, func(x *persist.Task) { x.NextAt = at(10 + 2*slack) })
+	assert.Equal(t, []string{b.ID, c.ID, a.ID}, ids())
 	move(t, s, a, transitions.NotReady, states.Polling, func(x *persist.Task) { x.NextAt = at(2) })
 	assert.Equal(t, []string{a.ID, b.ID, c.ID}, ids(), "a at 2 ties with b at 2: ids decide")
+	// A task whose place lags still comes out of Until by its place, and
+	// the first of its order: c moves from 3 to 3 + DueSlack.
+	move(t, s, c, transitions.SubmitAccepted, states.Polling, func(x *persist.Task) { x.NextAt = at(3 + slack) })
+	got := dueIDs(t, s, persist.DueOptions{Until: at(3)})
+	assert.Subset(t, []string{a.ID, b.ID, c.ID}, got)
+	assert.Subset(t, got, []string{a.ID, b.ID}, "every task due by Until is returned")
+	move(t, s, c, transitions.NotReady, states.Polling, func(x *persist.Task) { x.NextAt = at(3) })
+	assert.Equal(t, []string{a.ID, b.ID, c.ID}, ids())
 	// Settling leaves the index; account_fixed brings the task back.
 	move(t, s, a, transitions.Solved, states.Done, func(x *persist.Task) { x.NextAt = time.Time{} })
 	move(t, s, b, transitions.AccountError, states.NeedsAccountFix, nil)
@@ -387,11 +405,11 @@ func testDueFollowsApply(t *testing.T, s persist.Store) {
 	assert.Equal(t, []string{c.ID, b.ID}, ids())
 	// A conflicting Apply changes nothing.
 	stale := c.Clone()
-	move(t, s, c, transitions.SubmitSending, states.Submitting, func(x *persist.Task) { x.NextAt = at(5) })
+	move(t, s, c, transitions.SubmitSending, states.Submitting, func(x *persist.Task) { x.NextAt = at(5 + slack) })
 	stale.State, stale.NextAt = states.Polling, at(0)
-	require.ErrorIs(t, s.Apply(ctx, stale, &persist.Record{From: states.Submitting, Event: transitions.SubmitAccepted,
+	require.ErrorIs(t, s.Apply(ctx, stale, &persist.Record{From: states.Polling, Event: transitions.NotReady,
 		To: states.Polling}), persist.ErrConflict)
-	got := dueIDs(t, s, persist.DueOptions{})
+	got = dueIDs(t, s, persist.DueOptions{})
 	assert.Equal(t, []string{b.ID, c.ID}, got)
 	due, err := s.Due(ctx, persist.DueOptions{})
 	require.NoError(t, err)

@@ -160,7 +160,8 @@ const (
 )
 
 // Due returns active tasks without Params in (NextAt, ID) order, in one
-// query; see persist.Store.
+// query; see persist.Store. Its index is exact: each task's DueAt is its
+// NextAt.
 func (s *Store) Due(ctx context.Context, opts persist.DueOptions) ([]*persist.Task, error) {
 	if opts.Limit < 0 {
 		return nil, fmt.Errorf("pgstore: due: limit %d is negative", opts.Limit)
@@ -195,6 +196,9 @@ func (s *Store) Due(ctx context.Context, opts persist.DueOptions) ([]*persist.Ta
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*persist.Task, error) { return scanTask(row) })
 	if err != nil {
 		return nil, s.fail(ctx, "due", err)
+	}
+	for _, t := range out {
+		t.DueAt = t.NextAt // this index is always exact
 	}
 	return out, nil
 }
