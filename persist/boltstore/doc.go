@@ -13,21 +13,26 @@
 //
 // The file holds the buckets
 //
-//	meta       magic "captchafsm", the schema version (3), LastSubmit
+//	meta       magic "captchafsm", the schema version (4), LastSubmit
 //	history    id 0x00 seq (8 bytes, big-endian) → record (binary), and
 //	           right after a task's records, id 0x01 → task (binary,
 //	           without params)
 //	params     id → params (JSON), written once by Create, never by Apply
 //	refs       ref → id, so refs are unique
 //	by_state   state 0x00 id → empty: the index List, Scan and Count read
-//	due        NextAt (12 bytes) id → empty: the active tasks, the index
-//	           Due reads
+//	due        DueAt (12 bytes) id → empty: the active tasks, the index
+//	           Due reads; DueAt is the task's NextAt, or up to
+//	           persist.DueSlack before it (a task flag says so, and when)
 //
 // A transition writes a record and rewrites its task: keys that follow
 // each other, so both land in one leaf of the tree (in schema 2 the task
 // lived in a bucket of its own, one more leaf and branch to write per
-// commit). Scan steps over each task's records (or seeks past a long
-// history) to read the tasks alone.
+// commit). Its due entry moves only when its NextAt moves earlier or more
+// than persist.DueSlack later than where the index holds it (schema 4):
+// a task polled every five seconds moves it about once a minute, where
+// every poll moved it before, in two more leaves and their branch. Scan
+// steps over each task's records (or seeks past a long history) to read
+// the tasks alone.
 //
 // Every stored value starts with an encoding version byte and a CRC-32C of
 // what follows, so damage inside a value is reported, not read. Tasks and
@@ -40,14 +45,17 @@
 // as damage. Values of a file written by schema 1 (JSON, encoding 1) are
 // still read. Opening a
 // file of schema 1 or 2 migrates it (migrate.go), resumably, in
-// transactions of bounded size.
+// transactions of bounded size; a file of schema 3 only has its number
+// raised.
 //
 // # Group commit
 //
-// Apply does not commit on its own. Each caller checks its transition
-// against the committed task and encodes what it will write; a single
-// goroutine then takes every queued Apply, checks that each task is still
-// the one its caller read, and commits them all in one transaction, so a
+// Each caller of Apply checks its transition against the committed task
+// and encodes what it will write. A lone caller (no other request queued
+// or on its way, no commit running, no goroutine waiting to run) then
+// commits it on its own goroutine; otherwise it queues it, and a single
+// goroutine takes every queued Apply, checks that each task is still the
+// one its caller read, and commits them all in one transaction, so a
 // thousand concurrent transitions cost a few fsyncs, not a thousand. Before
 // it takes a batch the goroutine lets the callers on their way catch up:
 // it waits while a request is being prepared or a burst is arriving, and
