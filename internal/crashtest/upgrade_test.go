@@ -22,8 +22,8 @@ import (
 )
 
 // TestUpgradeFinishesOldTasks: a database written by the schema-1 store,
-// and one written by the schema-2 store
-// (persist/boltstore/testdata/schema1.db and schema2.db: a submit in
+// one written by the schema-2 store and one by the schema-3 store
+// (persist/boltstore/testdata/schema1.db, schema2.db, schema3.db: a submit in
 // flight, a possibly charged one, backoff, polling, resubmitting and
 // parked tasks beside finished ones) is migrated when the new store opens
 // it, and an engine on it finishes every task: the in-flight submit is
@@ -31,7 +31,7 @@ import (
 // breaker open until account-fixed. Then the CLI reads the file: every
 // history replays.
 func TestUpgradeFinishesOldTasks(t *testing.T) {
-	for _, fixture := range []string{"schema1.db", "schema2.db"} {
+	for _, fixture := range []string{"schema1.db", "schema2.db", "schema3.db"} {
 		t.Run(fixture, func(t *testing.T) { upgradeFinishesOldTasks(t, fixture) })
 	}
 }
