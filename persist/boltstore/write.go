@@ -320,7 +320,9 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 		r.submitAt = rc.At
 	}
 
-	idle := nothingRunnable(r)
+	// Read before the lock, and only when no other request is on its way
+	// (commitInline checks again under it).
+	idle := s.preparing.Load() == 1 && nothingRunnable(r)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -341,14 +343,18 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 		}
 	}
 
-	select {
-	case err = <-r.done:
-	case <-ctx.Done():
-		if r.state.CompareAndSwap(reqQueued, reqAbandoned) {
-			// The loop will still see r: it is not reused.
-			return fmt.Errorf("boltstore: apply %s: %w", t.ID, ctx.Err())
+	if ctx.Done() == nil {
+		err = <-r.done // a context that never ends: no select to pay for
+	} else {
+		select {
+		case err = <-r.done:
+		case <-ctx.Done():
+			if r.state.CompareAndSwap(reqQueued, reqAbandoned) {
+				// The loop will still see r: it is not reused.
+				return fmt.Errorf("boltstore: apply %s: %w", t.ID, ctx.Err())
+			}
+			err = <-r.done
 		}
-		err = <-r.done
 	}
 	if err == nil {
 		t.Seq, rec.Seq = r.task.Seq, r.task.Seq
