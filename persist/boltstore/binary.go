@@ -138,10 +138,11 @@ func encodeTaskBinary(t *persist.Task) ([]byte, error) {
 
 // dueEarly reports whether the due index holds t before its NextAt: t is
 // active and its DueAt is before NextAt, by at most persist.DueSlack. Any
-// other DueAt (zero, for one) means NextAt.
+// other DueAt (zero, for one) means NextAt. The times compare as the wall
+// times stored (see applyReq.dueAt), as the decoder compares them.
 func dueEarly(t *persist.Task) bool {
-	return t.State.Active() && !t.DueAt.IsZero() && t.DueAt.Before(t.NextAt) &&
-		t.NextAt.Sub(t.DueAt) <= persist.DueSlack
+	due, next := t.DueAt.Round(0), t.NextAt.Round(0)
+	return t.State.Active() && !due.IsZero() && due.Before(next) && next.Sub(due) <= persist.DueSlack
 }
 
 // encodeRecordV2 returns the binary value of r.

@@ -397,13 +397,18 @@ func (s *Store) releaseApplyReq(r *applyReq) {
 // and at most persist.DueSlack later (a polled task keeps its entry for a
 // minute of polls, sparing the index's pages in most commits); else its
 // NextAt.
+//
+// Both are compared as the wall times they are stored as: the engine's
+// NextAt comes from time.Now, and the cache's DueAt may too, with
+// monotonic readings that Before and Sub would prefer; after a step of
+// the system clock those disagree with the wall times the decoder checks.
 func (r *applyReq) dueAt() time.Time {
-	next := r.task.NextAt
+	next, old := r.task.NextAt.Round(0), r.oldDue.Round(0)
 	switch {
 	case !r.task.State.Active():
 		return time.Time{}
-	case r.from.Active() && !r.oldDue.IsZero() && !next.Before(r.oldDue) && next.Sub(r.oldDue) <= persist.DueSlack:
-		return r.oldDue
+	case r.from.Active() && !old.IsZero() && !next.Before(old) && next.Sub(old) <= persist.DueSlack:
+		return old
 	default:
 		return next
 	}
