@@ -241,6 +241,9 @@ func (s *Store) runBatch(live []*applyReq) (failed int, err error) {
 			failed, err = -1, errCorrupt("apply", r)
 		}
 	}()
+	// A damaged page faults: make it a panic recovered above, on whichever
+	// goroutine commits (the loop's, or a lone caller's: commitInline).
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	s.cache.markTrusted(live)
 	withState := slices.ContainsFunc(live, func(r *applyReq) bool { return r.stateDel != nil })
 	ok := make([]*applyReq, 0, len(live))

@@ -2,11 +2,14 @@ package boltstore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -250,4 +253,64 @@ func TestLoneCallerCommitsInline(t *testing.T) {
 	hist, err2 = s2.History(ctx, tasks[2].ID)
 	require.NoError(t, err2)
 	assert.Len(t, hist, map[bool]int{true: 2, false: 1}[err == nil], "task 2's history matches its Apply's outcome")
+}
+
+// A commit that reads a damaged page of the file (here the due index's
+// root points its children far past the end of the memory map) fails with
+// persist.ErrNotOurs, whether the loop or a lone caller (commitInline, on
+// the caller's goroutine) runs it: the fault must be a recovered panic,
+// not a crash of the process.
+func TestCommitFaultIsAnError(t *testing.T) {
+	for _, inline := range []bool{false, true} {
+		t.Run(map[bool]string{false: "loop", true: "inline"}[inline], func(t *testing.T) {
+			old := nothingRunnable
+			nothingRunnable = func(*applyReq) bool { return inline }
+			defer func() { nothingRunnable = old }()
+			ctx := context.Background()
+			path := filepath.Join(t.TempDir(), "fault.db")
+			s, err := Open(path, &Options{NoSync: true})
+			require.NoError(t, err)
+			tasks := make([]*persist.Task, 400)
+			for i := range tasks {
+				tasks[i] = &persist.Task{ID: persist.NewID(), Method: "post", NextAt: time.Unix(int64(i), 0)}
+			}
+			require.NoError(t, s.Create(ctx, tasks...))
+			require.NoError(t, s.Close())
+
+			// Point every child of the due index's root (a branch page)
+			// 64 GiB into the file: past the end of its memory map, where
+			// a read faults (bbolt checks no page id against the file).
+			db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
+			require.NoError(t, err)
+			var root uint64
+			require.NoError(t, db.View(func(tx *bbolt.Tx) error {
+				root = uint64(tx.Bucket(bucketDue).Root())
+				return nil
+			}))
+			size := int64(db.Info().PageSize)
+			require.NoError(t, db.Close())
+			past := uint64(64<<30) / uint64(size)
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			require.NoError(t, err)
+			page := make([]byte, size)
+			_, err = f.ReadAt(page, int64(root)*size)
+			require.NoError(t, err)
+			require.Equal(t, uint16(branchPageFlag), binary.NativeEndian.Uint16(page[8:]), "the due index's root is a branch")
+			for i := range int(binary.NativeEndian.Uint16(page[10:])) {
+				binary.NativeEndian.PutUint64(page[pageHeaderLen+16*i+8:], past)
+			}
+			_, err = f.WriteAt(page, int64(root)*size)
+			require.NoError(t, err)
+			require.NoError(t, f.Close())
+
+			s, err = Open(path, &Options{NoSync: true})
+			require.NoError(t, err)
+			defer s.Close()
+			task := tasks[0]
+			task.NextAt = task.NextAt.Add(time.Hour) // its due entry moves
+			err = s.Apply(ctx, task, sending(task))
+			require.ErrorIs(t, err, persist.ErrNotOurs)
+			assert.Equal(t, int64(map[bool]int{true: 1}[inline]), s.inline.Load())
+		})
+	}
 }
