@@ -80,7 +80,9 @@ type Config struct {
 	// store into memory (default 1m); MaxHeld bounds the tasks it holds
 	// (default 10,000, or 20 × Policy.Concurrency when more). Tasks due
 	// later, or beyond the bound, wait on disk and are paged in as they
-	// fall due or room is made.
+	// fall due or room is made. (The store's due index may hold a task up
+	// to persist.DueSlack before its NextAt, so a task due that much
+	// beyond the window may be loaded with it; none is loaded late.)
 	PageWindow time.Duration
 	MaxHeld    int
 	// FetchCost records each solved task's price in the task, when API

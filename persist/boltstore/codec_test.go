@@ -223,6 +223,8 @@ func FuzzDecodeTask(f *testing.F) {
 	f.Add(mustEncode(encodeTask(&withOpts))[headerLen:])
 	withOpts.Options.Labels = map[string]string{"pingback": "http://127.0.0.1/x", "a": ""}
 	f.Add(mustEncode(encodeTask(&withOpts))[headerLen:])
+	withOpts.DueAt = withOpts.NextAt.Add(-time.Second)
+	f.Add(mustEncode(encodeTask(&withOpts))[headerLen:])
 	for _, b := range fuzzBodies {
 		f.Add([]byte(b))
 	}
@@ -230,16 +232,17 @@ func FuzzDecodeTask(f *testing.F) {
 		// As given (mostly refused by the checksum), and framed, so the
 		// fuzzer reaches the JSON and the binary decoder.
 		for _, v := range [][]byte{b, frame(b), frame2(b), frameValue(encodingV3, b), frameValue(encodingV4, b)} {
-			task, err := decodeTask(v)
+			task, err := decodeTaskDue(v)
 			if err != nil {
 				require.ErrorIs(t, err, errDecode)
 				continue
 			}
 			b2, err := encodeTask(task)
 			require.NoError(t, err, "a decoded task does not encode")
-			task2, err := decodeTask(b2)
+			task2, err := decodeTaskDue(b2)
 			require.NoError(t, err, "a re-encoded task does not decode")
 			require.True(t, sameTaskValue(task, task2), "round trip changed the task:\n%q\n%q", v, b2)
+			require.True(t, task.DueAt.Equal(task2.DueAt), "round trip moved the due place: %v, %v", task.DueAt, task2.DueAt)
 			b3, err := encodeTask(task2)
 			require.NoError(t, err)
 			require.Equal(t, b2, b3, "encoding is not stable")
@@ -302,4 +305,65 @@ func FuzzKeyKind(f *testing.F) {
 			require.Equal(t, byte(1), id[len(id)-1])
 		}
 	})
+}
+
+// A task's place in the due index (DueAt, schema 4) is stored only when it
+// is earlier than NextAt, by at most persist.DueSlack, for an active task;
+// any other DueAt means NextAt. decodeTask leaves it zero (only Due
+// reports it), decodeTaskDue returns it; a stored place that breaks the
+// rule is damage.
+func TestDueAtRoundTrip(t *testing.T) {
+	plain := mustEncode(encodeTask(&sampleTask))
+	early := sampleTask
+	early.DueAt = sampleTask.NextAt.Add(-30 * time.Second)
+	b := mustEncode(encodeTask(&early))
+	assert.Greater(t, len(b), len(plain), "the place is stored")
+	got, err := decodeTaskDue(b)
+	require.NoError(t, err)
+	assert.True(t, got.DueAt.Equal(early.DueAt), "DueAt %v, want %v", got.DueAt, early.DueAt)
+	got, err = decodeTask(b)
+	require.NoError(t, err)
+	assert.True(t, got.DueAt.IsZero(), "decodeTask reports no place")
+
+	for name, due := range map[string]time.Time{
+		"zero":             {},
+		"equal":            sampleTask.NextAt,
+		"after NextAt":     sampleTask.NextAt.Add(time.Second),
+		"beyond the slack": sampleTask.NextAt.Add(-persist.DueSlack - time.Nanosecond),
+	} {
+		other := sampleTask
+		other.DueAt = due
+		assert.Equal(t, plain, mustEncode(encodeTask(&other)), "%s: stored as NextAt", name)
+		got, err := decodeTaskDue(plain)
+		require.NoError(t, err)
+		assert.True(t, got.DueAt.Equal(sampleTask.NextAt), "%s", name)
+	}
+	settled := early
+	settled.State = states.Done
+	got, err = decodeTaskDue(mustEncode(encodeTask(&settled)))
+	require.NoError(t, err)
+	assert.True(t, got.DueAt.IsZero(), "a settled task has no place")
+
+	// Damage: the flag on a settled task, a place after NextAt or beyond
+	// the slack (the place is the payload's tail: sampleTask has no
+	// options).
+	payload := b[headerLen:]
+	tail := len(payload) - (len(plain) - headerLen)
+	withPlace := func(at time.Time) []byte {
+		w := binWriter{b: slices.Clone(payload[:len(payload)-tail])}
+		w.time(at)
+		return frame2(w.b)
+	}
+	doneState, _ := stateCode(states.Done)
+	for name, v := range map[string][]byte{
+		"settled":          frame2(append([]byte{doneState}, payload[1:]...)),
+		"after NextAt":     withPlace(sampleTask.NextAt.Add(time.Nanosecond)),
+		"equal to NextAt":  withPlace(sampleTask.NextAt),
+		"beyond the slack": withPlace(sampleTask.NextAt.Add(-persist.DueSlack - time.Nanosecond)),
+	} {
+		_, err := decodeTaskDue(v)
+		require.ErrorIs(t, err, persist.ErrNotOurs, name)
+	}
+	_, err = decodeTaskDue(withPlace(sampleTask.NextAt.Add(-persist.DueSlack)))
+	require.NoError(t, err, "a place exactly DueSlack early")
 }
