@@ -67,7 +67,7 @@ func (e *Engine) page(ctx context.Context) (next time.Time, full bool, err error
 	// Everything due within the window is held: when does the next fall
 	// due?
 	err = e.scanDue(ctx, persist.DueCursor{At: until, ID: "\xff"}, time.Time{}, func(t *persist.Task) bool {
-		next = t.DueAt.Add(-p.window / 2) // DueAt ≤ NextAt: never late
+		next = dueAt(t).Add(-p.window / 2) // DueAt ≤ NextAt: never late
 		return false
 	})
 	return next, false, err
@@ -104,8 +104,19 @@ func (e *Engine) scanDue(ctx context.Context, cursor persist.DueCursor, until ti
 			return nil
 		}
 		last := list[len(list)-1]
-		cursor = persist.DueCursor{At: last.DueAt, ID: last.ID}
+		cursor = persist.DueCursor{At: dueAt(last), ID: last.ID}
 	}
+}
+
+// dueAt returns where the store's due index holds t: its DueAt, or its
+// NextAt from a store that leaves DueAt zero (one written before DueAt
+// existed; under the contract a zero DueAt goes with a zero NextAt), so
+// that such a store's pages still advance.
+func dueAt(t *persist.Task) time.Time {
+	if t.DueAt.IsZero() {
+		return t.NextAt
+	}
+	return t.DueAt
 }
 
 // pagerLoop pages tasks in until the engine shuts down: when the next

@@ -138,3 +138,40 @@ func TestRestartHoldFromLastSubmit(t *testing.T) {
 		})
 	}
 }
+
+// noDueAt is a store written before persist.Task.DueAt: its Due orders by
+// NextAt (here, a boltstore whose index is exact for these tasks) and
+// leaves DueAt zero.
+type noDueAt struct{ persist.Store }
+
+func (s noDueAt) Due(ctx context.Context, opts persist.DueOptions) ([]*persist.Task, error) {
+	list, err := s.Store.Due(ctx, opts)
+	for _, t := range list {
+		t.DueAt = time.Time{}
+	}
+	return list, err
+}
+
+// TestPagingWithAStoreWithoutDueAt: a store that leaves DueAt zero still
+// pages: the engine reads on from the last task's NextAt (pages of more
+// than one read, and a next page due later) instead of reading its first
+// page again, and every task ends, sent once.
+func TestPagingWithAStoreWithoutDueAt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, engine.Policy{})
+		require.NoError(t, b.eng.Close())
+		start := time.Now()
+		now := storedTasks(t, b.store, 1500, func(i int) time.Time { return start.Add(time.Duration(i) * time.Millisecond) })
+		later := storedTasks(t, b.store, 20, func(i int) time.Time { return start.Add(10*time.Minute + time.Duration(i)*time.Second) })
+		eng := b.reopenWith(engine.Config{Store: noDueAt{b.store}, API: b.api})
+		ctx := context.Background()
+		require.NoError(t, eng.Drain(ctx))
+		for _, id := range append(now, later...) {
+			res, err := eng.Wait(ctx, id)
+			require.NoError(t, err)
+			assert.Equal(t, states.Done, res.State)
+		}
+		submits, _ := b.api.counts()
+		assert.Equal(t, len(now)+len(later), submits, "each task sent once")
+	})
+}

@@ -354,9 +354,11 @@ func checkDB(path string, db *bbolt.DB, log *slog.Logger) error {
 // Path returns the file the store was opened on.
 func (s *Store) Path() string { return s.path }
 
-// Close stops the group-commit loop, after it has committed the transitions
-// already queued, and closes the file. Every method called after Close,
-// Close included, fails with persist.ErrClosed.
+// Close stops the group-commit loop and closes the file: the commit under
+// way (the loop's, or a lone caller's) ends first and its callers get its
+// outcome; transitions still queued fail with persist.ErrClosed, having
+// written nothing. Every method called after Close, Close included, fails
+// with persist.ErrClosed.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
