@@ -99,7 +99,16 @@ type crashFigures struct {
 	AcceptedLost int `json:"after_submit_kills_losing_an_accept"`
 	// InDoubtAtKill sums, over the kills, the tasks whose history ended
 	// with a submit intent when the process died.
-	InDoubtAtKill   int            `json:"in_doubt_at_kill"`
+	InDoubtAtKill int `json:"in_doubt_at_kill"`
+	// InDoubtByMode splits InDoubtAtKill by the kill's mode: the kills
+	// timed at a submit (after-submit, provider-holds-request) catch the
+	// submits sent with it; a random-time kill is what a crash costs on
+	// average.
+	InDoubtByMode map[string]int `json:"in_doubt_by_mode"`
+	// OrphanedByMode splits the orphaned paid tasks by the mode of the
+	// kill that left them (the orphans counted right after it, less those
+	// counted before).
+	OrphanedByMode  map[string]int `json:"orphaned_by_mode"`
 	AccountFixes    int            `json:"account_fixes"`
 	Charged         int            `json:"charged"`
 	Orphaned        int            `json:"orphaned"`
@@ -366,7 +375,9 @@ func TestCrashHarness(t *testing.T) {
 	start := time.Now()
 	h := newHarness(t, plan.seed)
 	rng := rand.New(rand.NewPCG(plan.seed, 0xc4a5))
-	f := crashFigures{Seed: plan.seed, KillsByMode: map[string]int{}}
+	f := crashFigures{Seed: plan.seed, KillsByMode: map[string]int{}, InDoubtByMode: map[string]int{},
+		OrphanedByMode: map[string]int{}}
+	orphaned := 0 // as last counted
 	h.addBatch(plan.tasks)
 	maxLives := 4*plan.kills + 40
 	for {
@@ -412,8 +423,11 @@ func TestCrashHarness(t *testing.T) {
 			if mode == modeAfterSubmit && strings.Contains(end.stderr, "answer OK|") {
 				f.AcceptedLost++
 			}
-			after, _ := h.inspect(false)
+			after, rep := h.inspect(false)
 			f.InDoubtAtKill += after.inDoubt
+			f.InDoubtByMode[mode] += after.inDoubt
+			f.OrphanedByMode[mode] += rep.Orphaned - orphaned
+			orphaned = rep.Orphaned
 		case end.code == 3:
 			r := runCLI(t, h.env, "account-fixed")
 			require.Equal(t, 0, r.code, r.stderr)
@@ -471,6 +485,12 @@ func TestCrashHarness(t *testing.T) {
 	t.Logf("%d kills survived (%v) over %d lives, %d tasks in %d batches, %.1f s", f.Kills, f.KillsByMode, f.Lives, f.Tasks, f.Batches, f.WallSec)
 	t.Logf("orphaned paid tasks per kill %.3f (%d); extra submits per kill %.3f (%d resent after a restart); in doubt at a kill %.2f",
 		f.perKill(f.Orphaned), f.Orphaned, f.perKill(f.Resent), f.Resent, f.perKill(f.InDoubtAtKill))
+	for _, m := range []string{modeAfterSubmit, modeCommit, modeHold, modeRandom} {
+		if k := f.KillsByMode[m]; k > 0 {
+			t.Logf("%s kills: %d; in doubt at each %.2f, orphaned paid tasks per kill %.2f", m, k,
+				float64(f.InDoubtByMode[m])/float64(k), float64(f.OrphanedByMode[m])/float64(k))
+		}
+	}
 	t.Logf("%s%s", crashFiguresPrefix, b)
 }
 
