@@ -137,12 +137,19 @@ func encodeTaskBinary(t *persist.Task) ([]byte, error) {
 }
 
 // dueEarly reports whether the due index holds t before its NextAt: t is
-// active and its DueAt is before NextAt, by at most persist.DueSlack. Any
-// other DueAt (zero, for one) means NextAt. The times compare as the wall
-// times stored (see applyReq.dueAt), as the decoder compares them.
-func dueEarly(t *persist.Task) bool {
-	due, next := t.DueAt.Round(0), t.NextAt.Round(0)
-	return t.State.Active() && !due.IsZero() && due.Before(next) && next.Sub(due) <= persist.DueSlack
+// active and its DueAt is early (heldEarly). Any other DueAt (zero, for
+// one) means NextAt.
+func dueEarly(t *persist.Task) bool { return t.State.Active() && heldEarly(t.DueAt, t.NextAt) }
+
+// heldEarly reports whether due is a place the due index may hold a task
+// due at next under, other than next itself: before it, by at most
+// persist.DueSlack, not zero. The times compare as wall times, as they are
+// stored: two monotonic readings would ignore a step of the wall clock
+// between them, and the decoder, which sees wall times only, would then
+// refuse what the encoder wrote.
+func heldEarly(due, next time.Time) bool {
+	due, next = due.Round(0), next.Round(0)
+	return !due.IsZero() && due.Before(next) && next.Sub(due) <= persist.DueSlack
 }
 
 // encodeRecordV2 returns the binary value of r.
@@ -330,7 +337,7 @@ func decodeTaskBinary(payload []byte, v byte) (*persist.Task, error) {
 		r.fail("a settled task with a place in the due index")
 	default:
 		t.DueAt = r.time()
-		if !t.DueAt.Before(t.NextAt) || t.NextAt.Sub(t.DueAt) > persist.DueSlack {
+		if !heldEarly(t.DueAt, t.NextAt) {
 			r.fail(fmt.Sprintf("due at %v, more than %v before next at %v, or not before it",
 				t.DueAt, persist.DueSlack, t.NextAt))
 		}

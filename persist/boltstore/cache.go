@@ -13,7 +13,8 @@ import (
 // past it new tasks are not cached and their callers read the file.
 const maxCached = 16384
 
-// committed is a task as the group-commit loop last wrote it.
+// committed is a task as the store's commits last wrote it (the loop's, or
+// a lone caller's: see commitInline).
 type committed struct {
 	val         []byte // the stored value
 	state       states.State
@@ -24,9 +25,10 @@ type committed struct {
 	dueAt       time.Time // the stored DueAt: where the due index holds it
 }
 
-// commitCache remembers the value of every task the loop wrote, so the
-// next Apply of the task checks and prepares its transition without a read
-// transaction. It is a hint: the loop compares the stored bytes anyway.
+// commitCache remembers the value of every task the store's commits wrote,
+// so the next Apply of the task checks and prepares its transition without
+// a read transaction. It is a hint: each commit compares the stored bytes
+// anyway.
 type commitCache struct {
 	mu sync.Mutex
 	m  map[string]committed

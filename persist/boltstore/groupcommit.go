@@ -228,9 +228,10 @@ func (s *Store) commit(batch []*applyReq) {
 //
 // The writes go bucket by bucket in key order (requests sorted by task
 // id), so that each bucket's tree is walked once, in order. A request whose
-// stored task the loop itself wrote last (its caller took it from the
-// cache, and the cache still holds that very value) needs no read: only
-// the loop writes a task in flight, and the cache keeps no settled one
+// stored task a commit of this store wrote last (its caller took it from
+// the cache, and the cache still holds that very value) needs no read:
+// only these commits, one at a time (the loop's, or a lone caller's: see
+// commitInline), write a task in flight, and the cache keeps no settled one
 // (which Prune could delete). Of several requests for one task in a batch
 // the first queued wins; the others were computed from the value it
 // replaces, and conflict.

@@ -33,11 +33,11 @@ import (
 //
 // A large file is migrated in transactions of migrateChunk tasks, so the
 // migration's memory stays bounded. The first transaction raises the
-// stored schema to SchemaVersion and sets keyMigrating (its value: the schema the
-// tasks come from), so that an older captchafsm refuses the file as newer
-// from then on; each later one moves the first migrateChunk tasks left in
-// the tasks bucket and deletes them there; the last one deletes the
-// emptied bucket and the key. A migration that stops (a crash, a full
+// stored schema to SchemaVersion and sets keyMigrating (its value: the
+// schema the tasks come from), so that an older captchafsm refuses the
+// file as newer from then on; each later one moves the first
+// migrateChunk tasks left in the tasks bucket and deletes them there; the
+// last one deletes the emptied bucket and the key. A migration that stops (a crash, a full
 // disk) resumes where it stopped at the next Open. A file whose migration
 // from schema 1 to 2 stopped (schema 2, keyMigrating holding the last
 // task that migration rewrote) is migrated as a schema-1 file: its tasks
@@ -56,8 +56,8 @@ var afterMigrateChunk func(migrated int) error
 // file's tasks come from (one byte: 1 or 2).
 var keyMigrating = []byte("migrating")
 
-// schema3 reports whether meta is a schema-3 file's whose migration is
-// done: a schema-4 file in all but its number.
+// schema3 reports whether meta is that of a schema-3 file whose migration
+// is done: a schema-4 file in all but its number.
 func schema3(meta *bbolt.Bucket) bool {
 	v := meta.Get(keySchema)
 	return len(v) == 8 && binary.BigEndian.Uint64(v) == 3 && meta.Get(keyMigrating) == nil

@@ -3,6 +3,7 @@ package boltstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -48,6 +49,26 @@ func (s *Store) GetByRef(ctx context.Context, ref string) (*persist.Task, error)
 
 // getTask reads and decodes one task, with its params when withParams.
 func getTask(b buckets, id string, withParams bool) (*persist.Task, error) {
+	t, err := readTask(b, id)
+	if err != nil {
+		return nil, err
+	}
+	t.DueAt = time.Time{} // only Due reports it
+	if withParams {
+		p := b.params.Get([]byte(id))
+		if p == nil {
+			return nil, fmt.Errorf("boltstore: get %s: %w", id, damaged("params are missing"))
+		}
+		if t.Params, err = decodeParams(p); err != nil {
+			return nil, fmt.Errorf("boltstore: get %s: %w", id, err)
+		}
+	}
+	return t, nil
+}
+
+// readTask reads and decodes one task, without params, with its DueAt
+// (see decodeTaskDue).
+func readTask(b buckets, id string) (*persist.Task, error) {
 	// No id holds a 0x00 (Create refuses them); for such a string, id+0x01
 	// can be the key of another task's record, which is no damage.
 	var v []byte
@@ -57,21 +78,12 @@ func getTask(b buckets, id string, withParams bool) (*persist.Task, error) {
 	if v == nil {
 		return nil, fmt.Errorf("boltstore: get %s: %w", id, persist.ErrNotFound)
 	}
-	t, err := decodeTask(v)
+	t, err := decodeTaskDue(v)
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: get %s: %w", id, err)
 	}
 	if t.ID != id {
 		return nil, fmt.Errorf("boltstore: get %s: %w", id, damaged("stored task says its id is %s", t.ID))
-	}
-	if withParams {
-		p := b.params.Get([]byte(id))
-		if p == nil {
-			return nil, fmt.Errorf("boltstore: get %s: %w", id, damaged("params are missing"))
-		}
-		if t.Params, err = decodeParams(p); err != nil {
-			return nil, fmt.Errorf("boltstore: get %s: %w", id, err)
-		}
 	}
 	return t, nil
 }
@@ -400,19 +412,12 @@ func (s *Store) Due(ctx context.Context, opts persist.DueOptions) ([]*persist.Ta
 			if err != nil {
 				return fmt.Errorf("boltstore: due: %w", err)
 			}
-			var v []byte
-			if strings.IndexByte(id, 0) < 0 { // see getTask
-				v = b.taskValue(id)
-			}
-			if v == nil {
-				return fmt.Errorf("boltstore: due: %w", damaged("the index names task %q, which is not stored", id))
-			}
-			t, err := decodeTaskDue(v)
+			t, err := readTask(b, id)
 			switch {
+			case errors.Is(err, persist.ErrNotFound):
+				return fmt.Errorf("boltstore: due: %w", damaged("the index names task %q, which is not stored", id))
 			case err != nil:
-				return fmt.Errorf("boltstore: due: the index names task %s, which cannot be read: %w", id, err)
-			case t.ID != id:
-				return fmt.Errorf("boltstore: due: %w", damaged("the index names task %s, whose value says it is %s", id, t.ID))
+				return fmt.Errorf("boltstore: due: the index names a task that cannot be read: %w", err)
 			case !t.State.Active() || !t.DueAt.Equal(at):
 				return fmt.Errorf("boltstore: due: %w", damaged("the index has task %s due at %v, the task is %s held at %v",
 					id, at, t.State, t.DueAt))

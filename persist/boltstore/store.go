@@ -116,7 +116,7 @@ type Store struct {
 	// lost is set when Compact could not reopen the file; methods report it.
 	lost error
 
-	// The group-commit queue (see apply.go).
+	// The group-commit queue (see groupcommit.go).
 	mu     sync.Mutex
 	cond   *sync.Cond
 	queue  []*applyReq
@@ -138,7 +138,7 @@ type Store struct {
 	taken, commits, inline atomic.Int64
 	// preparing counts Apply calls encoding their request, soon queued.
 	preparing atomic.Int64
-	// cache holds the tasks the loop wrote last.
+	// cache holds the tasks the store's commits wrote last.
 	cache commitCache
 }
 

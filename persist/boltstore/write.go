@@ -288,7 +288,7 @@ func (s *Store) Apply(ctx context.Context, t *persist.Task, rec *persist.Record)
 	}
 	// Check against the committed task now, on the caller's goroutine: a
 	// stale transition fails without queueing, and the loop only compares
-	// bytes. The task as the loop last wrote it spares a read.
+	// bytes. The task as the last commit wrote it spares a read.
 	if c, ok := s.cache.get(t.ID); ok && c.state == r.from && c.seq == r.oldSeq {
 		r.stored, r.oldDue = c.val, c.dueAt
 		r.task.Ref, r.task.Method, r.task.Options, r.task.Created = c.ref, c.method, c.options, c.created
@@ -393,24 +393,18 @@ func (s *Store) releaseApplyReq(r *applyReq) {
 }
 
 // dueAt returns where the due index is to hold the task after r: nowhere
-// (zero) when it settles; where it was while its NextAt stays no earlier
-// and at most persist.DueSlack later (a polled task keeps its entry for a
-// minute of polls, sparing the index's pages in most commits); else its
-// NextAt.
-//
-// Both are compared as the wall times they are stored as: the engine's
-// NextAt comes from time.Now, and the cache's DueAt may too, with
-// monotonic readings that Before and Sub would prefer; after a step of
-// the system clock those disagree with the wall times the decoder checks.
+// (zero) when it settles; where it was while that place stays early for
+// its new NextAt (heldEarly: a polled task keeps its entry for a minute of
+// polls, sparing the index's pages in most commits); else its NextAt, as
+// a wall time (see heldEarly).
 func (r *applyReq) dueAt() time.Time {
-	next, old := r.task.NextAt.Round(0), r.oldDue.Round(0)
 	switch {
 	case !r.task.State.Active():
 		return time.Time{}
-	case r.from.Active() && !old.IsZero() && !next.Before(old) && next.Sub(old) <= persist.DueSlack:
-		return old
+	case r.from.Active() && heldEarly(r.oldDue, r.task.NextAt):
+		return r.oldDue.Round(0)
 	default:
-		return next
+		return r.task.NextAt.Round(0)
 	}
 }
 
