@@ -156,31 +156,13 @@ func benchRaw(b *testing.B, callers int, batch bool) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	name := []byte("puts")
-	if err := db.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucket(name); return err }); err != nil {
-		b.Fatal(err)
-	}
-	val := make([]byte, transitionBytes(b))
-	key := func(c, i int) []byte {
-		return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(c)), uint64(i))
-	}
 	// Start from as much data per caller as the store's tasks hold before
 	// the timed transitions (a task, its params and two records), so
 	// neither side writes into an empty file.
-	if err := db.Update(func(tx *bbolt.Tx) error {
-		for c := range callers {
-			for i := range 2 {
-				if err := tx.Bucket(name).Put(key(c, i), val); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}); err != nil {
-		b.Fatal(err)
-	}
+	name, val := rawPuts, make([]byte, transitionBytes(b))
+	fillRaw(b, db, callers, val)
 	put := func(c, i int) error {
-		key := key(c, 2+i)
+		key := rawKey(c, 2+i)
 		fn := func(tx *bbolt.Tx) error { return tx.Bucket(name).Put(key, val) }
 		if batch {
 			return db.Batch(fn)
@@ -246,27 +228,8 @@ func benchLoneCommit(b *testing.B, noSync bool, n int) {
 			b.Fatal(err)
 		}
 	}
-	name := []byte("puts")
-	val := make([]byte, transitionBytes(b))
-	key := func(c, i int) []byte {
-		return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(c)), uint64(i))
-	}
-	if err := db.Update(func(tx *bbolt.Tx) error {
-		bk, err := tx.CreateBucket(name)
-		if err != nil {
-			return err
-		}
-		for c := range n {
-			for i := range 2 {
-				if err := bk.Put(key(c, i), val); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}); err != nil {
-		b.Fatal(err)
-	}
+	name, val := rawPuts, make([]byte, transitionBytes(b))
+	fillRaw(b, db, n, val)
 	var storeT, rawT time.Duration
 	storeW0, rawW0 := txWrites(s.db), txWrites(db)
 	b.ResetTimer()
@@ -277,7 +240,7 @@ func benchLoneCommit(b *testing.B, noSync bool, n int) {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
-		k := key(i%n, 2+i/n)
+		k := rawKey(i%n, 2+i/n)
 		if err := db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(name).Put(k, val) }); err != nil {
 			b.Fatal(err)
 		}
@@ -376,19 +339,33 @@ func timeRawBatchRun(b *testing.B, callers, n int) (wall, cpu time.Duration) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	name := []byte("puts")
-	val := make([]byte, transitionBytes(b))
-	key := func(c, i int) []byte {
-		return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(c)), uint64(i))
-	}
+	name, val := rawPuts, make([]byte, transitionBytes(b))
+	fillRaw(b, db, callers, val)
+	return timeCallers(b, callers, n, func(c, i int) error {
+		k := rawKey(c, 2+i)
+		return db.Batch(func(tx *bbolt.Tx) error { return tx.Bucket(name).Put(k, val) })
+	})
+}
+
+// rawPuts is the bucket the raw side of a benchmark puts into.
+var rawPuts = []byte("puts")
+
+// rawKey is the raw side's key of caller c's i-th put.
+func rawKey(c, i int) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(c)), uint64(i))
+}
+
+// fillRaw creates the raw side's bucket in db and puts two values for each
+// of callers, as the store holds a task's first two records before a run.
+func fillRaw(b *testing.B, db *bbolt.DB, callers int, val []byte) {
 	if err := db.Update(func(tx *bbolt.Tx) error {
-		bk, err := tx.CreateBucket(name)
+		bk, err := tx.CreateBucket(rawPuts)
 		if err != nil {
 			return err
 		}
 		for c := range callers {
 			for i := range 2 {
-				if err := bk.Put(key(c, i), val); err != nil {
+				if err := bk.Put(rawKey(c, i), val); err != nil {
 					return err
 				}
 			}
@@ -397,10 +374,6 @@ func timeRawBatchRun(b *testing.B, callers, n int) (wall, cpu time.Duration) {
 	}); err != nil {
 		b.Fatal(err)
 	}
-	return timeCallers(b, callers, n, func(c, i int) error {
-		k := key(c, 2+i)
-		return db.Batch(func(tx *bbolt.Tx) error { return tx.Bucket(name).Put(k, val) })
-	})
 }
 
 // timeCallers runs n operations on callers goroutines, as runCallers
